@@ -1,0 +1,78 @@
+/**
+ * EDR writer throughput. Each `commit` bench iteration commits `n` records concurrently and awaits them
+ * all, so records/s = n / (time per iteration). Run: `deno bench --allow-all bench/edr_writer_bench.ts`.
+ */
+
+import { canonicalJson, EdrWriter, hashCanonical, sha256Hex, validateEdr } from "../lib/edr/mod.ts";
+import type { EdrDraft } from "../lib/edr/mod.ts";
+import { sampleDraft, sampleInput } from "../tests/edr/sample_draft.ts";
+
+const root = Deno.makeTempDirSync({ prefix: "edr_bench_" });
+globalThis.addEventListener("unload", () => Deno.removeSync(root, { recursive: true }));
+
+const writers = new Map<string, EdrWriter>();
+async function writer(name: string, validate: boolean): Promise<EdrWriter> {
+  let w = writers.get(name);
+  if (!w) writers.set(name, w = await EdrWriter.open(`${root}/${name}`, { validate, log: () => {} }));
+  return w;
+}
+
+let ids = 0;
+function draft(): EdrDraft {
+  return sampleDraft({ request_id: "req_" + (++ids).toString(16).padStart(32, "0") });
+}
+
+const record = {
+  ...draft(),
+  sequence: 1,
+  prev_edr_hash: null,
+  decision_core_hash: "a".repeat(64),
+  edr_hash: "b".repeat(64),
+};
+
+Deno.bench("canonicalJson + sha256 of a realistic record", { group: "hash" }, () => {
+  sha256Hex(canonicalJson(record));
+});
+
+Deno.bench("hashCanonical of a ChatRequest-sized input", { group: "hash" }, () => {
+  hashCanonical(
+    sampleInput(
+      "a short prompt of about twenty words, which is typical for the router's interactive traffic",
+    ),
+  );
+});
+
+Deno.bench("validateEdr of a realistic record", { group: "hash" }, () => {
+  validateEdr(record);
+});
+
+for (const concurrency of [1, 64]) {
+  for (const validate of [true, false]) {
+    const name = `c${concurrency}-${validate ? "validated" : "unvalidated"}`;
+    Deno.bench(
+      `commit ${concurrency} concurrent record(s), ${validate ? "with" : "without"} schema validation`,
+      { group: `commit x${concurrency}` },
+      async () => {
+        const w = await writer(name, validate);
+        const pending: Promise<unknown>[] = [];
+        for (let i = 0; i < concurrency; i++) pending.push(w.commit(draft()));
+        await Promise.all(pending);
+      },
+    );
+  }
+}
+
+Deno.bench(
+  "commit 64 concurrent records with captured inputs, validated",
+  { group: "commit x64" },
+  async () => {
+    const w = await writer("c64-inputs", true);
+    const pending: Promise<unknown>[] = [];
+    for (let i = 0; i < 64; i++) {
+      pending.push(
+        w.commit(draft(), { capturedInput: sampleInput(`prompt ${i % 8}`) }),
+      );
+    }
+    await Promise.all(pending);
+  },
+);

@@ -1,0 +1,61 @@
+/**
+ * `deno task serve`: starts main.ts with least privilege. It reads the configuration and the policy,
+ * then runs the server with network access limited to its listen address and the provider hosts, write
+ * access limited to the artifacts folder, and only the environment variables it uses.
+ */
+import { resolve } from "node:path";
+import { loadPolicy } from "../lib/contract/mod.ts";
+import { configFromEnv } from "../lib/http/mod.ts";
+
+const ROUTER_ENV = [
+  "HI_HOST",
+  "HI_PORT",
+  "HI_ARTIFACTS_DIR",
+  "HI_POLICY",
+  "OLLAMA_HOST",
+  "OPENAI_BASE_URL",
+  "OPENAI_API_KEY",
+  "ANTHROPIC_BASE_URL",
+  "ANTHROPIC_API_KEY",
+];
+
+/** The `deno run` permission flags for a configuration: what the server may reach, read and write. */
+export function serverPermissionFlags(
+  config: ReturnType<typeof configFromEnv>,
+  extraEnv: string[],
+): string[] {
+  const hostOf = (url: string) => new URL(url).host;
+  const net = new Set<string>([`${config.host}:${config.port}`, hostOf(config.ollamaUrl)]);
+  if (config.openaiApiKey) net.add(hostOf(config.openaiBaseUrl));
+  if (config.anthropicApiKey) net.add(hostOf(config.anthropicBaseUrl));
+  const artifacts = resolve(config.artifactsDir);
+  const read = [artifacts, ...(config.policyPath ? [resolve(config.policyPath)] : [])];
+  return [
+    `--allow-net=${[...net].join(",")}`,
+    `--allow-read=${read.join(",")}`,
+    `--allow-write=${artifacts}`,
+    `--allow-env=${[...ROUTER_ENV, ...extraEnv].join(",")}`,
+    "--allow-sys=systemMemoryInfo",
+  ];
+}
+
+if (import.meta.main) {
+  const env = Object.fromEntries(ROUTER_ENV.map((name) => [name, Deno.env.get(name)]));
+  const config = configFromEnv(env);
+  const policy = await loadPolicy(config.policyPath);
+  await Deno.mkdir(config.artifactsDir, { recursive: true });
+  const secretEnv = policy.authority.issuers.flatMap((i) => (i.hmac_secret_env ? [i.hmac_secret_env] : []));
+  const flags = serverPermissionFlags(config, secretEnv);
+  const main = new URL("../main.ts", import.meta.url).pathname;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...flags, main],
+    stdin: "inherit",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => child.kill(signal));
+  }
+  const status = await child.status;
+  Deno.exit(status.code);
+}

@@ -1,0 +1,288 @@
+import type { ModelPolicy, Policy } from "./policy.ts";
+import type { Capability, EffectiveContract } from "./routing_contract.ts";
+
+type ProviderName = "local" | "anthropic" | "openai";
+
+/** What decide() reads of the local health snapshot. */
+export interface HealthView {
+  state: "fit" | "unfit" | "unknown";
+  reasons: readonly string[];
+  installed: readonly { name: string; digest: string; parameter_size_b: number | null }[];
+}
+
+/** What decide() reads of the heavy-slot snapshot. */
+export interface SlotView {
+  busy: boolean;
+  queue_depth: number;
+  max_queue: number;
+  when_busy: "wait" | "spill" | "refuse";
+}
+
+/** Facts about the request that routing depends on (recorded in the EDR as `features`). */
+export interface RequestFeatures {
+  /** The model the client named; null or "auto" lets the contract decide. */
+  requested_model: string | null;
+  stream: boolean;
+  has_tools: boolean;
+  has_images: boolean;
+  json_mode: boolean;
+  estimated_prompt_tokens: number;
+  max_output_tokens: number | null;
+}
+
+/** Everything decide() depends on; nothing else (no clock, no I/O, no environment). */
+export interface DecisionInput {
+  contract: EffectiveContract;
+  policy: Policy;
+  health: HealthView;
+  slot: SlotView;
+  features: RequestFeatures;
+  /** Which cloud providers have a key configured. */
+  keys: { anthropic: boolean; openai: boolean };
+}
+
+/** One candidate in the ordered chain the router will try. */
+export interface Candidate {
+  provider: ProviderName;
+  model: string;
+  heavy: boolean;
+}
+
+/** A refusal decided before any provider is tried. */
+export interface Rejection {
+  status: number;
+  code: string;
+  message: string;
+}
+
+/** The routing decision: an ordered candidate chain and the stable reason codes behind it. */
+export interface Decision {
+  candidates: Candidate[];
+  factors: string[];
+  constraints: string[];
+  rejection: Rejection | null;
+}
+
+const modelIndexCache = new WeakMap<Policy, Map<string, ModelPolicy>>();
+
+function modelIndex(policy: Policy): Map<string, ModelPolicy> {
+  let index = modelIndexCache.get(policy);
+  if (!index) {
+    index = new Map(policy.models.map((m) => [m.name, m]));
+    modelIndexCache.set(policy, index);
+  }
+  return index;
+}
+
+/** Capabilities the request needs: the contract's `requires` plus what its content implies. */
+export function requiredCapabilities(input: DecisionInput): Capability[] {
+  const needs = new Set<Capability>(input.contract.requires);
+  const f = input.features;
+  if (f.has_tools) needs.add("tool_calls");
+  if (f.has_images) needs.add("vision");
+  if (f.json_mode) needs.add("json_mode");
+  if (f.estimated_prompt_tokens > input.policy.limits.long_context_tokens) needs.add("long_context");
+  return [...needs].sort();
+}
+
+/**
+ * Decides where a request may run. Pure and deterministic: the same input always gives the same
+ * decision, which is what lets replay prove that today's build still routes recorded traffic the same way.
+ */
+export function decide(input: DecisionInput): Decision {
+  const { contract, policy, health, slot, features } = input;
+  const factors: string[] = [`CLASSIFICATION_${contract.classification}`, `LATENCY_${contract.latency.toUpperCase()}`];
+  const constraints: string[] = [`allowlist:${contract.provider_allowlist.join(",")}`];
+  if (contract.max_cost_usd !== null) constraints.push(`max_cost_usd:${contract.max_cost_usd}`);
+  const needs = requiredCapabilities(input);
+  if (needs.length) constraints.push(`requires:${needs.join(",")}`);
+
+  const cloudAllowed = policy.cloud_classifications.includes(contract.classification);
+  if (!cloudAllowed) factors.push("CLOUD_BLOCKED_BY_CLASSIFICATION");
+
+  const models = modelIndex(policy);
+  const requested = features.requested_model && features.requested_model !== "auto"
+    ? features.requested_model
+    : null;
+  let pinned: ModelPolicy | null = null;
+  if (requested) {
+    const known = models.get(requested);
+    const installed = health.installed.find((m) => m.name === requested);
+    if (known) {
+      pinned = known;
+      factors.push("MODEL_PINNED");
+    } else if (installed) {
+      pinned = {
+        name: requested,
+        provider: "local",
+        capabilities: [],
+        context_window: policy.limits.unlisted_local_context_window,
+        price_per_mtok: { input: 0, output: 0 },
+        heavy: false,
+      };
+      factors.push("MODEL_PINNED_LOCAL_INSTALLED");
+    } else {
+      return reject(factors, constraints, 404, "MODEL_NOT_FOUND", `model ${requested} is not in the policy and not installed on the local Ollama host; use "auto" or a model from GET /v1/models`);
+    }
+    if (!contract.provider_allowlist.includes(pinned.provider)) {
+      return reject(factors, constraints, 400, "MODEL_NOT_ALLOWED_BY_CONTRACT", `model ${requested} runs on ${pinned.provider}, which the effective provider_allowlist excludes; pick a model of an allowed provider or "auto"`);
+    }
+    if (pinned.provider !== "local" && !cloudAllowed) {
+      return reject(factors, constraints, 400, "MODEL_NOT_ALLOWED_BY_CONTRACT", `model ${requested} runs on ${pinned.provider}, but ${contract.classification} data may not leave the local host; pick a local model or "auto"`);
+    }
+  }
+
+  const candidates: Candidate[] = [];
+  let localRefusal: Rejection | null = null;
+  let localBlocked = false;
+  const cloudCandidateCount = () =>
+    contract.provider_allowlist.filter((p) => p !== "local" && cloudAllowed && input.keys[p]).length;
+
+  for (const provider of contract.provider_allowlist) {
+    if (pinned && pinned.provider !== provider) continue;
+    if (provider === "local") {
+      const model = pinned ?? localModel(input, models, factors);
+      if (!model) {
+        localBlocked = true;
+        continue;
+      }
+      if (health.state === "unfit") {
+        factors.push("LOCAL_UNFIT", ...health.reasons.map((r) => `LOCAL_${r}`));
+        localBlocked = true;
+        continue;
+      }
+      factors.push(health.state === "fit" ? "LOCAL_FIT" : "LOCAL_HEALTH_UNKNOWN");
+      if (health.installed.length > 0 && !health.installed.some((m) => m.name === model.name)) {
+        factors.push("LOCAL_MODEL_NOT_INSTALLED");
+        localBlocked = true;
+        continue;
+      }
+      if (!fitsCapabilities(model, needs, features, factors, constraints, pinned === model)) {
+        localBlocked = true;
+        continue;
+      }
+      const heavy = model.heavy ||
+        (health.installed.find((m) => m.name === model.name)?.parameter_size_b ?? 0) >=
+          policy.health.heavy_param_threshold_b;
+      if (heavy && (slot.busy || slot.queue_depth > 0)) {
+        const canSpill = cloudCandidateCount() > 0 && !pinned;
+        const queueFull = slot.queue_depth >= slot.max_queue;
+        if (slot.when_busy === "refuse") {
+          factors.push("SLOT_BUSY_REFUSE");
+          localRefusal = { status: 429, code: "SLOT_BUSY", message: "the heavy local model is busy; retry after the Retry-After delay" };
+          localBlocked = true;
+          continue;
+        }
+        if (slot.when_busy === "spill" || queueFull) {
+          if (canSpill) {
+            factors.push(queueFull ? "SLOT_QUEUE_FULL_SPILL" : "SLOT_BUSY_SPILL");
+            localBlocked = true;
+            continue;
+          }
+          if (queueFull) {
+            factors.push("SLOT_QUEUE_FULL");
+            localRefusal = { status: 429, code: "SLOT_QUEUE_FULL", message: "the heavy local model's wait queue is full; retry after the Retry-After delay" };
+            localBlocked = true;
+            continue;
+          }
+        }
+        factors.push("SLOT_BUSY_WAIT");
+      }
+      candidates.push({ provider: "local", model: model.name, heavy });
+      continue;
+    }
+    if (!cloudAllowed) continue;
+    if (!input.keys[provider]) {
+      constraints.push(`no_key:${provider}`);
+      continue;
+    }
+    const model = pinned ?? cloudModel(provider, input, models);
+    if (!model) {
+      constraints.push(`no_model:${provider}`);
+      continue;
+    }
+    if (!fitsCapabilities(model, needs, features, factors, constraints, false)) continue;
+    if (contract.max_cost_usd !== null) {
+      const outTokens = features.max_output_tokens ?? policy.defaults.max_tokens;
+      const cost = (features.estimated_prompt_tokens * model.price_per_mtok.input +
+        outTokens * model.price_per_mtok.output) / 1_000_000;
+      if (cost > contract.max_cost_usd) {
+        constraints.push(`cost_exceeds:${provider}/${model.name}`);
+        continue;
+      }
+    }
+    candidates.push({ provider, model: model.name, heavy: false });
+  }
+
+  if (candidates.length === 0) {
+    if (localRefusal) return reject(factors, constraints, localRefusal.status, localRefusal.code, localRefusal.message);
+    if (!cloudAllowed) {
+      return reject(factors, constraints, 503, `LOCAL_UNAVAILABLE_FOR_${contract.classification}`, `${contract.classification} requests run only on the local host, which cannot take this request now; retry when GET /readyz reports ready`);
+    }
+    return reject(factors, constraints, 503, "NO_PROVIDER_AVAILABLE", "no provider satisfies the routing contract; check the contract, GET /readyz and the configured API keys");
+  }
+  if (candidates[0].provider !== "local" && localBlocked) factors.push("FALLBACK_TO_CLOUD");
+  return { candidates, factors, constraints, rejection: null };
+}
+
+function localModel(input: DecisionInput, models: Map<string, ModelPolicy>, factors: string[]): ModelPolicy | null {
+  const { contract, policy } = input;
+  const deep = policy.defaults.local_deep_model;
+  const router = policy.defaults.local_router_model;
+  const preferred = contract.model_preferences.map((n) => models.get(n)).find((m) => m?.provider === "local");
+  let name: string;
+  if (preferred) {
+    name = preferred.name;
+    factors.push(name === deep ? "PREFERENCE_DEEP_MODEL" : "PREFERENCE_LOCAL_MODEL");
+  } else if (contract.latency === "batch") {
+    name = deep;
+    factors.push("LATENCY_BATCH_DEEP_MODEL");
+  } else {
+    name = router;
+    factors.push("LATENCY_INTERACTIVE_ROUTER_MODEL");
+  }
+  const model = models.get(name) ?? null;
+  if (!model) factors.push("LOCAL_MODEL_NOT_IN_POLICY");
+  return model;
+}
+
+function cloudModel(
+  provider: ProviderName,
+  input: DecisionInput,
+  models: Map<string, ModelPolicy>,
+): ModelPolicy | null {
+  for (const name of input.contract.model_preferences) {
+    const m = models.get(name);
+    if (m?.provider === provider) return m;
+  }
+  return input.policy.models.find((m) => m.provider === provider) ?? null;
+}
+
+function fitsCapabilities(
+  model: ModelPolicy,
+  needs: Capability[],
+  features: RequestFeatures,
+  factors: string[],
+  constraints: string[],
+  unlistedPin: boolean,
+): boolean {
+  if (unlistedPin && model.capabilities.length === 0) {
+    factors.push("MODEL_CAPABILITIES_UNKNOWN");
+    return true;
+  }
+  const missing = needs.filter((c) => !model.capabilities.includes(c));
+  if (missing.length) {
+    constraints.push(`lacks:${model.provider}/${model.name}:${missing.join(",")}`);
+    return false;
+  }
+  if (features.estimated_prompt_tokens > model.context_window) {
+    constraints.push(`context_exceeds:${model.provider}/${model.name}`);
+    return false;
+  }
+  return true;
+}
+
+function reject(factors: string[], constraints: string[], status: number, code: string, message: string): Decision {
+  factors.push(`REJECTED_${code}`);
+  return { candidates: [], factors, constraints, rejection: { status, code, message } };
+}

@@ -1,0 +1,36 @@
+import type { Policy } from "./policy.ts";
+import { type EffectiveContract, type RoutingContract, stricterClassification } from "./routing_contract.ts";
+
+/**
+ * Combines the request's contract with the server policy. The result is never looser than the policy:
+ * the classification cannot drop below the policy floor, the allowlist is an intersection, the cost cap
+ * is the smaller one, and authority can be required by either side but waived by neither.
+ */
+export function effectiveContract(request: RoutingContract | undefined, policy: Policy): EffectiveContract {
+  const defaults = policy.defaults;
+  const asked = request ?? {};
+  const classification = stricterClassification(
+    asked.classification ?? defaults.classification,
+    defaults.classification_floor,
+  );
+  const policyAllow = defaults.provider_allowlist;
+  const allowlist = asked.provider_allowlist
+    ? dedupe(asked.provider_allowlist).filter((p) => policyAllow.includes(p))
+    : [...policyAllow];
+  const caps = [asked.max_cost_usd, policy.limits.max_cost_usd ?? undefined].filter(
+    (v): v is number => typeof v === "number",
+  );
+  return {
+    classification,
+    latency: asked.latency ?? defaults.latency,
+    max_cost_usd: caps.length ? Math.min(...caps) : null,
+    requires: dedupe(asked.requires ?? []),
+    provider_allowlist: allowlist,
+    model_preferences: asked.model_preferences ?? [],
+    authority_required: policy.authority.required || asked.authority_required === true,
+  };
+}
+
+function dedupe<T>(items: readonly T[]): T[] {
+  return [...new Set(items)];
+}

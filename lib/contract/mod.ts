@@ -1,0 +1,30 @@
+/** The routing contract, the server policy and the pure routing decision. */
+export {
+  type Capability,
+  type Classification,
+  classificationSchema,
+  type EffectiveContract,
+  type RoutingContract,
+  routingContractSchema,
+} from "./routing_contract.ts";
+export {
+  BUILTIN_POLICY_SOURCE,
+  loadPolicy,
+  type ModelPolicy,
+  parsePolicy,
+  type Policy,
+  policyJsonSchema,
+  policySchema,
+} from "./policy.ts";
+export { effectiveContract } from "./effective.ts";
+export {
+  type Candidate,
+  decide,
+  type Decision,
+  type DecisionInput,
+  type HealthView,
+  type Rejection,
+  type RequestFeatures,
+  requiredCapabilities,
+  type SlotView,
+} from "./decide.ts";

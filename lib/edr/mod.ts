@@ -1,0 +1,29 @@
+/**
+ * Execution Decision Records: RFC 8785 canonical JSON, the hash rules, the EDR_v1.0.0 schema, and the
+ * durable group-commit writer. This file is the module's only public door.
+ */
+
+export { canonicalJson, hashCanonical, sha256Hex } from "./canonical.ts";
+export {
+  computeDecisionCoreHash,
+  computeEdrHash,
+  DECISION_CORE_FIELDS,
+  edrDay,
+  edrPath,
+  type OutputForHash,
+  outputHashOf,
+  type OutputToolCall,
+} from "./hashes.ts";
+export { EDR_SCHEMA, type EdrValidationResult, validateEdr } from "./schema.ts";
+export * from "./types.ts";
+export {
+  type EdrCommitOptions,
+  type EdrLogEvent,
+  type EdrRecoveryStats,
+  EdrValidationError,
+  EdrWriteError,
+  EdrWriter,
+  type EdrWriterOptions,
+  type EdrWriterStats,
+  writePolicySnapshot,
+} from "./writer.ts";

@@ -1,0 +1,718 @@
+/**
+ * The durable EDR writer. Every record is appended to a per-UTC-day write-ahead log and made durable by
+ * group commit: one writer loop takes everything committed while the previous write+fdatasync ran and
+ * makes it durable with a single write and a single fdatasync. Only then do the commits resolve. The
+ * per-request files under `edr/` are materialized afterwards (atomically, without fsync) because the
+ * WAL is the durable copy; `open()` replays the WAL to restore anything a crash left out.
+ */
+
+import { canonicalJson, sha256Hex } from "./canonical.ts";
+import { computeEdrHash, edrDay, edrPath, sealDraft } from "./hashes.ts";
+import { validateEdr } from "./schema.ts";
+import type { EdrDraft, EdrRecord } from "./types.ts";
+
+/** A record could not be made durable (disk full, permissions, I/O error); the request should fail closed. */
+export class EdrWriteError extends Error {
+  /** Builds the error; `cause` carries the underlying I/O error. */
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "EdrWriteError";
+  }
+}
+
+/** A draft did not produce a valid EDR_v1.0.0 record; nothing was written and no sequence was used. */
+export class EdrValidationError extends EdrWriteError {
+  /** Schema problems as `<json pointer> <message>` lines. */
+  readonly errors: string[];
+
+  /** Builds the error from the validator's messages. */
+  constructor(message: string, errors: string[]) {
+    super(message);
+    this.name = "EdrValidationError";
+    this.errors = errors;
+  }
+}
+
+/** A structured log event from the writer (reasons and paths only, never record bodies or prompts). */
+export type EdrLogEvent = { level: "warn" | "error"; msg: string } & Record<string, unknown>;
+
+/** Options for `EdrWriter.open`. */
+export interface EdrWriterOptions {
+  /** Validate every record against the schema before it is enqueued (default true). */
+  validate?: boolean;
+  /** Where warnings and errors go; defaults to one JSON line on stderr. */
+  log?: (event: EdrLogEvent) => void;
+  /** How many per-request files are materialized in parallel (default 8). */
+  materializeConcurrency?: number;
+  /**
+   * Most durable records allowed to wait for their per-request file (default 20000). Beyond it the WAL
+   * loop pauses, so commits slow down to the file-creation rate instead of growing memory without bound.
+   */
+  maxMaterializeBacklog?: number;
+}
+
+/** Options for `EdrWriter.commit`. */
+export interface EdrCommitOptions {
+  /** The request's input, kept at `inputs/<sha256>.json` and pointed to by `replay.required_inputs_pointer`. */
+  capturedInput?: unknown;
+}
+
+/** What `open()` found and repaired in the write-ahead log. */
+export interface EdrRecoveryStats {
+  wal_files: number;
+  records: number;
+  files_restored: number;
+  inputs_restored: number;
+  torn_tails: number;
+  corrupt_lines: number;
+  chain_breaks: number;
+}
+
+/** Counters of one writer since `open()`. */
+export interface EdrWriterStats {
+  committed: number;
+  rejected: number;
+  batches: number;
+  max_batch: number;
+  pending_wal: number;
+  pending_materialize: number;
+  materialized: number;
+  materialize_errors: number;
+  inputs_written: number;
+  broken: boolean;
+  recovery: EdrRecoveryStats;
+}
+
+interface ChainHead {
+  sequence: number;
+  edrHash: string;
+}
+
+interface Pending {
+  day: string;
+  record: EdrRecord;
+  text: string;
+  inputText: string | null;
+  inputHash: string | null;
+  resolve: (record: EdrRecord) => void;
+  reject: (error: unknown) => void;
+}
+
+interface WalHandle {
+  file: Deno.FsFile;
+  size: number;
+}
+
+const WAL_NAME = /^(\d{4}-\d{2}-\d{2})\.log$/;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function defaultLog(event: EdrLogEvent): void {
+  console.error(JSON.stringify({ component: "edr", ...event }));
+}
+
+function reasonOf(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) offset += await file.write(bytes.subarray(offset));
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+async function syncDir(path: string): Promise<void> {
+  const dir = await Deno.open(path, { read: true });
+  try {
+    await dir.sync();
+  } finally {
+    dir.close();
+  }
+}
+
+let tmpCounter = 0;
+
+/**
+ * Creates `path` with `text` so that readers see either nothing or the whole file, and never replaces an
+ * existing file: the text goes to a temp name in `tmpDir` (same file system) and is hard-linked into place.
+ */
+async function createAtomically(
+  tmpDir: string,
+  path: string,
+  text: string,
+  options: { durable?: boolean } = {},
+): Promise<boolean> {
+  const tmp = `${tmpDir}/${Deno.pid}-${++tmpCounter}.part`;
+  try {
+    if (options.durable) {
+      const file = await Deno.open(tmp, { write: true, createNew: true });
+      try {
+        await writeAll(file, encoder.encode(text));
+        await file.sync();
+      } finally {
+        file.close();
+      }
+    } else {
+      await Deno.writeTextFile(tmp, text, { createNew: true });
+    }
+    try {
+      await Deno.link(tmp, path);
+      return true;
+    } catch (error) {
+      if (error instanceof Deno.errors.AlreadyExists) return false;
+      // Some file systems refuse hard links; a checked rename is the next best thing.
+      if (await exists(path)) return false;
+      await Deno.rename(tmp, path);
+      return true;
+    }
+  } finally {
+    await Deno.remove(tmp).catch(() => {});
+  }
+}
+
+/** The durable, chained EDR writer for one artifacts directory (one writer per directory at a time). */
+export class EdrWriter {
+  readonly #dir: string;
+  readonly #validate: boolean;
+  readonly #log: (event: EdrLogEvent) => void;
+  readonly #concurrency: number;
+  readonly #maxBacklog: number;
+  #heads = new Map<string, ChainHead>();
+  #durable = new Map<string, ChainHead>();
+  #queue: Pending[] = [];
+  #running = false;
+  #loop: Promise<void> = Promise.resolve();
+  #wal = new Map<string, WalHandle>();
+  #broken: EdrWriteError | null = null;
+  #closed = false;
+  #closing: Promise<void> | null = null;
+  #matQueue: Pending[] = [];
+  #matHead = 0;
+  #matActive = 0;
+  #matIdle: Array<() => void> = [];
+  #backlogWaiter: (() => void) | null = null;
+  #madeDirs = new Set<string>();
+  #knownInputs = new Set<string>();
+  #stats = {
+    committed: 0,
+    rejected: 0,
+    batches: 0,
+    max_batch: 0,
+    materialized: 0,
+    materialize_errors: 0,
+    inputs_written: 0,
+  };
+  #recovery: EdrRecoveryStats = {
+    wal_files: 0,
+    records: 0,
+    files_restored: 0,
+    inputs_restored: 0,
+    torn_tails: 0,
+    corrupt_lines: 0,
+    chain_breaks: 0,
+  };
+
+  private constructor(dir: string, options: EdrWriterOptions) {
+    this.#dir = dir.replace(/\/+$/, "") || "/";
+    this.#validate = options.validate ?? true;
+    this.#log = options.log ?? defaultLog;
+    this.#concurrency = Math.max(1, options.materializeConcurrency ?? 8);
+    this.#maxBacklog = Math.max(1, options.maxMaterializeBacklog ?? 20_000);
+  }
+
+  /** Opens the writer: creates the layout, replays the WAL, restores missing files and continues each day's chain. */
+  static async open(artifactsDir: string, options: EdrWriterOptions = {}): Promise<EdrWriter> {
+    const writer = new EdrWriter(artifactsDir, options);
+    await writer.#recover();
+    return writer;
+  }
+
+  /**
+   * Seals a draft (sequence, prev_edr_hash, decision_core_hash, edr_hash) and resolves with the record
+   * once it is durable in the WAL. Rejects with `EdrWriteError` when it cannot be made durable.
+   */
+  commit(draft: EdrDraft, options: EdrCommitOptions = {}): Promise<EdrRecord> {
+    if (this.#closed) return Promise.reject(new EdrWriteError("edr writer is closed; open a new writer"));
+    if (this.#broken) return Promise.reject(this.#broken);
+    let pending: Pending;
+    const done = Promise.withResolvers<EdrRecord>();
+    try {
+      pending = this.#seal(draft, options, done.resolve, done.reject);
+    } catch (error) {
+      this.#stats.rejected++;
+      if (error instanceof EdrWriteError) return Promise.reject(error);
+      return Promise.reject(
+        new EdrValidationError(`edr draft cannot be sealed (${reasonOf(error)}); fix the draft`, [
+          reasonOf(error),
+        ]),
+      );
+    }
+    this.#queue.push(pending);
+    if (!this.#running) {
+      this.#running = true;
+      this.#loop = this.#run();
+    }
+    return done.promise;
+  }
+
+  /** Waits for every commit and every file to be written, then closes the WAL; rejects if files are missing. */
+  close(): Promise<void> {
+    this.#closed = true;
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  /** Counters since `open()`, including what recovery repaired. */
+  stats(): EdrWriterStats {
+    return {
+      ...this.#stats,
+      pending_wal: this.#queue.length,
+      pending_materialize: this.#backlog(),
+      broken: this.#broken !== null,
+      recovery: { ...this.#recovery },
+    };
+  }
+
+  #seal(
+    draft: EdrDraft,
+    options: EdrCommitOptions,
+    resolve: (record: EdrRecord) => void,
+    reject: (error: unknown) => void,
+  ): Pending {
+    const day = edrDay(draft.timestamp);
+    let inputText: string | null = null;
+    let inputHash: string | null = null;
+    let source = draft;
+    if (options.capturedInput !== undefined) {
+      inputText = canonicalJson(options.capturedInput);
+      inputHash = sha256Hex(inputText);
+      source = { ...draft, replay: { ...draft.replay, required_inputs_pointer: `inputs/${inputHash}.json` } };
+    }
+    // Sequence and prev hash are taken synchronously: JS runs one commit at a time, so this is the order.
+    const head = this.#heads.get(day);
+    const sequence = head ? head.sequence + 1 : 1;
+    const { record, text } = sealDraft(source, sequence, head ? head.edrHash : null);
+    if (this.#validate) {
+      const result = validateEdr(record);
+      if (!result.valid) {
+        throw new EdrValidationError(
+          `edr record is not valid EDR_v1.0.0 (${result.errors.slice(0, 3).join("; ")}); fix the draft`,
+          result.errors,
+        );
+      }
+    }
+    this.#heads.set(day, { sequence, edrHash: record.edr_hash });
+    return { day, record, text, inputText, inputHash, resolve, reject };
+  }
+
+  async #run(): Promise<void> {
+    try {
+      // Let the rest of the current task commit too, so a burst started together shares the first fdatasync.
+      await null;
+      while (this.#queue.length > 0) {
+        if (this.#backlog() > this.#maxBacklog) {
+          await new Promise<void>((wake) => this.#backlogWaiter = wake);
+        }
+        const batch = this.#queue;
+        this.#queue = [];
+        try {
+          await this.#append(batch);
+        } catch (error) {
+          this.#fail(batch, error);
+          continue;
+        }
+        this.#stats.batches++;
+        this.#stats.committed += batch.length;
+        if (batch.length > this.#stats.max_batch) this.#stats.max_batch = batch.length;
+        for (const p of batch) {
+          this.#durable.set(p.day, { sequence: p.record.sequence, edrHash: p.record.edr_hash });
+        }
+        for (const p of batch) p.resolve(p.record);
+        this.#materializeLater(batch);
+      }
+    } finally {
+      this.#running = false;
+    }
+  }
+
+  #fail(batch: Pending[], error: unknown): void {
+    // Records queued behind the failed batch chain onto it, so they fail too; the chain restarts from the
+    // last durable record, which keeps sequences gap-free.
+    const rest = this.#queue;
+    this.#queue = [];
+    this.#heads = new Map(this.#durable);
+    const failure = error instanceof EdrWriteError ? error : new EdrWriteError(
+      `edr write-ahead log write failed (${reasonOf(error)}); check disk space and permissions`,
+      {
+        cause: error,
+      },
+    );
+    this.#log({
+      level: "error",
+      msg: "edr wal write failed",
+      reason: reasonOf(error),
+      records: batch.length + rest.length,
+    });
+    this.#stats.rejected += batch.length + rest.length;
+    for (const p of batch) p.reject(failure);
+    for (const p of rest) p.reject(failure);
+  }
+
+  async #append(batch: Pending[]): Promise<void> {
+    const byDay = new Map<string, string[]>();
+    for (const p of batch) {
+      const line = p.inputText === null
+        ? `{"record":${p.text}}`
+        : `{"input":${p.inputText},"record":${p.text}}`;
+      let lines = byDay.get(p.day);
+      if (!lines) byDay.set(p.day, lines = []);
+      lines.push(line);
+    }
+    this.#closeIdleWal(byDay);
+    const written: Array<{ day: string; handle: WalHandle; before: number }> = [];
+    try {
+      for (const [day, lines] of byDay) {
+        const handle = await this.#walHandle(day);
+        const bytes = encoder.encode(lines.join("\n") + "\n");
+        written.push({ day, handle, before: handle.size });
+        await writeAll(handle.file, bytes);
+        handle.size += bytes.length;
+        await handle.file.syncData();
+      }
+    } catch (error) {
+      await this.#rollback(written, error);
+      throw error;
+    }
+  }
+
+  async #rollback(
+    written: Array<{ day: string; handle: WalHandle; before: number }>,
+    cause: unknown,
+  ): Promise<void> {
+    // Rejected records must not come back at recovery, so cut them off the log again.
+    for (const { day, handle, before } of written) {
+      try {
+        await handle.file.truncate(before);
+        await handle.file.syncData();
+        handle.size = before;
+      } catch (error) {
+        this.#broken = new EdrWriteError(
+          `edr write-ahead log ${day}.log could not be repaired after a failed write (${
+            reasonOf(error)
+          }); restart the router after fixing the disk`,
+          { cause },
+        );
+        this.#log({ level: "error", msg: "edr wal repair failed", reason: reasonOf(error), day });
+        try {
+          handle.file.close();
+        } catch { /* already closed */ }
+        this.#wal.delete(day);
+      }
+    }
+  }
+
+  #closeIdleWal(inUse: Map<string, unknown>): void {
+    if (this.#wal.size < 2) return;
+    for (const [day, handle] of this.#wal) {
+      if (inUse.has(day)) continue;
+      handle.file.close();
+      this.#wal.delete(day);
+    }
+  }
+
+  async #walHandle(day: string): Promise<WalHandle> {
+    const cached = this.#wal.get(day);
+    if (cached) return cached;
+    const path = `${this.#dir}/wal/${day}.log`;
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { append: true, create: true });
+    } catch (error) {
+      throw new EdrWriteError(
+        `cannot open edr write-ahead log ${path} (${reasonOf(error)}); make it writable`,
+        {
+          cause: error,
+        },
+      );
+    }
+    let size: number;
+    try {
+      size = (await file.stat()).size;
+      // A new log's directory entry must be durable too, or a crash could lose the whole file.
+      if (size === 0) await syncDir(`${this.#dir}/wal`);
+    } catch (error) {
+      file.close();
+      throw error;
+    }
+    const handle = { file, size };
+    this.#wal.set(day, handle);
+    return handle;
+  }
+
+  #backlog(): number {
+    return this.#matQueue.length - this.#matHead + this.#matActive;
+  }
+
+  #materializeLater(batch: Pending[]): void {
+    for (const p of batch) this.#matQueue.push(p);
+    while (this.#matActive < this.#concurrency && this.#matHead < this.#matQueue.length) {
+      this.#matActive++;
+      this.#matWorker();
+    }
+  }
+
+  async #matWorker(): Promise<void> {
+    while (this.#matHead < this.#matQueue.length) {
+      const p = this.#matQueue[this.#matHead++];
+      if (this.#matHead > 4096 && this.#matHead * 2 > this.#matQueue.length) {
+        this.#matQueue = this.#matQueue.slice(this.#matHead);
+        this.#matHead = 0;
+      }
+      try {
+        await this.#materialize(p.record, p.text, p.inputText, p.inputHash);
+        this.#stats.materialized++;
+      } catch (error) {
+        this.#stats.materialize_errors++;
+        this.#log({
+          level: "error",
+          msg: "edr file materialization failed; the wal keeps the record and open() restores it",
+          reason: reasonOf(error),
+          sequence: p.record.sequence,
+        });
+      }
+      if (this.#backlogWaiter && this.#backlog() <= this.#maxBacklog) {
+        const wake = this.#backlogWaiter;
+        this.#backlogWaiter = null;
+        wake();
+      }
+    }
+    this.#matActive--;
+    if (this.#matActive === 0) {
+      const waiters = this.#matIdle;
+      this.#matIdle = [];
+      for (const wake of waiters) wake();
+    }
+  }
+
+  async #ensureDir(dir: string): Promise<void> {
+    if (this.#madeDirs.has(dir)) return;
+    await Deno.mkdir(dir, { recursive: true });
+    this.#madeDirs.add(dir);
+  }
+
+  async #materialize(
+    record: EdrRecord,
+    text: string,
+    inputText: string | null,
+    inputHash: string | null,
+  ): Promise<{ file: boolean; input: boolean }> {
+    const path = `${this.#dir}/${edrPath(record)}`;
+    await this.#ensureDir(path.slice(0, path.lastIndexOf("/")));
+    const file = await createAtomically(`${this.#dir}/tmp`, path, text + "\n");
+    let input = false;
+    if (inputText !== null && inputHash !== null && !this.#knownInputs.has(inputHash)) {
+      this.#knownInputs.add(inputHash);
+      try {
+        input = await createAtomically(
+          `${this.#dir}/tmp`,
+          `${this.#dir}/inputs/${inputHash}.json`,
+          inputText,
+        );
+        if (input) this.#stats.inputs_written++;
+      } catch (error) {
+        this.#knownInputs.delete(inputHash);
+        throw error;
+      }
+    }
+    return { file, input };
+  }
+
+  async #close(): Promise<void> {
+    while (this.#running) await this.#loop;
+    if (this.#matActive > 0) await new Promise<void>((wake) => this.#matIdle.push(wake));
+    for (const handle of this.#wal.values()) handle.file.close();
+    this.#wal.clear();
+    if (this.#stats.materialize_errors > 0) {
+      throw new EdrWriteError(
+        `${this.#stats.materialize_errors} edr files could not be written; fix the disk and reopen the writer to restore them from the wal`,
+      );
+    }
+  }
+
+  async #recover(): Promise<void> {
+    try {
+      for (const sub of ["wal", "edr", "inputs", "tmp"]) {
+        await Deno.mkdir(`${this.#dir}/${sub}`, { recursive: true });
+      }
+      // Temp files are only ever half-made files of a crashed process.
+      for await (const entry of Deno.readDir(`${this.#dir}/tmp`)) {
+        await Deno.remove(`${this.#dir}/tmp/${entry.name}`, { recursive: true }).catch(() => {});
+      }
+    } catch (error) {
+      throw new EdrWriteError(
+        `cannot prepare edr artifacts dir ${this.#dir} (${
+          reasonOf(error)
+        }); make HI_ARTIFACTS_DIR a writable directory`,
+        { cause: error },
+      );
+    }
+    const names: string[] = [];
+    for await (const entry of Deno.readDir(`${this.#dir}/wal`)) {
+      if (entry.isFile && WAL_NAME.test(entry.name)) names.push(entry.name);
+    }
+    names.sort();
+    for (const name of names) await this.#recoverWal(name);
+    this.#durable = new Map(this.#heads);
+  }
+
+  async #recoverWal(name: string): Promise<void> {
+    const path = `${this.#dir}/wal/${name}`;
+    const bytes = await Deno.readFile(path);
+    this.#recovery.wal_files++;
+    const entries: Array<{ record: EdrRecord; input: unknown }> = [];
+    let start = 0;
+    let lineNo = 0;
+    while (start < bytes.length) {
+      const end = bytes.indexOf(10, start);
+      if (end === -1) break;
+      lineNo++;
+      const entry = this.#parseLine(bytes.subarray(start, end));
+      if (entry) entries.push(entry);
+      else {
+        this.#recovery.corrupt_lines++;
+        this.#log({
+          level: "warn",
+          msg: "edr wal line skipped: not a valid record",
+          wal: name,
+          line: lineNo,
+        });
+      }
+      start = end + 1;
+    }
+    if (start < bytes.length) {
+      // The process died mid-append: that record was never acknowledged. Cut it so later appends start clean.
+      this.#recovery.torn_tails++;
+      this.#log({
+        level: "warn",
+        msg: "edr wal torn tail truncated",
+        wal: name,
+        bytes: bytes.length - start,
+      });
+      const file = await Deno.open(path, { write: true });
+      try {
+        await file.truncate(start);
+        await file.syncData();
+      } finally {
+        file.close();
+      }
+    }
+    for (const { record } of entries) {
+      const day = edrDay(record.timestamp);
+      const head = this.#heads.get(day);
+      const linked = head
+        ? record.sequence === head.sequence + 1 && record.prev_edr_hash === head.edrHash
+        : record.sequence === 1 && record.prev_edr_hash === null;
+      if (!linked) {
+        this.#recovery.chain_breaks++;
+        this.#log({ level: "warn", msg: "edr wal chain break", wal: name, sequence: record.sequence });
+      }
+      this.#heads.set(day, { sequence: record.sequence, edrHash: record.edr_hash });
+    }
+    this.#recovery.records += entries.length;
+    let next = 0;
+    const worker = async () => {
+      while (next < entries.length) {
+        const { record, input } = entries[next++];
+        await this.#restore(record, input);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.#concurrency * 2, entries.length) }, worker));
+  }
+
+  #parseLine(line: Uint8Array): { record: EdrRecord; input: unknown } | null {
+    try {
+      const parsed = JSON.parse(decoder.decode(line)) as { record?: EdrRecord; input?: unknown };
+      const record = parsed.record;
+      if (!record || typeof record !== "object" || typeof record.edr_hash !== "string") return null;
+      if (computeEdrHash(record) !== record.edr_hash) return null;
+      return { record, input: parsed.input };
+    } catch {
+      return null;
+    }
+  }
+
+  async #restore(record: EdrRecord, input: unknown): Promise<void> {
+    const path = `${this.#dir}/${edrPath(record)}`;
+    try {
+      if (!(await exists(path))) {
+        await this.#ensureDir(path.slice(0, path.lastIndexOf("/")));
+        if (await createAtomically(`${this.#dir}/tmp`, path, canonicalJson(record) + "\n")) {
+          this.#recovery.files_restored++;
+        }
+      }
+      if (input !== undefined) {
+        const inputText = canonicalJson(input);
+        const hash = sha256Hex(inputText);
+        const inputPath = `${this.#dir}/inputs/${hash}.json`;
+        if (!this.#knownInputs.has(hash) && !(await exists(inputPath))) {
+          if (await createAtomically(`${this.#dir}/tmp`, inputPath, inputText)) {
+            this.#recovery.inputs_restored++;
+          }
+        }
+        this.#knownInputs.add(hash);
+      }
+    } catch (error) {
+      throw new EdrWriteError(
+        `cannot restore edr files from the wal (${reasonOf(error)}); make ${this.#dir} writable`,
+        {
+          cause: error,
+        },
+      );
+    }
+  }
+}
+
+const writtenPolicies = new Set<string>();
+
+/** Stores the canonical policy durably at `policies/<policy_hash>.json` (once per process) and returns the hash. */
+export async function writePolicySnapshot(artifactsDir: string, policy: unknown): Promise<string> {
+  const text = canonicalJson(policy);
+  const hash = sha256Hex(text);
+  const dir = `${artifactsDir.replace(/\/+$/, "") || "/"}/policies`;
+  const key = `${dir}/${hash}`;
+  if (writtenPolicies.has(key)) return hash;
+  const path = `${dir}/${hash}.json`;
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+    let present = false;
+    try {
+      present = (await Deno.readTextFile(path)) === text;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    if (!present) {
+      // A file under this name with other bytes is damaged: the name is the hash of the right bytes.
+      await Deno.remove(path).catch(() => {});
+      await createAtomically(dir, path, text, { durable: true });
+      await syncDir(dir);
+    }
+  } catch (error) {
+    throw new EdrWriteError(
+      `cannot store policy snapshot ${path} (${reasonOf(error)}); make the artifacts dir writable`,
+      {
+        cause: error,
+      },
+    );
+  }
+  writtenPolicies.add(key);
+  return hash;
+}

@@ -1,0 +1,634 @@
+import { checkAuthority, checkClientKey, type LeaseReserver } from "../authority/mod.ts";
+import {
+  type Candidate,
+  decide,
+  effectiveContract,
+  type Policy,
+  type RoutingContract,
+  routingContractSchema,
+} from "../contract/mod.ts";
+import type { HealthGate } from "../health/mod.ts";
+import {
+  type CallOptions,
+  type ChatRequest,
+  type ChatResult,
+  type ClientStreamEncoder,
+  type ProviderAdapter,
+  type ProviderName,
+  type StreamEvent,
+  type ToolCall,
+  UpstreamError,
+} from "../providers/mod.ts";
+import { HeavySlot, SlotError, type SlotLease } from "../slot/mod.ts";
+import type { Dialect } from "./dialects.ts";
+import { RouterError } from "./errors.ts";
+import { type EdrSink, Exchange, round } from "./exchange.ts";
+import type { RouterMetrics } from "./metrics.ts";
+import { requestFeatures } from "./request_features.ts";
+
+/** What the chat pipeline needs; main.ts wires the real ones, tests may wire fakes. */
+export interface ChatDeps {
+  policy: Policy;
+  policyHash: string;
+  health: HealthGate;
+  slot: HeavySlot;
+  adapters: Partial<Record<ProviderName, ProviderAdapter>>;
+  edr: EdrSink;
+  leases: LeaseReserver;
+  metrics: RouterMetrics;
+  /** Environment lookup for issuer secrets. */
+  secrets: Record<string, string | undefined>;
+  /** Writes one operational log line (never a prompt or a secret). */
+  log: (line: string) => void;
+  now?: () => number;
+}
+
+const JSON_HEADERS = { "content-type": "application/json" };
+const SSE_HEADERS = { "content-type": "text/event-stream", "cache-control": "no-cache", "connection": "keep-alive" };
+
+/** Runs `POST /v1/chat/completions` and `POST /v1/messages`: validate, authorize, decide, execute, record. */
+export class ChatHandler {
+  #deps: ChatDeps;
+  #policyRef: { version: string; hash: string };
+  #now: () => number;
+
+  constructor(deps: ChatDeps) {
+    this.#deps = deps;
+    this.#policyRef = { version: deps.policy.policy_version, hash: deps.policyHash };
+    this.#now = deps.now ?? Date.now;
+  }
+
+  /** Handles one request; never throws (the last-resort path still answers and records). */
+  async handle(request: Request, dialect: Dialect): Promise<Response> {
+    const exchange = new Exchange(dialect.endpoint, this.#now());
+    try {
+      return await this.#run(request, dialect, exchange);
+    } catch (error) {
+      if (error instanceof RouterError) return await this.#fail(exchange, dialect, error);
+      const name = error instanceof Error ? error.name : typeof error;
+      this.#deps.log(`uncaught ${name} at stage ${exchange.stage} request_id=${exchange.requestId}`);
+      const failure = new RouterError(500, "INTERNAL_ERROR", `internal error at stage ${exchange.stage}; retry, and report the request id if it persists`, {
+        failureType: "uncaught_exception",
+        stage: exchange.stage,
+      });
+      if (exchange.committed) {
+        // The record is already written; the client still gets a clean error.
+        return this.#errorResponse(exchange, dialect, failure);
+      }
+      return await this.#fail(exchange, dialect, failure);
+    }
+  }
+
+  async #run(request: Request, dialect: Dialect, exchange: Exchange): Promise<Response> {
+    const { policy } = this.#deps;
+    const body = await readJsonBody(request, policy.limits.max_body_bytes);
+
+    exchange.stage = "authenticate";
+    const key = checkClientKey(request.headers, { keys: policy.client_keys, allowXApiKey: dialect.allowXApiKey });
+    if (!key.ok) {
+      throw new RouterError(401, key.code, key.message, {
+        failureType: "authentication_error",
+        stage: "authenticate",
+        shouldRetry: false,
+      });
+    }
+
+    exchange.stage = "parse";
+    const { routing_contract: rawContract, authority: rawAuthority, ...chatBody } = body;
+    const contract = parseContract(rawContract, request.headers.get("x-routing-contract"));
+    const chat = dialect.parse(chatBody);
+    exchange.chat = chat;
+    exchange.stream = chat.stream === true;
+    exchange.contract = effectiveContract(contract, policy);
+    exchange.capture = policy.capture_classifications.includes(exchange.contract.classification);
+
+    exchange.stage = "authorize";
+    const authority = await checkAuthority(rawAuthority, {
+      required: exchange.contract.authority_required,
+      neededScope: dialect.neededScope,
+      policy: policy.authority,
+      now: this.#now(),
+      leases: this.#deps.leases,
+      secrets: this.#deps.secrets,
+      header: request.headers.get("x-authority"),
+    });
+    if (!authority.ok) {
+      throw new RouterError(403, authority.code, authority.message, {
+        failureType: "authority_violation",
+        stage: "authorize",
+        shouldRetry: false,
+      });
+    }
+    exchange.authority = authority.summary;
+
+    exchange.stage = "decide";
+    const decideStart = performance.now();
+    const { health, slot, adapters } = this.#deps;
+    const healthSnapshot = health.snapshot();
+    exchange.health = healthSnapshot;
+    exchange.slotSnapshot = slot.snapshot();
+    exchange.features = requestFeatures(chat);
+    exchange.keys = { anthropic: adapters.anthropic !== undefined, openai: adapters.openai !== undefined };
+    const decision = decide({
+      contract: exchange.contract,
+      policy,
+      health: healthSnapshot,
+      slot: exchange.slotSnapshot,
+      features: exchange.features,
+      keys: exchange.keys,
+    });
+    exchange.decision = decision;
+    exchange.decideMs = round(performance.now() - decideStart);
+    if (decision.rejection) {
+      const { status, code, message } = decision.rejection;
+      const slotRefusal = code.startsWith("SLOT_");
+      throw new RouterError(status, code, message, {
+        failureType: slotRefusal ? "slot_refused" : "policy_rejection",
+        stage: "decide",
+        shouldRetry: slotRefusal,
+        retryAfter: slotRefusal ? policy.slot.retry_after_s : undefined,
+      });
+    }
+
+    exchange.stage = "execute";
+    return exchange.stream
+      ? await this.#executeStream(request, dialect, exchange, decision.candidates)
+      : await this.#executeComplete(request, dialect, exchange, decision.candidates);
+  }
+
+  async #executeComplete(
+    request: Request,
+    dialect: Dialect,
+    exchange: Exchange,
+    candidates: Candidate[],
+  ): Promise<Response> {
+    const result = await this.#tryCandidates(request.signal, exchange, candidates, async (adapter, options, slot) => {
+      try {
+        return await adapter.complete(exchange.chat!, options);
+      } finally {
+        slot?.release();
+      }
+    });
+    exchange.output = { content: result.content, tool_calls: result.tool_calls, finish_reason: result.finish_reason };
+    exchange.usage = result.usage;
+    exchange.stage = "respond";
+    await this.#durable(exchange);
+    const meta = { id: dialect.responseId(exchange.requestId), created: Math.floor(exchange.receivedAtMs / 1000), model: result.model };
+    this.#observe(exchange, 200);
+    return new Response(JSON.stringify(dialect.respond(result, meta)), {
+      status: 200,
+      headers: { ...JSON_HEADERS, "x-request-id": exchange.requestId },
+    });
+  }
+
+  async #executeStream(
+    request: Request,
+    dialect: Dialect,
+    exchange: Exchange,
+    candidates: Candidate[],
+  ): Promise<Response> {
+    // One controller per attempt chain: aborting it (client gone) cancels the upstream fetch at once.
+    const started = await this.#tryCandidates(request.signal, exchange, candidates, async (adapter, options, slot) => {
+      try {
+        const stream = await adapter.stream(exchange.chat!, options);
+        const reader = stream.getReader();
+        // Wait for the first event before answering the client: until a byte has gone out, a failure
+        // can still fall back to the next candidate.
+        let first: ReadableStreamReadResult<StreamEvent>;
+        try {
+          first = await reader.read();
+        } catch (error) {
+          reader.releaseLock();
+          await stream.cancel().catch(() => {});
+          throw error instanceof UpstreamError ? asFallbackWorthy(error) : error;
+        }
+        return { reader, first, slot, model: options.model };
+      } catch (error) {
+        slot?.release();
+        throw error;
+      }
+    });
+    exchange.stage = "stream";
+    const meta = {
+      id: dialect.responseId(exchange.requestId),
+      created: Math.floor(exchange.receivedAtMs / 1000),
+      model: started.model,
+    };
+    const clientEncoder = dialect.encoder(
+      meta,
+      exchange.chat!.stream_options?.include_usage === true,
+      exchange.features?.estimated_prompt_tokens ?? 0,
+    );
+    const body = this.#streamBody(exchange, clientEncoder, started, request.signal);
+    return new Response(body, { status: 200, headers: { ...SSE_HEADERS, "x-request-id": exchange.requestId } });
+  }
+
+  #streamBody(
+    exchange: Exchange,
+    clientEncoder: ClientStreamEncoder,
+    started: { reader: ReadableStreamDefaultReader<StreamEvent>; first: ReadableStreamReadResult<StreamEvent>; slot: SlotLease | null },
+    clientSignal: AbortSignal,
+  ): ReadableStream<Uint8Array> {
+    const { reader, slot } = started;
+    const assembler = new OutputAssembler();
+    let pending: ReadableStreamReadResult<StreamEvent> | null = started.first;
+    let finished = false;
+    const attempt = exchange.attempts[exchange.attempts.length - 1];
+    const finish = async (): Promise<void> => {
+      finished = true;
+      slot?.release();
+      clientSignal.removeEventListener("abort", onClientGone);
+      if (attempt) attempt.duration_ms = round(performance.now() - exchange.startedAt);
+    };
+    const onClientGone = () => {
+      if (finished) return;
+      exchange.failure ??= { type: "client_disconnect", stage: "stream", message: "the client disconnected before the stream ended" };
+      if (attempt) attempt.outcome = "aborted";
+      reader.cancel().catch(() => {});
+    };
+    clientSignal.addEventListener("abort", onClientGone, { once: true });
+
+    return new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        controller.enqueue(clientEncoder.start());
+      },
+      pull: async (controller) => {
+        try {
+          const next = pending ?? await reader.read();
+          pending = null;
+          if (next.done) throw new UpstreamError("the upstream stream ended without a finish event", {
+            status: 502, code: "UPSTREAM_STREAM_CUT", type: "server_error", fallback: false,
+          });
+          const event = next.value;
+          if (exchange.firstByteMs === null) exchange.firstByteMs = round(performance.now() - exchange.startedAt);
+          assembler.add(event);
+          controller.enqueue(clientEncoder.encode(event));
+          if (event.type !== "finish") return;
+          exchange.output = assembler.output(event.finish_reason);
+          exchange.usage = event.usage;
+          await finish();
+          reader.releaseLock();
+          try {
+            await this.#durable(exchange);
+          } catch (error) {
+            const failure = error instanceof RouterError ? error : edrFailure();
+            controller.enqueue(clientEncoder.error({ message: failure.message, type: failure.type, code: failure.code, status: failure.status }));
+            controller.close();
+            return;
+          }
+          this.#observe(exchange, 200);
+          controller.enqueue(clientEncoder.done());
+          controller.close();
+        } catch (error) {
+          if (finished) throw error;
+          await finish();
+          reader.cancel().catch(() => {});
+          if (clientSignal.aborted || exchange.failure?.type === "client_disconnect") {
+            exchange.failure ??= { type: "client_disconnect", stage: "stream", message: "the client disconnected before the stream ended" };
+            await exchange.commit(this.#deps.edr, this.#policyRef).catch((e) => this.#edrLost(exchange, e));
+            this.#observe(exchange, 499);
+            controller.close();
+            return;
+          }
+          const upstream = error instanceof UpstreamError ? error : null;
+          const failure = new RouterError(
+            upstream?.status ?? 502,
+            upstream?.code ?? "UPSTREAM_STREAM_CUT",
+            upstream ? `the upstream failed mid-stream (${upstream.code}); retry the request` : "the stream failed; retry the request",
+            { failureType: upstream?.code === "UPSTREAM_STREAM_CUT" ? "upstream_stream_cut" : "provider_error", stage: "stream" },
+          );
+          if (attempt) {
+            attempt.outcome = "failed";
+            attempt.error_code = failure.code;
+          }
+          exchange.fail(failure);
+          exchange.output = null;
+          await exchange.commit(this.#deps.edr, this.#policyRef).catch((e) => this.#edrLost(exchange, e));
+          this.#observe(exchange, failure.status);
+          controller.enqueue(clientEncoder.error({ message: failure.message, type: failure.type, code: failure.code, status: failure.status }));
+          controller.close();
+        }
+      },
+      cancel: async () => {
+        onClientGone();
+        if (!finished) await finish();
+        if (!exchange.committed) {
+          exchange.failure ??= { type: "client_disconnect", stage: "stream", message: "the client disconnected before the stream ended" };
+          await exchange.commit(this.#deps.edr, this.#policyRef).catch((e) => this.#edrLost(exchange, e));
+          this.#observe(exchange, 499);
+        }
+      },
+    });
+  }
+
+  /** Tries candidates in order; moves on only for fallback-worthy failures. Every attempt is recorded. */
+  async #tryCandidates<T>(
+    clientSignal: AbortSignal,
+    exchange: Exchange,
+    candidates: Candidate[],
+    call: (adapter: ProviderAdapter, options: CallOptions, slot: SlotLease | null) => Promise<T>,
+  ): Promise<T> {
+    const { policy, adapters, health, slot, metrics } = this.#deps;
+    let lastError: UpstreamError | RouterError | null = null;
+    for (let i = 0; i < candidates.length; i++) {
+      const candidate = candidates[i];
+      const hasNext = i < candidates.length - 1;
+      const adapter = adapters[candidate.provider];
+      if (!adapter) continue;
+      const local = candidate.provider === "local";
+      let trial = false;
+      if (local && exchange.health?.circuit === "half_open") {
+        trial = health.tryAcquireHalfOpenTrial();
+        if (!trial) {
+          exchange.attempts.push({ provider: "local", model: candidate.model, status: null, duration_ms: 0, error_code: "CIRCUIT_HALF_OPEN_TRIAL_BUSY", outcome: "fallback" });
+          continue;
+        }
+      }
+      let lease: SlotLease | null = null;
+      if (local && candidate.heavy) {
+        try {
+          lease = await this.#acquireSlot(clientSignal, exchange);
+        } catch (error) {
+          if (trial) health.releaseHalfOpenTrial();
+          if (!(error instanceof SlotError)) throw error;
+          if (error.code === "SLOT_ABORTED") throw clientGone();
+          const timedOut = error.code === "SLOT_WAIT_TIMEOUT";
+          exchange.slotOutcome = { heavy: true, outcome: hasNext ? "spilled" : (timedOut ? "timeout" : "refused"), waited_ms: exchange.slotOutcome?.waited_ms ?? 0, queue_depth_at_entry: exchange.slotSnapshot?.queue_depth ?? 0 };
+          if (hasNext) {
+            metrics.countFallback("local", candidates[i + 1].provider, error.code);
+            continue;
+          }
+          throw new RouterError(429, error.code, timedOut ? "the heavy local model stayed busy past the maximum wait; retry after the Retry-After delay" : "the heavy local model's wait queue is full; retry after the Retry-After delay", {
+            failureType: "slot_refused",
+            stage: "execute",
+            retryAfter: policy.slot.retry_after_s,
+          });
+        }
+      }
+      const controller = new AbortController();
+      const onAbort = () => controller.abort(clientSignal.reason);
+      clientSignal.addEventListener("abort", onAbort, { once: true });
+      const options: CallOptions = {
+        model: candidate.model,
+        signal: controller.signal,
+        firstByteTimeoutMs: policy.limits.first_byte_timeout_ms,
+        totalTimeoutMs: policy.limits.total_timeout_ms,
+        defaultMaxTokens: policy.defaults.max_tokens,
+        keepAlive: local ? policy.ollama.keep_alive : undefined,
+      };
+      const attemptStart = performance.now();
+      const attempt = { provider: candidate.provider, model: candidate.model, status: null as number | null, duration_ms: 0, error_code: null as string | null, outcome: "ok" as "ok" | "fallback" | "failed" | "aborted" };
+      exchange.attempts.push(attempt);
+      try {
+        if (clientSignal.aborted) throw clientGone();
+        const value = await call(adapter, options, lease);
+        attempt.status = 200;
+        attempt.duration_ms = round(performance.now() - attemptStart);
+        if (local) {
+          health.recordSuccess();
+          if (trial) health.releaseHalfOpenTrial();
+          exchange.modelDigest = health.modelDigest(candidate.model);
+        }
+        exchange.served = { provider: candidate.provider, model: candidate.model, protocol: adapter.protocol };
+        if (!exchange.stream) clientSignal.removeEventListener("abort", onAbort);
+        return value;
+      } catch (error) {
+        clientSignal.removeEventListener("abort", onAbort);
+        attempt.duration_ms = round(performance.now() - attemptStart);
+        if (trial) health.releaseHalfOpenTrial();
+        if (clientSignal.aborted || (error instanceof UpstreamError && error.code === "CLIENT_ABORTED")) {
+          attempt.outcome = "aborted";
+          attempt.error_code = "CLIENT_ABORTED";
+          throw clientGone();
+        }
+        if (!(error instanceof UpstreamError)) throw error;
+        attempt.status = error.upstreamStatus ?? null;
+        attempt.error_code = error.code;
+        if (local) recordLocalFailure(health, error);
+        if (error.fallback && hasNext) {
+          attempt.outcome = "fallback";
+          metrics.countFallback(candidate.provider, candidates[i + 1].provider, error.code);
+          lastError = error;
+          continue;
+        }
+        attempt.outcome = "failed";
+        throw toRouterError(error);
+      }
+    }
+    throw lastError instanceof UpstreamError ? toRouterError(lastError) : new RouterError(503, "NO_PROVIDER_AVAILABLE", "no provider could serve the request; check GET /readyz and the configured keys", { failureType: "provider_error", stage: "execute" });
+  }
+
+  async #acquireSlot(signal: AbortSignal, exchange: Exchange): Promise<SlotLease> {
+    const { slot, policy, metrics } = this.#deps;
+    const immediate = slot.tryAcquire();
+    if (immediate) {
+      exchange.slotOutcome = { heavy: true, outcome: "acquired", waited_ms: 0, queue_depth_at_entry: 0 };
+      return immediate;
+    }
+    const startWait = performance.now();
+    try {
+      const lease = await slot.acquire({ signal, maxWaitMs: policy.slot.max_wait_ms });
+      metrics.observeSlotWait(lease.waitedMs / 1000, "acquired");
+      exchange.slotOutcome = { heavy: true, outcome: "waited", waited_ms: round(lease.waitedMs), queue_depth_at_entry: lease.queueDepthAtEntry };
+      return lease;
+    } catch (error) {
+      const waited = round(performance.now() - startWait);
+      if (error instanceof SlotError) {
+        const outcome = error.code === "SLOT_WAIT_TIMEOUT" ? "timeout" : error.code === "SLOT_ABORTED" ? "aborted" : "queue_full";
+        metrics.observeSlotWait(waited / 1000, outcome);
+        exchange.slotOutcome = { heavy: true, outcome: "timeout", waited_ms: waited, queue_depth_at_entry: exchange.slotSnapshot?.queue_depth ?? 0 };
+      }
+      throw error;
+    }
+  }
+
+  /** Makes the record durable; a record that cannot be written fails the request closed. */
+  async #durable(exchange: Exchange): Promise<void> {
+    try {
+      await exchange.commit(this.#deps.edr, this.#policyRef);
+      this.#deps.metrics.countEdr("written");
+    } catch (error) {
+      this.#edrLost(exchange, error);
+      throw edrFailure();
+    }
+  }
+
+  #edrLost(exchange: Exchange, error: unknown): void {
+    this.#deps.metrics.countEdr("failed");
+    const name = error instanceof Error ? error.name : typeof error;
+    this.#deps.log(`edr write failed (${name}) request_id=${exchange.requestId}; the request failed closed`);
+  }
+
+  async #fail(exchange: Exchange, dialect: Dialect, error: RouterError): Promise<Response> {
+    exchange.fail(error);
+    try {
+      await this.#durable(exchange);
+    } catch (edrError) {
+      return this.#errorResponse(exchange, dialect, edrError as RouterError);
+    }
+    return this.#errorResponse(exchange, dialect, error);
+  }
+
+  #errorResponse(exchange: Exchange, dialect: Dialect, error: RouterError): Response {
+    const headers: Record<string, string> = {
+      ...JSON_HEADERS,
+      "x-request-id": exchange.requestId,
+      "x-should-retry": String(error.shouldRetry),
+    };
+    if (error.retryAfter !== undefined) headers["retry-after"] = String(error.retryAfter);
+    this.#observe(exchange, error.status);
+    return new Response(JSON.stringify(dialect.errorBody(error)), { status: error.status, headers });
+  }
+
+  #observe(exchange: Exchange, status: number): void {
+    const served = exchange.served;
+    const rejected = exchange.attempts.length === 0 && status >= 400;
+    this.#deps.metrics.observeRequest({
+      endpoint: exchange.endpoint,
+      provider: served?.provider ?? "none",
+      outcome: status >= 400 ? (rejected ? "rejected" : "failed") : served?.provider === exchange.decision?.candidates[0]?.provider ? "primary" : "fallback",
+      status,
+      durationSeconds: (performance.now() - exchange.startedAt) / 1000,
+    });
+  }
+}
+
+/** Assembles streamed events into the output the EDR hashes. */
+class OutputAssembler {
+  #text = "";
+  #calls: { id: string; name: string; args: string }[] = [];
+
+  add(event: StreamEvent): void {
+    if (event.type === "text") this.#text += event.text;
+    else if (event.type === "tool_call_start") this.#calls[event.index] = { id: event.id, name: event.name, args: "" };
+    else if (event.type === "tool_call_args") {
+      const call = this.#calls[event.index];
+      if (call) call.args += event.fragment;
+    }
+  }
+
+  output(finishReason: ChatResult["finish_reason"]): { content: string | null; tool_calls: ToolCall[]; finish_reason: ChatResult["finish_reason"] } {
+    const tool_calls: ToolCall[] = this.#calls.filter(Boolean).map((c) => ({
+      id: c.id,
+      type: "function",
+      function: { name: c.name, arguments: c.args },
+    }));
+    return { content: this.#text === "" ? null : this.#text, tool_calls, finish_reason: finishReason };
+  }
+}
+
+async function readJsonBody(request: Request, maxBytes: number): Promise<Record<string, unknown>> {
+  const declared = Number(request.headers.get("content-length") ?? "0");
+  if (declared > maxBytes) throw tooLarge(maxBytes);
+  let text: string;
+  try {
+    text = await request.text();
+  } catch {
+    throw clientGone();
+  }
+  if (text.length > maxBytes) throw tooLarge(maxBytes);
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new RouterError(400, "INVALID_JSON", "the request body is not valid JSON; send a JSON object", {
+      failureType: "validation_error",
+      stage: "parse",
+      shouldRetry: false,
+    });
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new RouterError(400, "INVALID_REQUEST", "the request body must be a JSON object", {
+      failureType: "validation_error",
+      stage: "parse",
+      shouldRetry: false,
+    });
+  }
+  return body as Record<string, unknown>;
+}
+
+function parseContract(fromBody: unknown, fromHeader: string | null): RoutingContract | undefined {
+  let raw = fromBody;
+  if (raw === undefined && fromHeader !== null) {
+    try {
+      raw = JSON.parse(fromHeader);
+    } catch {
+      throw badContract("the x-routing-contract header is not valid JSON; send the contract as a JSON object", null);
+    }
+  }
+  if (raw === undefined || raw === null) return undefined;
+  const parsed = routingContractSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const keys = "keys" in issue && Array.isArray(issue.keys) ? ` (${issue.keys.join(", ")})` : "";
+    const field = ["routing_contract", ...issue.path.map(String)].join(".");
+    throw badContract(`invalid routing_contract field ${field}${keys}: ${issue.message}; fix the contract`, field);
+  }
+  return parsed.data;
+}
+
+function badContract(message: string, param: string | null): RouterError {
+  return new RouterError(400, "INVALID_ROUTING_CONTRACT", message, {
+    param,
+    failureType: "validation_error",
+    stage: "parse",
+    shouldRetry: false,
+  });
+}
+
+function tooLarge(maxBytes: number): RouterError {
+  return new RouterError(413, "REQUEST_TOO_LARGE", `the request body exceeds ${maxBytes} bytes; send a smaller request`, {
+    failureType: "validation_error",
+    stage: "parse",
+    shouldRetry: false,
+  });
+}
+
+function clientGone(): RouterError {
+  return new RouterError(499, "CLIENT_DISCONNECTED", "the client disconnected before the answer was ready", {
+    failureType: "client_disconnect",
+    stage: "execute",
+    shouldRetry: false,
+  });
+}
+
+function edrFailure(): RouterError {
+  return new RouterError(503, "EDR_WRITE_FAILED", "the decision record could not be made durable, so the request failed closed; retry later", {
+    failureType: "uncaught_exception",
+    stage: "respond",
+  });
+}
+
+function toRouterError(error: UpstreamError): RouterError {
+  const failureType = error.code === "UPSTREAM_STREAM_CUT" ? "upstream_stream_cut" : "provider_error";
+  const clientFault = error.status >= 400 && error.status < 500 && error.status !== 429;
+  return new RouterError(error.status, error.code, error.message, {
+    type: error.type,
+    param: error.param,
+    failureType: clientFault ? "validation_error" : failureType,
+    stage: "execute",
+    shouldRetry: !clientFault,
+    retryAfter: error.retryAfter,
+  });
+}
+
+/** A failure before any byte reached the client may still fall back, whatever the adapter assumed. */
+function asFallbackWorthy(error: UpstreamError): UpstreamError {
+  if (error.fallback || error.code === "CLIENT_ABORTED") return error;
+  return new UpstreamError(error.message, {
+    status: error.status,
+    code: error.code,
+    type: error.type,
+    fallback: error.status >= 500 || error.status === 429,
+    upstreamStatus: error.upstreamStatus,
+    retryAfter: error.retryAfter,
+    param: error.param,
+  });
+}
+
+function recordLocalFailure(health: HealthGate, error: UpstreamError): void {
+  if (error.code === "UPSTREAM_CONNECT_FAILED") health.recordFailure("connect");
+  else if (error.code === "UPSTREAM_TIMEOUT") health.recordFailure("timeout");
+  else if (error.code === "UPSTREAM_BUSY") health.recordFailure("busy");
+  else if ((error.upstreamStatus ?? 0) >= 500) health.recordFailure("server_error");
+}

@@ -1,0 +1,43 @@
+/** The router's runtime configuration, read once from the environment (names in docs/configuration.md). */
+export interface RouterConfig {
+  host: string;
+  port: number;
+  artifactsDir: string;
+  policyPath: string | undefined;
+  ollamaUrl: string;
+  openaiBaseUrl: string;
+  openaiApiKey: string | undefined;
+  anthropicBaseUrl: string;
+  anthropicApiKey: string | undefined;
+}
+
+/** Accepts Ollama's own `OLLAMA_HOST` spellings: `host`, `host:port`, `http://host:port`. */
+export function normalizeOllamaHost(value: string | undefined): string {
+  const raw = (value ?? "").trim();
+  if (raw === "") return "http://127.0.0.1:11434";
+  const withScheme = /^https?:\/\//i.test(raw) ? raw : `http://${raw}`;
+  const url = new URL(withScheme);
+  if (url.hostname === "0.0.0.0") url.hostname = "127.0.0.1";
+  if (!url.port && !/^https?:\/\/[^/]+:\d+/i.test(withScheme)) url.port = url.protocol === "https:" ? "443" : "11434";
+  return url.origin;
+}
+
+/** Reads the configuration from an environment lookup (`Deno.env.toObject()` in production). */
+export function configFromEnv(env: Record<string, string | undefined>): RouterConfig {
+  const port = Number(env.HI_PORT ?? "8088");
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new Error(`HI_PORT must be a port number from 0 to 65535, not ${env.HI_PORT}`);
+  }
+  const blankToUndefined = (v: string | undefined) => (v && v.trim() !== "" ? v.trim() : undefined);
+  return {
+    host: env.HI_HOST ?? "127.0.0.1",
+    port,
+    artifactsDir: env.HI_ARTIFACTS_DIR ?? "./artifacts",
+    policyPath: blankToUndefined(env.HI_POLICY),
+    ollamaUrl: normalizeOllamaHost(env.OLLAMA_HOST),
+    openaiBaseUrl: (env.OPENAI_BASE_URL ?? "https://api.openai.com/v1").replace(/\/+$/, ""),
+    openaiApiKey: blankToUndefined(env.OPENAI_API_KEY),
+    anthropicBaseUrl: (env.ANTHROPIC_BASE_URL ?? "https://api.anthropic.com").replace(/\/+$/, ""),
+    anthropicApiKey: blankToUndefined(env.ANTHROPIC_API_KEY),
+  };
+}

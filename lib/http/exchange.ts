@@ -1,0 +1,175 @@
+import {
+  EDR_VERSION,
+  type EdrAttempt,
+  type EdrAuthority,
+  type EdrDraft,
+  type EdrFailure,
+  type EdrHealthSnapshot,
+  type EdrRecord,
+  type EdrSamplingOptions,
+  type EdrSlotOutcome,
+  type EdrSlotSnapshot,
+  hashCanonical,
+  outputHashOf,
+} from "../edr/mod.ts";
+import type { Decision, EffectiveContract, RequestFeatures } from "../contract/mod.ts";
+import type { HealthSnapshot as HealthView } from "../health/mod.ts";
+import type { ChatRequest, FinishReason, ProviderName, ToolCall, Usage, WireProtocol } from "../providers/mod.ts";
+import { ROUTER_VERSION } from "../version.ts";
+import type { RouterError } from "./errors.ts";
+
+/** The EDR writer as the request path sees it. */
+export interface EdrSink {
+  commit(draft: EdrDraft, options?: { capturedInput?: unknown }): Promise<EdrRecord>;
+}
+
+/** Which inbound API a request arrived on. */
+export type Endpoint = "/v1/chat/completions" | "/v1/messages";
+
+/** What the model produced, assembled from a complete answer or a stream. */
+export interface ProducedOutput {
+  content: string | null;
+  tool_calls: ToolCall[];
+  finish_reason: FinishReason;
+}
+
+/**
+ * Everything one request accumulates on its way through the router, and the one place its EDR is
+ * built and committed. `commit()` runs at most once, which is how "exactly one EDR per request" holds
+ * on every path, including the last-resort handler.
+ */
+export class Exchange {
+  readonly requestId: string;
+  readonly receivedAtMs: number;
+  readonly startedAt: number;
+  readonly endpoint: Endpoint;
+  stream = false;
+  stage: EdrFailure["stage"] = "parse";
+  contract: EffectiveContract | null = null;
+  chat: ChatRequest | null = null;
+  capture = false;
+  features: RequestFeatures | null = null;
+  /** The health gate's snapshot (the gate hands out read-only arrays; the EDR only reads them). */
+  health: HealthView | null = null;
+  slotSnapshot: EdrSlotSnapshot | null = null;
+  authority: EdrAuthority | null = null;
+  keys = { anthropic: false, openai: false };
+  decision: Decision | null = null;
+  decideMs: number | null = null;
+  attempts: EdrAttempt[] = [];
+  slotOutcome: EdrSlotOutcome | null = null;
+  served: { provider: ProviderName; model: string; protocol: WireProtocol } | null = null;
+  output: ProducedOutput | null = null;
+  usage: Usage | null = null;
+  firstByteMs: number | null = null;
+  failure: EdrFailure | null = null;
+  modelDigest: string | null = null;
+  #committed: Promise<EdrRecord> | null = null;
+
+  constructor(endpoint: Endpoint, now: number) {
+    this.requestId = `req_${crypto.randomUUID().replaceAll("-", "")}`;
+    this.receivedAtMs = now;
+    this.startedAt = performance.now();
+    this.endpoint = endpoint;
+  }
+
+  /** True once the EDR was handed to the writer. */
+  get committed(): boolean {
+    return this.#committed !== null;
+  }
+
+  /** Records a client-visible failure (only the first one counts). */
+  fail(error: RouterError): void {
+    this.failure ??= { type: error.failureType, stage: error.stage, message: error.message };
+  }
+
+  /** Builds the draft and commits it once; later calls return the same promise. */
+  commit(sink: EdrSink, policy: { version: string; hash: string }): Promise<EdrRecord> {
+    if (!this.#committed) {
+      const { draft, capturedInput } = this.#draft(policy);
+      this.#committed = sink.commit(draft, capturedInput === undefined ? undefined : { capturedInput });
+    }
+    return this.#committed;
+  }
+
+  #draft(policy: { version: string; hash: string }): { draft: EdrDraft; capturedInput?: unknown } {
+    const chat = this.chat;
+    const inputHash = chat ? hashCanonical(chat) : null;
+    const captured = chat !== null && this.capture;
+    const rejected = this.decision?.rejection != null || (this.failure !== null && this.attempts.length === 0);
+    const path: EdrDraft["decision"]["path"] = this.served && !this.failure
+      ? (this.served.provider === this.decision?.candidates[0]?.provider ? "primary" : "fallback")
+      : rejected
+      ? "rejected"
+      : "failed";
+    const draft: EdrDraft = {
+      edr_version: EDR_VERSION,
+      timestamp: new Date(this.receivedAtMs).toISOString(),
+      request_id: this.requestId,
+      endpoint: this.endpoint,
+      stream: this.stream,
+      contract_hash: this.contract ? hashCanonical(this.contract) : null,
+      policy_version: policy.version,
+      policy_hash: policy.hash,
+      effective_contract: this.contract,
+      decision: {
+        provider: this.served?.provider ?? null,
+        model: this.served?.model ?? null,
+        protocol: this.served?.protocol ?? null,
+        path,
+      },
+      decision_factors: this.decision?.factors ?? [],
+      constraints_applied: this.decision?.constraints ?? [],
+      candidates: this.decision?.candidates ?? [],
+      decision_inputs: {
+        health: this.health as EdrHealthSnapshot | null,
+        slot: this.slotSnapshot,
+        features: this.features,
+        keys: this.keys,
+        authority: this.authority,
+      },
+      attempts: this.attempts,
+      slot: this.slotOutcome,
+      input_hash: inputHash,
+      output_hash: this.output ? outputHashOf(this.output) : null,
+      usage: this.usage,
+      timings: {
+        decide_ms: this.decideMs,
+        first_byte_ms: this.firstByteMs,
+        total_ms: round(performance.now() - this.startedAt),
+      },
+      environment: {
+        router_version: ROUTER_VERSION,
+        ollama_version: this.health?.ollama_version ?? null,
+        model_digest: this.modelDigest,
+        seed: chat?.seed ?? null,
+        options: chat ? samplingOptions(chat) : {},
+      },
+      failure: this.failure,
+      side_effects: "none",
+      replay: {
+        replayable: captured,
+        required_inputs_pointer: captured ? `inputs/${inputHash}.json` : null,
+      },
+    };
+    return captured ? { draft, capturedInput: chat } : { draft };
+  }
+}
+
+/** Rounds a duration to microseconds so records stay short. */
+export function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
+
+function samplingOptions(chat: ChatRequest): EdrSamplingOptions {
+  const options: EdrSamplingOptions = {};
+  if (chat.temperature !== undefined) options.temperature = chat.temperature;
+  if (chat.top_p !== undefined) options.top_p = chat.top_p;
+  if (chat.seed !== undefined) options.seed = chat.seed;
+  const maxTokens = chat.max_completion_tokens ?? chat.max_tokens;
+  if (maxTokens !== undefined) options.max_tokens = maxTokens;
+  if (chat.stop !== undefined) options.stop = chat.stop;
+  if (chat.presence_penalty !== undefined) options.presence_penalty = chat.presence_penalty;
+  if (chat.frequency_penalty !== undefined) options.frequency_penalty = chat.frequency_penalty;
+  return options;
+}

@@ -1,0 +1,38 @@
+import type { RequestFeatures } from "../contract/mod.ts";
+import type { ChatRequest, ContentPart } from "../providers/mod.ts";
+
+/** About four characters of English text per token: a cheap, deterministic prompt-size estimate. */
+const CHARS_PER_TOKEN = 4;
+
+/** Extracts what routing depends on from a request, without keeping any of its text. */
+export function requestFeatures(chat: ChatRequest): RequestFeatures {
+  let chars = 0;
+  let hasImages = false;
+  const countParts = (content: string | ContentPart[] | null) => {
+    if (content === null) return;
+    if (typeof content === "string") {
+      chars += content.length;
+      return;
+    }
+    for (const part of content) {
+      if (part.type === "text") chars += part.text.length;
+      else hasImages = true;
+    }
+  };
+  for (const message of chat.messages) {
+    countParts(message.content);
+    if (message.role === "assistant" && message.tool_calls) {
+      for (const call of message.tool_calls) chars += call.function.arguments.length + call.function.name.length;
+    }
+  }
+  const format = chat.response_format?.type;
+  return {
+    requested_model: chat.model ?? null,
+    stream: chat.stream === true,
+    has_tools: (chat.tools?.length ?? 0) > 0 && chat.tool_choice !== "none",
+    has_images: hasImages,
+    json_mode: format === "json_object" || format === "json_schema",
+    estimated_prompt_tokens: Math.ceil(chars / CHARS_PER_TOKEN),
+    max_output_tokens: chat.max_completion_tokens ?? chat.max_tokens ?? null,
+  };
+}

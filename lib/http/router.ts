@@ -1,0 +1,90 @@
+import { checkAuthority, type LeaseReserver } from "../authority/mod.ts";
+import type { Policy } from "../contract/mod.ts";
+import type { HealthGate } from "../health/mod.ts";
+import type { HeavySlot } from "../slot/mod.ts";
+import type { ChatHandler } from "./chat_handler.ts";
+import { anthropicDialect, openAIDialect } from "./dialects.ts";
+import { openAIErrorBody, RouterError } from "./errors.ts";
+import type { RouterMetrics } from "./metrics.ts";
+
+/** What the HTTP routes need besides the chat pipeline. */
+export interface RouterOptions {
+  chat: ChatHandler;
+  policy: Policy;
+  health: HealthGate;
+  slot: HeavySlot;
+  metrics: RouterMetrics;
+  leases: LeaseReserver;
+  secrets: Record<string, string | undefined>;
+  /** Cloud providers with a key configured. */
+  cloudProviders: ("anthropic" | "openai")[];
+  now?: () => number;
+}
+
+/** Builds the one request handler `Deno.serve` calls. */
+export function createRouter(options: RouterOptions): (request: Request) => Promise<Response> {
+  const { chat, health, slot, metrics, policy } = options;
+  const now = options.now ?? Date.now;
+  const route = async (request: Request): Promise<Response> => {
+    const path = new URL(request.url).pathname;
+    if (request.method === "POST") {
+      if (path === "/v1/chat/completions") return await chat.handle(request, openAIDialect);
+      if (path === "/v1/messages") return await chat.handle(request, anthropicDialect);
+    } else if (request.method === "GET") {
+      if (path === "/healthz") return json(200, { status: "ok" });
+      if (path === "/readyz") {
+        const healthSnapshot = health.snapshot();
+        const ready = healthSnapshot.state !== "unfit";
+        return json(ready ? 200 : 503, { ready, local: healthSnapshot, slot: slot.snapshot() });
+      }
+      if (path === "/v1/models") return json(200, listModels(options));
+      if (path === "/metrics") {
+        if (policy.authority.required) {
+          const verdict = await checkAuthority(undefined, {
+            required: true,
+            neededScope: "metrics:read",
+            policy: policy.authority,
+            now: now(),
+            leases: options.leases,
+            secrets: options.secrets,
+            header: request.headers.get("x-authority"),
+          });
+          if (!verdict.ok) return error(403, verdict.code, verdict.message);
+        }
+        const exposition = await metrics.render();
+        return new Response(exposition.body, { headers: { "content-type": exposition.contentType } });
+      }
+    }
+    const known = ["/v1/chat/completions", "/v1/messages", "/healthz", "/readyz", "/v1/models", "/metrics"];
+    if (known.includes(path)) return error(405, "METHOD_NOT_ALLOWED", `${request.method} is not allowed on ${path}`);
+    return error(404, "NOT_FOUND", `no route for ${request.method} ${path}; see the README for the endpoints`);
+  };
+  return async (request: Request): Promise<Response> => {
+    const response = await route(request);
+    // Inference answers carry their EDR's request id already; every other answer gets one of its own.
+    if (!response.headers.has("x-request-id")) {
+      response.headers.set("x-request-id", `req_${crypto.randomUUID().replaceAll("-", "")}`);
+    }
+    return response;
+  };
+}
+
+function listModels(options: RouterOptions) {
+  const local = options.health.installedModels().map((id) => ({ id, object: "model", created: 0, owned_by: "local" }));
+  const cloud = options.policy.models
+    .filter((m) => m.provider !== "local" && options.cloudProviders.includes(m.provider))
+    .map((m) => ({ id: m.name, object: "model", created: 0, owned_by: m.provider }));
+  return { object: "list", data: [...local, ...cloud] };
+}
+
+function json(status: number, body: unknown): Response {
+  return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
+}
+
+function error(status: number, code: string, message: string): Response {
+  const failure = new RouterError(status, code, message, { failureType: "validation_error", stage: "parse", shouldRetry: false });
+  return new Response(JSON.stringify(openAIErrorBody(failure)), {
+    status,
+    headers: { "content-type": "application/json", "x-should-retry": "false" },
+  });
+}

@@ -1,0 +1,103 @@
+import { LeaseStore } from "../authority/mod.ts";
+import { loadPolicy, type Policy } from "../contract/mod.ts";
+import { EdrWriter, writePolicySnapshot } from "../edr/mod.ts";
+import { HealthGate, type HealthGateOptions } from "../health/mod.ts";
+import { AnthropicAdapter, OllamaAdapter, OpenAIAdapter, type ProviderAdapter, type ProviderName } from "../providers/mod.ts";
+import { HeavySlot } from "../slot/mod.ts";
+import { ChatHandler } from "./chat_handler.ts";
+import type { RouterConfig } from "./config.ts";
+import { RouterMetrics } from "./metrics.ts";
+import { createRouter } from "./router.ts";
+
+/** Options for `startServer` beyond the configuration; tests inject clocks and readings here. */
+export interface StartOptions {
+  /** A policy object to use instead of reading `config.policyPath`. */
+  policy?: Policy;
+  /** Environment lookup for issuer secrets. */
+  secrets?: Record<string, string | undefined>;
+  /** Passed to the health gate (e.g. an injected memory reading). */
+  health?: Partial<Omit<HealthGateOptions, "ollamaUrl" | "policy">>;
+  /** Where operational log lines go (default stderr). */
+  log?: (line: string) => void;
+  now?: () => number;
+}
+
+/** A running router. */
+export interface RunningServer {
+  /** `http://host:port` the router listens on. */
+  url: string;
+  health: HealthGate;
+  slot: HeavySlot;
+  edr: EdrWriter;
+  policy: Policy;
+  /** Stops accepting requests, finishes in-flight ones, and flushes every record. */
+  close(): Promise<void>;
+}
+
+/** Starts the router: loads the policy, opens the EDR writer and lease store, starts the health probe, serves. */
+export async function startServer(config: RouterConfig, options: StartOptions = {}): Promise<RunningServer> {
+  const log = options.log ?? ((line: string) => console.error(`[hybrid-inference] ${line}`));
+  const policy = options.policy ?? await loadPolicy(config.policyPath);
+  await Deno.mkdir(config.artifactsDir, { recursive: true });
+  const policyHash = await writePolicySnapshot(config.artifactsDir, policy);
+  const edr = await EdrWriter.open(config.artifactsDir, {
+    validate: false,
+    log: (event) => log(`edr ${event.level}: ${event.msg}`),
+  });
+  const leases = await LeaseStore.open(config.artifactsDir);
+  const metrics = new RouterMetrics();
+  const health = new HealthGate({
+    ollamaUrl: config.ollamaUrl,
+    policy: policy.health,
+    heavyModels: policy.models.filter((m) => m.provider === "local" && m.heavy).map((m) => m.name),
+    onChange: (snapshot) => {
+      metrics.setHealth(snapshot.state, snapshot.circuit);
+      log(`local health ${snapshot.state} (circuit ${snapshot.circuit}${snapshot.reasons.length ? `; ${snapshot.reasons.join(", ")}` : ""})`);
+    },
+    ...options.health,
+  });
+  const slot = new HeavySlot(policy.slot);
+  const adapters: Partial<Record<ProviderName, ProviderAdapter>> = {
+    local: new OllamaAdapter({ baseUrl: config.ollamaUrl }),
+  };
+  if (config.anthropicApiKey) {
+    adapters.anthropic = new AnthropicAdapter({ baseUrl: config.anthropicBaseUrl, apiKey: config.anthropicApiKey });
+  }
+  if (config.openaiApiKey) {
+    adapters.openai = new OpenAIAdapter({ baseUrl: config.openaiBaseUrl, apiKey: config.openaiApiKey });
+  }
+  const secrets = options.secrets ?? {};
+  const chat = new ChatHandler({ policy, policyHash, health, slot, adapters, edr, leases, metrics, secrets, log, now: options.now });
+  const handler = createRouter({
+    chat,
+    policy,
+    health,
+    slot,
+    metrics,
+    leases,
+    secrets,
+    cloudProviders: (["anthropic", "openai"] as const).filter((p) => adapters[p] !== undefined),
+    now: options.now,
+  });
+  health.start();
+  const server = Deno.serve({ hostname: config.host, port: config.port, onListen: () => {} }, handler);
+  const addr = server.addr as Deno.NetAddr;
+  const url = `http://${addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname}:${addr.port}`;
+  let closing: Promise<void> | null = null;
+  return {
+    url,
+    health,
+    slot,
+    edr,
+    policy,
+    close() {
+      closing ??= (async () => {
+        await server.shutdown();
+        await health.stop();
+        await edr.close();
+        await leases.close();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,113 @@
+/**
+ * The Anthropic Messages provider adapter: `POST {base}/v1/messages`, JSON or SSE. Request and answer
+ * translation live in `anthropic_request.ts` and `anthropic_response.ts`; HTTP error mapping (400/404/
+ * 413 stay client errors, 401/403 → 502, 429 and 529 and 5xx fall back) in `upstream_errors.ts`.
+ */
+
+import { toAnthropicRequest } from "./anthropic_request.ts";
+import {
+  anthropicEventsToStream,
+  type AnthropicResponseMessage,
+  fromAnthropicResponse,
+} from "./anthropic_response.ts";
+import { parseSse } from "./sse.ts";
+import {
+  type CallOptions,
+  type ChatRequest,
+  type ChatResult,
+  type ProviderAdapter,
+  type StreamEvent,
+  UpstreamError,
+} from "./types.ts";
+import { streamCutError, upstreamCall, upstreamFailure } from "./upstream_errors.ts";
+
+/** The API version header value the adapter speaks. */
+export const ANTHROPIC_VERSION = "2023-06-01";
+
+/** Options for `AnthropicAdapter`. */
+export interface AnthropicAdapterOptions {
+  /** Base URL without `/v1`, e.g. `https://api.anthropic.com`. */
+  baseUrl: string;
+  /** Sent as `x-api-key`; never logged or echoed. */
+  apiKey: string;
+  /** The fetch to use (tests inject one); defaults to the global fetch. */
+  fetch?: typeof fetch;
+}
+
+/** The Anthropic provider adapter (`/v1/messages`). */
+export class AnthropicAdapter implements ProviderAdapter {
+  /** Always `anthropic`. */
+  readonly provider = "anthropic" as const;
+  /** Always `anthropic_messages`. */
+  readonly protocol = "anthropic_messages" as const;
+  #baseUrl: string;
+  #apiKey: string;
+  #fetch?: typeof fetch;
+
+  /** Builds an adapter for the Anthropic API at `baseUrl`. */
+  constructor(options: AnthropicAdapterOptions) {
+    // Tolerate a base given with `/v1` (the OpenAI habit) so the path is never doubled.
+    this.#baseUrl = options.baseUrl.replace(/\/+$/, "").replace(/\/v1$/, "");
+    this.#apiKey = options.apiKey;
+    this.#fetch = options.fetch;
+  }
+
+  async #start(request: ChatRequest, options: CallOptions, stream: boolean) {
+    const body = toAnthropicRequest(request, {
+      model: options.model,
+      defaultMaxTokens: options.defaultMaxTokens,
+      stream,
+    });
+    return await upstreamCall(`${this.#baseUrl}/v1/messages`, {
+      method: "POST",
+      headers: {
+        "x-api-key": this.#apiKey,
+        "anthropic-version": ANTHROPIC_VERSION,
+        "content-type": "application/json",
+        accept: stream ? "text/event-stream" : "application/json",
+      },
+      body: JSON.stringify(body),
+    }, { ...options, provider: "anthropic", fetch: this.#fetch, secrets: [this.#apiKey] });
+  }
+
+  /** Runs a non-streamed Messages call. */
+  async complete(request: ChatRequest, options: CallOptions): Promise<ChatResult> {
+    const call = await this.#start(request, options, false);
+    let message: AnthropicResponseMessage;
+    try {
+      message = await call.response.json() as AnthropicResponseMessage;
+    } catch (error) {
+      if (error instanceof SyntaxError && !options.signal.aborted && !call.signal.aborted) {
+        // A 200 whose body is not whole JSON (a cut connection): nothing reached the client yet.
+        throw new UpstreamError("anthropic sent an incomplete or malformed answer; retry the request", {
+          status: 502,
+          code: "UPSTREAM_BAD_RESPONSE",
+          type: "server_error",
+          fallback: true,
+        });
+      }
+      throw upstreamFailure("anthropic", error, {
+        signal: options.signal,
+        afterFirstByte: false,
+        callSignal: call.signal,
+      });
+    }
+    return fromAnthropicResponse(message, options.model);
+  }
+
+  /** Starts a streamed Messages call; resolves once Anthropic answered 200. */
+  async stream(request: ChatRequest, options: CallOptions): Promise<ReadableStream<StreamEvent>> {
+    const call = await this.#start(request, options, true);
+    const body = call.response.body;
+    if (body === null) throw streamCutError("anthropic");
+    return anthropicEventsToStream(parseSse(body), {
+      secrets: [this.#apiKey],
+      mapReadError: (error) =>
+        upstreamFailure("anthropic", error, {
+          signal: options.signal,
+          afterFirstByte: true,
+          callSignal: call.signal,
+        }),
+    });
+  }
+}

@@ -1,0 +1,274 @@
+/**
+ * Canonical (OpenAI chat) request → Anthropic Messages request body. Pure: no I/O, no clock; a request
+ * that Anthropic cannot express faithfully is refused with a 400 `UpstreamError` instead of being
+ * silently changed.
+ */
+
+import type {
+  AnthropicAssistantBlock,
+  AnthropicMessage,
+  AnthropicMessagesRequest,
+  AnthropicTextOrImageBlock,
+  AnthropicTool,
+  AnthropicToolChoice,
+  AnthropicUserBlock,
+} from "./anthropic_inbound.ts";
+import { type ChatMessage, type ChatRequest, type ContentPart, UpstreamError } from "./types.ts";
+
+/** Options for `toAnthropicRequest`. */
+export interface AnthropicRequestOptions {
+  /** Provider-side model name. */
+  model: string;
+  /** `max_tokens` when the client gave neither `max_completion_tokens` nor `max_tokens`. */
+  defaultMaxTokens: number;
+  /** Whether to ask for an SSE answer. */
+  stream: boolean;
+}
+
+/**
+ * How JSON mode reaches Anthropic, which has no JSON switch: as an instruction in `system`. The model
+ * is asked, not forced; callers that promise JSON must validate the answer themselves.
+ */
+export type AnthropicJsonMode = "none" | "instructed";
+
+/** Tells the caller whether `toAnthropicRequest` instructed (never enforced) JSON output for a request. */
+export function anthropicJsonMode(request: ChatRequest): AnthropicJsonMode {
+  const type = request.response_format?.type;
+  return type === "json_object" || type === "json_schema" ? "instructed" : "none";
+}
+
+function invalid(message: string, code: string, param: string): UpstreamError {
+  return new UpstreamError(message, {
+    status: 400,
+    code,
+    type: "invalid_request_error",
+    fallback: false,
+    param,
+  });
+}
+
+const mediaTypes = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
+
+function imageBlock(url: string, where: string): AnthropicTextOrImageBlock {
+  if (/^https?:\/\//i.test(url)) return { type: "image", source: { type: "url", url } };
+  const match = /^data:([^;,]+);base64,(.*)$/is.exec(url);
+  if (match === null) {
+    throw invalid(
+      `${where} has an image that is neither an http(s) URL nor a base64 data URL; send one of those`,
+      "UNSUPPORTED_IMAGE",
+      "messages",
+    );
+  }
+  let mediaType = match[1].toLowerCase();
+  if (mediaType === "image/jpg") mediaType = "image/jpeg";
+  if (!mediaTypes.has(mediaType)) {
+    throw invalid(
+      `${where} has an image of type ${match[1]}; anthropic accepts only png, jpeg, gif and webp`,
+      "UNSUPPORTED_IMAGE",
+      "messages",
+    );
+  }
+  return {
+    type: "image",
+    source: {
+      type: "base64",
+      media_type: mediaType as "image/png" | "image/jpeg" | "image/gif" | "image/webp",
+      data: match[2],
+    },
+  };
+}
+
+/** Text and image blocks of a user or tool message; empty text is skipped (Anthropic rejects it). */
+function contentBlocks(content: string | ContentPart[] | null, where: string): AnthropicTextOrImageBlock[] {
+  if (content === null) return [];
+  if (typeof content === "string") return content === "" ? [] : [{ type: "text", text: content }];
+  const blocks: AnthropicTextOrImageBlock[] = [];
+  for (const part of content) {
+    if (part.type === "text") {
+      if (part.text !== "") blocks.push({ type: "text", text: part.text });
+    } else blocks.push(imageBlock(part.image_url.url, where));
+  }
+  return blocks;
+}
+
+function instructionText(content: string | ContentPart[]): string {
+  if (typeof content === "string") return content;
+  return content.flatMap((part) => part.type === "text" ? [part.text] : []).join("\n");
+}
+
+function parseToolArguments(args: string, name: string, id: string): Record<string, unknown> {
+  // Some OpenAI-compatible servers send "" for a call without arguments.
+  if (args.trim() === "") return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(args);
+  } catch {
+    parsed = undefined;
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+    throw invalid(
+      `tool call ${id} (${name}) has arguments that are not a JSON object; send its arguments as a JSON object string`,
+      "INVALID_TOOL_ARGUMENTS",
+      "messages",
+    );
+  }
+  return parsed as Record<string, unknown>;
+}
+
+/** A turn being assembled; tool results are kept apart because Anthropic wants them first. */
+interface PendingTurn {
+  role: "user" | "assistant";
+  results: AnthropicUserBlock[];
+  blocks: (AnthropicUserBlock | AnthropicAssistantBlock)[];
+}
+
+function pushBlocks(
+  turns: PendingTurn[],
+  role: "user" | "assistant",
+  blocks: PendingTurn["blocks"],
+  results: AnthropicUserBlock[] = [],
+): void {
+  if (blocks.length === 0 && results.length === 0) return;
+  const last = turns.at(-1);
+  // Anthropic wants alternating turns; consecutive same-role messages become one turn.
+  if (last !== undefined && last.role === role) {
+    last.results.push(...results);
+    last.blocks.push(...blocks);
+  } else turns.push({ role, results: [...results], blocks: [...blocks] });
+}
+
+function convertMessages(messages: ChatMessage[]): { system: string[]; turns: AnthropicMessage[] } {
+  const system: string[] = [];
+  const pending: PendingTurn[] = [];
+  messages.forEach((message, i) => {
+    const where = `messages[${i}]`;
+    switch (message.role) {
+      case "system":
+      case "developer": {
+        const text = instructionText(message.content);
+        if (text !== "") system.push(text);
+        break;
+      }
+      case "user":
+        pushBlocks(pending, "user", contentBlocks(message.content, where));
+        break;
+      case "assistant": {
+        const blocks: AnthropicAssistantBlock[] = [];
+        for (const block of contentBlocks(message.content, where)) {
+          if (block.type !== "text") {
+            throw invalid(
+              `${where} is an assistant message with an image; images belong in user messages`,
+              "UNSUPPORTED_IMAGE",
+              "messages",
+            );
+          }
+          blocks.push(block);
+        }
+        for (const call of message.tool_calls ?? []) {
+          blocks.push({
+            type: "tool_use",
+            id: call.id,
+            name: call.function.name,
+            input: parseToolArguments(call.function.arguments, call.function.name, call.id),
+          });
+        }
+        pushBlocks(pending, "assistant", blocks);
+        break;
+      }
+      case "tool": {
+        const blocks = contentBlocks(message.content, where);
+        const onlyText = blocks.every((b) => b.type === "text");
+        const result: AnthropicUserBlock = {
+          type: "tool_result",
+          tool_use_id: message.tool_call_id,
+          content: onlyText ? blocks.map((b) => (b as { text: string }).text).join("") : blocks,
+        };
+        pushBlocks(pending, "user", [], [result]);
+        break;
+      }
+    }
+  });
+
+  const turns: AnthropicMessage[] = pending.map((turn) =>
+    turn.role === "user"
+      ? { role: "user", content: [...turn.results, ...turn.blocks] as AnthropicUserBlock[] }
+      : { role: "assistant", content: turn.blocks as AnthropicAssistantBlock[] }
+  );
+  // Anthropic requires the first turn to be the user's. A conversation that opens with the assistant
+  // (a greeting replayed from history) gets the smallest neutral user turn in front, which changes
+  // nothing the model is asked beyond "go on".
+  if (turns.length > 0 && turns[0].role === "assistant") {
+    turns.unshift({ role: "user", content: [{ type: "text", text: "(continue)" }] });
+  }
+  return { system, turns };
+}
+
+function jsonInstruction(request: ChatRequest): string | null {
+  const format = request.response_format;
+  if (format === undefined || format.type === "text") return null;
+  const base = "Respond with a single JSON object only: no prose before or after it and no code fences.";
+  if (format.type === "json_object" || format.json_schema.schema === undefined) return base;
+  return `${base} The object must conform to this JSON Schema (named "${format.json_schema.name}"):\n` +
+    JSON.stringify(format.json_schema.schema);
+}
+
+/**
+ * Builds the Anthropic Messages body for a canonical request. Not sent because Anthropic has no
+ * equivalent: `seed`, `presence_penalty`, `frequency_penalty`, `stream_options`, message `name`s and
+ * tool `strict`; `top_p` is dropped when `temperature` is set. `response_format` JSON modes become a `system` instruction (see `anthropicJsonMode`).
+ */
+export function toAnthropicRequest(
+  request: ChatRequest,
+  options: AnthropicRequestOptions,
+): AnthropicMessagesRequest {
+  if (request.n !== undefined && request.n > 1) {
+    throw invalid("n greater than 1 cannot be routed to anthropic; send n = 1", "UNSUPPORTED_PARAMETER", "n");
+  }
+  const { system, turns } = convertMessages(request.messages);
+  if (turns.length === 0) {
+    throw invalid(
+      "messages has no user or assistant content; send at least one non-empty user message",
+      "INVALID_REQUEST",
+      "messages",
+    );
+  }
+  const instruction = jsonInstruction(request);
+  if (instruction !== null) system.push(instruction);
+
+  const body: AnthropicMessagesRequest = {
+    model: options.model,
+    max_tokens: request.max_completion_tokens ?? request.max_tokens ?? options.defaultMaxTokens,
+    messages: turns,
+  };
+  if (system.length > 0) body.system = system.join("\n\n");
+  if (request.temperature !== undefined) body.temperature = Math.min(1, Math.max(0, request.temperature));
+  // Claude 4.5 and later models answer 400 when both are set; OpenAI clients often send both, so
+  // temperature (the one Anthropic recommends) wins.
+  if (request.top_p !== undefined && request.temperature === undefined) body.top_p = request.top_p;
+  if (request.stop !== undefined) {
+    const stops = typeof request.stop === "string" ? [request.stop] : request.stop;
+    if (stops.length > 0) body.stop_sequences = stops;
+  }
+  if (request.user !== undefined) body.metadata = { user_id: request.user };
+  if (request.tools !== undefined && request.tools.length > 0) {
+    body.tools = request.tools.map((tool): AnthropicTool => ({
+      name: tool.function.name,
+      ...(tool.function.description !== undefined ? { description: tool.function.description } : {}),
+      input_schema: { type: "object", ...tool.function.parameters } as AnthropicTool["input_schema"],
+    }));
+    const choice = toolChoice(request);
+    if (choice !== undefined) body.tool_choice = choice;
+  }
+  if (options.stream) body.stream = true;
+  return body;
+}
+
+function toolChoice(request: ChatRequest): AnthropicToolChoice | undefined {
+  const choice = request.tool_choice;
+  const noParallel = request.parallel_tool_calls === false ? { disable_parallel_tool_use: true } : {};
+  if (choice === "none") return { type: "none" };
+  if (choice === "required") return { type: "any", ...noParallel };
+  if (typeof choice === "object") return { type: "tool", name: choice.function.name, ...noParallel };
+  if (choice === "auto" || request.parallel_tool_calls === false) return { type: "auto", ...noParallel };
+  return undefined;
+}

@@ -1,0 +1,299 @@
+/**
+ * Anthropic Messages answers → canonical shapes: a whole `message` object → `ChatResult`, and an
+ * Anthropic SSE event stream → `StreamEvent`s (one `finish`, or an `UpstreamError`, never both).
+ */
+
+import type { SseEvent } from "./sse.ts";
+import {
+  type ChatResult,
+  type FinishReason,
+  type StreamEvent,
+  type ToolCall,
+  UpstreamError,
+  type Usage,
+} from "./types.ts";
+import { drain, scrubSecrets, streamCutError, streamError } from "./upstream_errors.ts";
+
+/** Anthropic's usage counters (a `message`'s `usage`, or a `message_delta`'s). */
+export interface AnthropicUsage {
+  input_tokens?: number | null;
+  output_tokens?: number | null;
+  cache_creation_input_tokens?: number | null;
+  cache_read_input_tokens?: number | null;
+}
+
+/** The parts of an Anthropic `message` response the router reads. */
+export interface AnthropicResponseMessage {
+  id?: string;
+  model?: string;
+  content?: Array<{ type: string; text?: string; id?: string; name?: string; input?: unknown }>;
+  stop_reason?: string | null;
+  usage?: AnthropicUsage;
+}
+
+/** The canonical finish reason for an Anthropic `stop_reason` (`pause_turn` counts as a stop). */
+export function fromAnthropicStopReason(
+  reason: string | null | undefined,
+  hasToolCalls = false,
+): FinishReason {
+  switch (reason) {
+    case "max_tokens":
+      return "length";
+    case "tool_use":
+      return "tool_calls";
+    case "refusal":
+      return "content_filter";
+    case "end_turn":
+    case "stop_sequence":
+    case "pause_turn":
+      return "stop";
+  }
+  return hasToolCalls ? "tool_calls" : "stop";
+}
+
+function count(value: number | null | undefined): number {
+  return typeof value === "number" && Number.isFinite(value) ? value : 0;
+}
+
+/** Prompt tokens of an Anthropic usage: cache writes and reads are prompt tokens too. */
+export function anthropicInputTokens(usage: AnthropicUsage | undefined): number {
+  if (usage === undefined) return 0;
+  return count(usage.input_tokens) + count(usage.cache_creation_input_tokens) +
+    count(usage.cache_read_input_tokens);
+}
+
+/** Canonical usage from Anthropic's counters. */
+export function fromAnthropicUsage(usage: AnthropicUsage | undefined): Usage {
+  const prompt = anthropicInputTokens(usage);
+  const completion = count(usage?.output_tokens);
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+/** Translates a whole Anthropic `message` into the canonical result. */
+export function fromAnthropicResponse(message: AnthropicResponseMessage, fallbackModel = ""): ChatResult {
+  const texts: string[] = [];
+  const toolCalls: ToolCall[] = [];
+  for (const block of message.content ?? []) {
+    if (block.type === "text" && typeof block.text === "string") texts.push(block.text);
+    else if (block.type === "tool_use") {
+      toolCalls.push({
+        id: block.id ?? `toolu_${toolCalls.length}`,
+        type: "function",
+        function: { name: block.name ?? "", arguments: JSON.stringify(block.input ?? {}) },
+      });
+    }
+    // thinking and server-tool blocks are not answer content
+  }
+  const text = texts.join("");
+  const result: ChatResult = {
+    model: message.model ?? fallbackModel,
+    content: text === "" && toolCalls.length > 0 ? null : text,
+    tool_calls: toolCalls,
+    finish_reason: fromAnthropicStopReason(message.stop_reason, toolCalls.length > 0),
+    usage: fromAnthropicUsage(message.usage),
+  };
+  if (message.id !== undefined) result.upstream_id = message.id;
+  return result;
+}
+
+/**
+ * The error for an Anthropic `event: error` inside a stream. Overload and rate limits keep their own
+ * codes so the EDR says what happened; `fallback` is true only while no answer content has been
+ * produced, since after that the client may already hold part of the answer.
+ */
+export function anthropicStreamError(
+  body: unknown,
+  options: { produced: boolean; secrets?: string[] },
+): UpstreamError {
+  const error = (body as { error?: { type?: unknown; message?: unknown } } | null)?.error;
+  const type = typeof error?.type === "string" ? error.type : "api_error";
+  const message = scrubSecrets(typeof error?.message === "string" ? error.message : type, options.secrets);
+  if (type === "overloaded_error") {
+    return new UpstreamError(`anthropic is overloaded mid-stream: ${message}`, {
+      status: 503,
+      code: "UPSTREAM_OVERLOADED",
+      type: "server_error",
+      fallback: !options.produced,
+    });
+  }
+  if (type === "rate_limit_error") {
+    return new UpstreamError(`anthropic rate limit reached mid-stream: ${message}`, {
+      status: 429,
+      code: "UPSTREAM_RATE_LIMITED",
+      type: "rate_limit_error",
+      fallback: !options.produced,
+    });
+  }
+  const mapped = streamError("anthropic", message, { secrets: options.secrets, upstreamType: type });
+  if (options.produced || type !== "api_error") return mapped;
+  return new UpstreamError(mapped.message, {
+    status: mapped.status,
+    code: mapped.code,
+    type: mapped.type,
+    fallback: true,
+  });
+}
+
+/** Options for `anthropicEventsToStream`. */
+export interface AnthropicStreamOptions {
+  /** Maps a failure while reading the events (abort, timeout, reset) to an `UpstreamError`. */
+  mapReadError?: (error: unknown) => UpstreamError;
+  /** Secrets to scrub from upstream error messages. */
+  secrets?: string[];
+}
+
+type BlockKind = { kind: "text" } | { kind: "tool"; toolIndex: number } | { kind: "other" };
+
+function parseData(data: string): Record<string, unknown> | null {
+  try {
+    const value: unknown = JSON.parse(data);
+    return value !== null && typeof value === "object" ? value as Record<string, unknown> : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Translates Anthropic SSE events into canonical stream events. */
+export function anthropicEventsToStream(
+  events: ReadableStream<SseEvent>,
+  options: AnthropicStreamOptions = {},
+): ReadableStream<StreamEvent> {
+  const reader = events.getReader();
+  const blocks = new Map<number, BlockKind>();
+  let toolCount = 0;
+  let produced = false;
+  let inputUsage: AnthropicUsage | undefined;
+  let outputTokens: number | undefined;
+  let stopReason: string | null = null;
+  let sawStart = false;
+
+  const readError = (error: unknown): UpstreamError =>
+    error instanceof UpstreamError ? error : options.mapReadError?.(error) ?? streamCutError("anthropic");
+
+  let emitted = 0;
+  /** Handles one event: whether the stream continues, completed or failed. */
+  const handle = (
+    event: SseEvent,
+    controller: ReadableStreamDefaultController<StreamEvent>,
+  ): "more" | "done" | "error" => {
+    const emit = (streamEvent: StreamEvent) => {
+      emitted++;
+      controller.enqueue(streamEvent);
+    };
+    const data = parseData(event.data);
+    const type = event.event ?? (typeof data?.type === "string" ? data.type : null);
+    if (type === "error") {
+      controller.error(anthropicStreamError(data, { produced, secrets: options.secrets }));
+      return "error";
+    }
+    if (data === null) {
+      controller.error(streamError("anthropic", "the upstream sent an event whose data is not json"));
+      return "error";
+    }
+    switch (type) {
+      case "message_start": {
+        sawStart = true;
+        const message = data.message as { usage?: AnthropicUsage } | undefined;
+        inputUsage = message?.usage;
+        break;
+      }
+      case "content_block_start": {
+        const index = Number(data.index);
+        const block = data.content_block as { type?: string; text?: string; id?: string; name?: string };
+        if (block?.type === "text") {
+          blocks.set(index, { kind: "text" });
+          if (typeof block.text === "string" && block.text !== "") {
+            emit({ type: "text", text: block.text });
+            produced = true;
+          }
+        } else if (block?.type === "tool_use") {
+          const toolIndex = toolCount++;
+          blocks.set(index, { kind: "tool", toolIndex });
+          emit({ type: "tool_call_start", index: toolIndex, id: block.id ?? "", name: block.name ?? "" });
+          produced = true;
+        } else blocks.set(index, { kind: "other" });
+        break;
+      }
+      case "content_block_delta": {
+        const block = blocks.get(Number(data.index));
+        const delta = data.delta as { type?: string; text?: string; partial_json?: string } | undefined;
+        if (block?.kind === "text" && delta?.type === "text_delta" && delta.text) {
+          emit({ type: "text", text: delta.text });
+          produced = true;
+        } else if (block?.kind === "tool" && delta?.type === "input_json_delta" && delta.partial_json) {
+          emit({ type: "tool_call_args", index: block.toolIndex, fragment: delta.partial_json });
+        }
+        break;
+      }
+      case "message_delta": {
+        const delta = data.delta as { stop_reason?: string | null } | undefined;
+        if (delta?.stop_reason !== undefined) stopReason = delta.stop_reason;
+        const usage = data.usage as AnthropicUsage | undefined;
+        if (typeof usage?.output_tokens === "number") outputTokens = usage.output_tokens;
+        // Newer API versions repeat whole-message input counters here; they supersede message_start's.
+        if (usage && (usage.input_tokens != null || usage.cache_read_input_tokens != null)) {
+          inputUsage = { ...inputUsage, ...withoutNulls(usage) };
+        }
+        break;
+      }
+      case "message_stop": {
+        if (!sawStart) {
+          controller.error(streamError("anthropic", "the upstream ended a message it never started"));
+          return "error";
+        }
+        const usage = fromAnthropicUsage({
+          ...inputUsage,
+          output_tokens: outputTokens ?? inputUsage?.output_tokens,
+        });
+        emit({
+          type: "finish",
+          finish_reason: fromAnthropicStopReason(stopReason, toolCount > 0),
+          usage,
+        });
+        controller.close();
+        return "done";
+      }
+      default:
+        // ping, content_block_stop and event types added later carry nothing we need
+        break;
+    }
+    return "more";
+  };
+
+  return new ReadableStream<StreamEvent>({
+    async pull(controller) {
+      while (true) {
+        let next: ReadableStreamReadResult<SseEvent>;
+        try {
+          next = await reader.read();
+        } catch (error) {
+          controller.error(readError(error));
+          return;
+        }
+        if (next.done) {
+          controller.error(streamCutError("anthropic"));
+          return;
+        }
+        const before = emitted;
+        const outcome = handle(next.value, controller);
+        if (outcome === "done") {
+          await drain(reader);
+          return;
+        }
+        if (outcome === "error") {
+          await reader.cancel().catch(() => {});
+          return;
+        }
+        // Keep reading until this pull produced something, so a consumer is never left waiting.
+        if (emitted !== before) return;
+      }
+    },
+    async cancel(reason) {
+      await reader.cancel(reason).catch(() => {});
+    },
+  });
+}
+
+function withoutNulls(usage: AnthropicUsage): AnthropicUsage {
+  return Object.fromEntries(Object.entries(usage).filter(([, v]) => v != null)) as AnthropicUsage;
+}

@@ -1,0 +1,17 @@
+/**
+ * Provider adapters (Ollama, OpenAI, Anthropic), format translation, and the client-side encoders for
+ * the OpenAI and Anthropic wire formats.
+ */
+export * from "./types.ts";
+export { OllamaAdapter } from "./ollama.ts";
+export { OpenAIAdapter } from "./openai.ts";
+export { AnthropicAdapter } from "./anthropic.ts";
+export { OpenAIStreamEncoder, toOpenAIResponse } from "./openai_format.ts";
+export {
+  type AnthropicMessagesRequest,
+  anthropicErrorBody,
+  anthropicMessagesRequestSchema,
+  AnthropicStreamEncoder,
+  fromAnthropicRequest,
+  toAnthropicResponse,
+} from "./anthropic_inbound.ts";

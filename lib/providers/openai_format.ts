@@ -1,0 +1,143 @@
+/**
+ * Client-facing OpenAI chat-completions encoders: the `chat.completion` JSON body and the
+ * `chat.completion.chunk` SSE stream, shaped so the official `openai` SDK consumes them unchanged.
+ */
+import { encodeSseEvent } from "./sse.ts";
+import type {
+  ChatResult,
+  ClientErrorInfo,
+  ClientResponseMeta,
+  ClientStreamEncoder,
+  FinishReason,
+  StreamEvent,
+  Usage,
+} from "./types.ts";
+
+/** A `chat.completion` response body. */
+export interface OpenAIChatCompletion {
+  id: string;
+  object: "chat.completion";
+  created: number;
+  model: string;
+  choices: {
+    index: 0;
+    message: {
+      role: "assistant";
+      content: string | null;
+      refusal: null;
+      tool_calls?: ChatResult["tool_calls"];
+    };
+    logprobs: null;
+    finish_reason: FinishReason;
+  }[];
+  usage: Usage;
+}
+
+/** Encodes a complete answer as OpenAI's `chat.completion` object. */
+export function toOpenAIResponse(result: ChatResult, meta: ClientResponseMeta): OpenAIChatCompletion {
+  const message: OpenAIChatCompletion["choices"][0]["message"] = {
+    role: "assistant",
+    content: result.content,
+    refusal: null,
+  };
+  if (result.tool_calls.length > 0) {
+    message.tool_calls = result.tool_calls.map((call) => ({
+      id: call.id,
+      type: "function",
+      function: { name: call.function.name, arguments: call.function.arguments },
+    }));
+  }
+  return {
+    id: meta.id,
+    object: "chat.completion",
+    created: meta.created,
+    model: meta.model,
+    choices: [{ index: 0, message, logprobs: null, finish_reason: result.finish_reason }],
+    usage: { ...result.usage },
+  };
+}
+
+/** Options for `OpenAIStreamEncoder`. */
+export interface OpenAIStreamEncoderOptions {
+  /** The client asked for `stream_options.include_usage`: add the usage chunk and `usage: null` elsewhere. */
+  includeUsage: boolean;
+}
+
+const encoder = new TextEncoder();
+
+/** Encodes canonical stream events as OpenAI `chat.completion.chunk` SSE events. */
+export class OpenAIStreamEncoder implements ClientStreamEncoder {
+  #meta: ClientResponseMeta;
+  #includeUsage: boolean;
+
+  /** Builds an encoder for one answer. */
+  constructor(meta: ClientResponseMeta, options: OpenAIStreamEncoderOptions) {
+    this.#meta = meta;
+    this.#includeUsage = options.includeUsage;
+  }
+
+  #chunk(choices: unknown[], usage?: Usage): Uint8Array {
+    const chunk: Record<string, unknown> = {
+      id: this.#meta.id,
+      object: "chat.completion.chunk",
+      created: this.#meta.created,
+      model: this.#meta.model,
+      choices,
+    };
+    if (this.#includeUsage) chunk.usage = usage ?? null;
+    return encoder.encode(encodeSseEvent(JSON.stringify(chunk)));
+  }
+
+  #delta(delta: Record<string, unknown>, finishReason: FinishReason | null = null): Uint8Array {
+    return this.#chunk([{ index: 0, delta, logprobs: null, finish_reason: finishReason }]);
+  }
+
+  /** The role chunk that opens the stream. */
+  start(): Uint8Array {
+    return this.#delta({ role: "assistant", content: "" });
+  }
+
+  /** The chunk(s) for one canonical event. */
+  encode(event: StreamEvent): Uint8Array {
+    switch (event.type) {
+      case "text":
+        return this.#delta({ content: event.text });
+      case "tool_call_start":
+        return this.#delta({
+          tool_calls: [{
+            index: event.index,
+            id: event.id,
+            type: "function",
+            function: { name: event.name, arguments: "" },
+          }],
+        });
+      case "tool_call_args":
+        return this.#delta({ tool_calls: [{ index: event.index, function: { arguments: event.fragment } }] });
+      case "finish": {
+        const finish = this.#delta({}, event.finish_reason);
+        if (!this.#includeUsage) return finish;
+        // OpenAI always reports usage; an upstream that gave none is reported as zero, not omitted.
+        const usage = event.usage ?? { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
+        return concat(finish, this.#chunk([], usage));
+      }
+    }
+  }
+
+  /** The `[DONE]` sentinel that ends a successful stream. */
+  done(): Uint8Array {
+    return encoder.encode("data: [DONE]\n\n");
+  }
+
+  /** An error event; the stream must close after it, without `[DONE]`. */
+  error(info: ClientErrorInfo): Uint8Array {
+    const body = { error: { message: info.message, type: info.type, code: info.code, param: null } };
+    return encoder.encode(encodeSseEvent(JSON.stringify(body)));
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}

@@ -1,0 +1,99 @@
+/**
+ * Server-sent events framing: assembles events from arbitrarily split bytes (inside a line, inside a
+ * multi-byte character, between `data:` and its blank line) and encodes events for our own streams.
+ */
+
+/** One assembled SSE event: its `event:` name (null when none was given) and its joined `data:` lines. */
+export interface SseEvent {
+  event: string | null;
+  data: string;
+}
+
+/** Splits decoded text into lines ending in CRLF, LF or CR, buffering the unfinished last line. */
+class LineSplitter {
+  #buffer = "";
+  // A chunk may end between CR and LF; remember the CR so the LF that follows is not a second line.
+  #pendingCr = false;
+
+  push(text: string, emit: (line: string) => void): void {
+    let start = 0;
+    if (this.#pendingCr && text.startsWith("\n")) start = 1;
+    this.#pendingCr = false;
+    for (let i = start; i < text.length; i++) {
+      const ch = text.charCodeAt(i);
+      if (ch !== 10 && ch !== 13) continue;
+      emit(this.#buffer + text.slice(start, i));
+      this.#buffer = "";
+      if (ch === 13) {
+        if (i + 1 < text.length) {
+          if (text.charCodeAt(i + 1) === 10) i++;
+        } else {
+          this.#pendingCr = true;
+        }
+      }
+      start = i + 1;
+    }
+    this.#buffer += text.slice(start);
+  }
+
+  /** The unterminated last line, if any. */
+  rest(): string {
+    const rest = this.#buffer;
+    this.#buffer = "";
+    return rest;
+  }
+}
+
+/** A `TransformStream` from decoded text to SSE events, following the WHATWG event-stream rules. */
+export class SseParserStream extends TransformStream<string, SseEvent> {
+  /** Builds the parser; feed it text from a `TextDecoderStream`. */
+  constructor() {
+    const lines = new LineSplitter();
+    let data: string[] = [];
+    let hasData = false;
+    let event: string | null = null;
+    const onLine = (line: string, controller: TransformStreamDefaultController<SseEvent>) => {
+      if (line === "") {
+        if (hasData) controller.enqueue({ event, data: data.join("\n") });
+        data = [];
+        hasData = false;
+        event = null;
+        return;
+      }
+      if (line.startsWith(":")) return;
+      const colon = line.indexOf(":");
+      const field = colon === -1 ? line : line.slice(0, colon);
+      let value = colon === -1 ? "" : line.slice(colon + 1);
+      if (value.startsWith(" ")) value = value.slice(1);
+      if (field === "data") {
+        data.push(value);
+        hasData = true;
+      } else if (field === "event") {
+        event = value;
+      }
+      // `id` and `retry` steer browser reconnection, which a router never does.
+    };
+    super({
+      transform(chunk, controller) {
+        lines.push(chunk, (line) => onLine(line, controller));
+      },
+      flush(controller) {
+        // An event not ended by a blank line is incomplete (the spec discards it); a stream cut is
+        // detected by the caller from the missing terminal event.
+        const rest = lines.rest();
+        if (rest !== "") onLine(rest, controller);
+      },
+    });
+  }
+}
+
+/** Parses an SSE response body into events. */
+export function parseSse(body: ReadableStream<Uint8Array>): ReadableStream<SseEvent> {
+  return body.pipeThrough(new TextDecoderStream()).pipeThrough(new SseParserStream());
+}
+
+/** Encodes one SSE event (`event:` line when named, one `data:` line per payload line, blank line). */
+export function encodeSseEvent(data: string, event?: string): string {
+  const head = event === undefined ? "" : `event: ${event}\n`;
+  return `${head}${data.split(/\r\n|\r|\n/).map((line) => `data: ${line}\n`).join("")}\n`;
+}

@@ -1,0 +1,254 @@
+import type { SlotPolicy } from "./schema.ts";
+
+/** Why a wait for the heavy slot ended without the slot. */
+export type SlotErrorCode = "SLOT_QUEUE_FULL" | "SLOT_WAIT_TIMEOUT" | "SLOT_ABORTED";
+
+/** Rejection of `HeavySlot.acquire`; `code` is stable and safe to put in an EDR or an error body. */
+export class SlotError extends Error {
+  /** Stable reason code. */
+  readonly code: SlotErrorCode;
+
+  /** Creates a slot error with its reason code. */
+  constructor(code: SlotErrorCode, message: string) {
+    super(message);
+    this.name = "SlotError";
+    this.code = code;
+  }
+}
+
+/** Ownership of the heavy slot; call `release()` on every exit (or hold it with `using`). */
+export interface SlotLease {
+  /** How long the holder waited in the queue, in milliseconds (0 when the slot was free). */
+  readonly waitedMs: number;
+  /** How many waiters were ahead when this holder asked (0 when the slot was free). */
+  readonly queueDepthAtEntry: number;
+  /** Gives the slot up (to the next waiter, if any); calling it again does nothing. */
+  release(): void;
+  /** Same as `release()`, for `using lease = await slot.acquire(…)`. */
+  [Symbol.dispose](): void;
+}
+
+/** The slot's state for `decide()` and `/readyz`. */
+export interface SlotSnapshot {
+  busy: boolean;
+  queue_depth: number;
+  max_queue: number;
+  when_busy: SlotPolicy["when_busy"];
+}
+
+/** Cumulative counters for metrics. */
+export interface SlotStats {
+  acquired_immediately: number;
+  acquired_after_wait: number;
+  wait_timeouts: number;
+  wait_aborts: number;
+  queue_full_refusals: number;
+  releases: number;
+}
+
+/** Options for `HeavySlot.acquire`. */
+export interface AcquireOptions {
+  /** Aborting it removes the waiter from the queue at once (SLOT_ABORTED). */
+  signal?: AbortSignal;
+  /** Longest wait in the queue; defaults to the policy's `max_wait_ms`. */
+  maxWaitMs?: number;
+}
+
+/** Constructor options for `HeavySlot`. */
+export interface HeavySlotOptions {
+  now?: () => number;
+  /** Schedules the wait timeout; returns a cancel function. Tests inject a manual clock here. */
+  setTimer?: (fn: () => void, ms: number) => () => void;
+}
+
+interface Waiter {
+  enqueuedAt: number;
+  depthAtEntry: number;
+  resolve(lease: SlotLease): void;
+  reject(error: SlotError): void;
+  cancelTimer: (() => void) | null;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | null;
+}
+
+// setTimeout overflows above 2^31-1 ms and would fire at once.
+const MAX_TIMER_MS = 2_147_483_647;
+
+function defaultSetTimer(fn: () => void, ms: number): () => void {
+  const id = setTimeout(fn, ms);
+  return () => clearTimeout(id);
+}
+
+class Lease implements SlotLease {
+  readonly waitedMs: number;
+  readonly queueDepthAtEntry: number;
+  #onRelease: ((lease: Lease) => void) | null;
+
+  constructor(waitedMs: number, queueDepthAtEntry: number, onRelease: (lease: Lease) => void) {
+    this.waitedMs = waitedMs;
+    this.queueDepthAtEntry = queueDepthAtEntry;
+    this.#onRelease = onRelease;
+  }
+
+  release(): void {
+    const onRelease = this.#onRelease;
+    // Dropping the callback makes a second release a no-op, so it can never free a later holder's slot.
+    this.#onRelease = null;
+    onRelease?.(this);
+  }
+
+  [Symbol.dispose](): void {
+    this.release();
+  }
+}
+
+/**
+ * The single heavy local inference slot: one holder at a time, a bounded FIFO wait queue, and direct
+ * hand-off on release. Light local work never touches it, so it never queues behind heavy work.
+ */
+export class HeavySlot {
+  #policy: SlotPolicy;
+  #now: () => number;
+  #setTimer: (fn: () => void, ms: number) => () => void;
+  #holder: Lease | null = null;
+  #queue: Waiter[] = [];
+  #stats: SlotStats = {
+    acquired_immediately: 0,
+    acquired_after_wait: 0,
+    wait_timeouts: 0,
+    wait_aborts: 0,
+    queue_full_refusals: 0,
+    releases: 0,
+  };
+
+  /** Creates a free slot governed by `policy` (`max_queue`, `max_wait_ms`, `when_busy`). */
+  constructor(policy: SlotPolicy, options: HeavySlotOptions = {}) {
+    this.#policy = policy;
+    this.#now = options.now ?? Date.now;
+    this.#setTimer = options.setTimer ?? defaultSetTimer;
+  }
+
+  /** The slot's current state; synchronous. */
+  snapshot(): SlotSnapshot {
+    return {
+      busy: this.#holder !== null,
+      queue_depth: this.#queue.length,
+      max_queue: this.#policy.max_queue,
+      when_busy: this.#policy.when_busy,
+    };
+  }
+
+  /** Cumulative counters (copies) for metrics. */
+  stats(): SlotStats {
+    return { ...this.#stats };
+  }
+
+  /** Takes the slot when it is free and nobody waits; null otherwise. Never queues. */
+  tryAcquire(): SlotLease | null {
+    if (this.#holder !== null || this.#queue.length > 0) return null;
+    this.#stats.acquired_immediately++;
+    return this.#grant(0, 0);
+  }
+
+  /** Takes the slot, waiting in FIFO order when it is busy; rejects with a `SlotError` otherwise. */
+  acquire(options: AcquireOptions = {}): Promise<SlotLease> {
+    const { signal } = options;
+    if (signal?.aborted) {
+      this.#stats.wait_aborts++;
+      return Promise.reject(abortedError());
+    }
+    const immediate = this.tryAcquire();
+    if (immediate) return Promise.resolve(immediate);
+    if (this.#queue.length >= this.#policy.max_queue) {
+      this.#stats.queue_full_refusals++;
+      return Promise.reject(
+        new SlotError(
+          "SLOT_QUEUE_FULL",
+          `the heavy local slot has ${this.#queue.length} requests waiting already; retry later or raise slot.max_queue`,
+        ),
+      );
+    }
+    const maxWaitMs = options.maxWaitMs ?? this.#policy.max_wait_ms;
+    return new Promise<SlotLease>((resolve, reject) => {
+      const waiter: Waiter = {
+        enqueuedAt: this.#now(),
+        depthAtEntry: this.#queue.length,
+        resolve,
+        reject,
+        cancelTimer: null,
+        signal,
+        onAbort: null,
+      };
+      this.#queue.push(waiter);
+      if (signal) {
+        waiter.onAbort = () => {
+          if (this.#remove(waiter)) {
+            this.#stats.wait_aborts++;
+            reject(abortedError());
+          }
+        };
+        signal.addEventListener("abort", waiter.onAbort, { once: true });
+      }
+      if (Number.isFinite(maxWaitMs)) {
+        waiter.cancelTimer = this.#setTimer(() => {
+          if (this.#remove(waiter)) {
+            this.#stats.wait_timeouts++;
+            reject(
+              new SlotError(
+                "SLOT_WAIT_TIMEOUT",
+                `waited ${maxWaitMs} ms for the heavy local slot without getting it; retry later or raise slot.max_wait_ms`,
+              ),
+            );
+          }
+        }, Math.min(Math.max(0, maxWaitMs), MAX_TIMER_MS));
+      }
+    });
+  }
+
+  /** Runs `fn` holding the slot and releases it however `fn` ends. */
+  async withSlot<T>(fn: (lease: SlotLease) => Promise<T> | T, options: AcquireOptions = {}): Promise<T> {
+    const lease = await this.acquire(options);
+    try {
+      return await fn(lease);
+    } finally {
+      lease.release();
+    }
+  }
+
+  #grant(waitedMs: number, depthAtEntry: number): Lease {
+    const lease = new Lease(waitedMs, depthAtEntry, (released) => this.#release(released));
+    this.#holder = lease;
+    return lease;
+  }
+
+  #release(lease: Lease): void {
+    if (this.#holder !== lease) return;
+    this.#stats.releases++;
+    this.#holder = null;
+    // Hand the slot straight to the head of the queue so a newcomer's tryAcquire cannot jump it.
+    const next = this.#queue.shift();
+    if (!next) return;
+    this.#detach(next);
+    this.#stats.acquired_after_wait++;
+    next.resolve(this.#grant(Math.max(0, this.#now() - next.enqueuedAt), next.depthAtEntry));
+  }
+
+  #remove(waiter: Waiter): boolean {
+    const index = this.#queue.indexOf(waiter);
+    if (index === -1) return false;
+    this.#queue.splice(index, 1);
+    this.#detach(waiter);
+    return true;
+  }
+
+  #detach(waiter: Waiter): void {
+    waiter.cancelTimer?.();
+    waiter.cancelTimer = null;
+    if (waiter.signal && waiter.onAbort) waiter.signal.removeEventListener("abort", waiter.onAbort);
+    waiter.onAbort = null;
+  }
+}
+
+function abortedError(): SlotError {
+  return new SlotError("SLOT_ABORTED", "the request was cancelled while waiting for the heavy local slot");
+}

@@ -1,0 +1,50 @@
+/**
+ * hybrid-inference: the router's single entrypoint. Wiring only: read the configuration, start the
+ * server, say once what is missing, and shut down cleanly on a signal.
+ */
+import { loadPolicy } from "./lib/contract/mod.ts";
+import { configFromEnv, startServer } from "./lib/http/mod.ts";
+
+const ENV_NAMES = [
+  "HI_HOST",
+  "HI_PORT",
+  "HI_ARTIFACTS_DIR",
+  "HI_POLICY",
+  "OLLAMA_HOST",
+  "OPENAI_BASE_URL",
+  "OPENAI_API_KEY",
+  "ANTHROPIC_BASE_URL",
+  "ANTHROPIC_API_KEY",
+];
+
+function readEnv(): Record<string, string | undefined> {
+  return Object.fromEntries(ENV_NAMES.map((name) => [name, Deno.env.get(name)]));
+}
+
+/** Reads only the issuer secret variables the policy names, so no other variable is ever touched. */
+function secretLookup(names: string[]): Record<string, string | undefined> {
+  return Object.fromEntries(names.map((name) => [name, Deno.env.get(name)]));
+}
+
+if (import.meta.main) {
+  const config = configFromEnv(readEnv());
+  const policy = await loadPolicy(config.policyPath);
+  const secretNames = policy.authority.issuers.flatMap((i) => (i.hmac_secret_env ? [i.hmac_secret_env] : []));
+  const server = await startServer(config, { policy, secrets: secretLookup(secretNames) });
+  console.log(`hybrid-inference listening on ${server.url} (policy ${policy.policy_version}, artifacts ${config.artifactsDir})`);
+  await server.health.probeNow();
+  const local = server.health.snapshot();
+  const clouds = [config.anthropicApiKey ? "anthropic" : null, config.openaiApiKey ? "openai" : null].filter(Boolean);
+  if (local.state === "unfit" && clouds.length === 0) {
+    console.log(
+      `no provider is usable yet: Ollama is not reachable at ${config.ollamaUrl} and no cloud key is set. ` +
+        "Start Ollama (or set OLLAMA_HOST), or set ANTHROPIC_API_KEY / OPENAI_API_KEY; requests get 503 until then.",
+    );
+  }
+  const stop = async () => {
+    await server.close();
+    Deno.exit(0);
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+}

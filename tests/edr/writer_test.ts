@@ -1,0 +1,258 @@
+import assert from "node:assert/strict";
+import {
+  canonicalJson,
+  computeDecisionCoreHash,
+  computeEdrHash,
+  type EdrLogEvent,
+  edrPath,
+  EdrValidationError,
+  EdrWriteError,
+  EdrWriter,
+  sha256Hex,
+  writePolicySnapshot,
+} from "../../lib/edr/mod.ts";
+import { assertChain, readDay } from "./chain_check.ts";
+import { sampleDraft, sampleInput } from "./sample_draft.ts";
+
+const DAY = "2026-11-27";
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function quietLog(into: EdrLogEvent[] = []): (event: EdrLogEvent) => void {
+  return (event) => into.push(event);
+}
+
+Deno.test("EdrWriter", async (t) => {
+  const root = await Deno.makeTempDir({ prefix: "edr_writer_" });
+
+  await t.step("500 concurrent commits get sequences 1..500 with prev links that verify", async () => {
+    const dir = `${root}/concurrent`;
+    const writer = await EdrWriter.open(dir, { log: quietLog() });
+    const drafts = Array.from({ length: 500 }, () => sampleDraft());
+    const records = await Promise.all(drafts.map((d) => writer.commit(d)));
+    assert.deepEqual(records.map((r) => r.sequence), Array.from({ length: 500 }, (_, i) => i + 1));
+    assertChain(records);
+    records.forEach((r, i) => {
+      assert.equal(r.decision_core_hash, computeDecisionCoreHash(drafts[i]));
+      assert.equal(r.edr_hash, computeEdrHash(r));
+    });
+    const stats = writer.stats();
+    assert.equal(stats.committed, 500);
+    assert.ok(stats.batches < 500, "commits were grouped into shared fdatasyncs");
+    await writer.close();
+    assertChain(await readDay(dir, DAY));
+    for (const r of records) {
+      assert.equal(await Deno.readTextFile(`${dir}/${edrPath(r)}`), canonicalJson(r) + "\n");
+    }
+  });
+
+  await t.step("the write-ahead log holds every record as one JSON line", async () => {
+    const lines = (await Deno.readTextFile(`${root}/concurrent/wal/${DAY}.log`)).trimEnd().split("\n");
+    assert.equal(lines.length, 500);
+    assert.deepEqual(
+      lines.map((l) => JSON.parse(l).record.sequence),
+      Array.from({ length: 500 }, (_, i) => i + 1),
+    );
+  });
+
+  await t.step("a tiny materialization backlog slows commits down but loses nothing", async () => {
+    const dir = `${root}/backlog`;
+    const writer = await EdrWriter.open(dir, {
+      maxMaterializeBacklog: 1,
+      materializeConcurrency: 1,
+      log: quietLog(),
+    });
+    const records = await Promise.all(Array.from({ length: 50 }, () => writer.commit(sampleDraft())));
+    assert.ok(writer.stats().pending_materialize <= 50);
+    await writer.close();
+    assertChain(records);
+    assert.equal((await readDay(dir, DAY)).length, 50);
+  });
+
+  await t.step(
+    "a captured input is stored once, content-addressed, and the record points to it",
+    async () => {
+      const dir = `${root}/inputs`;
+      const writer = await EdrWriter.open(dir, { log: quietLog() });
+      const input = sampleInput("hello");
+      const [a, b] = await Promise.all([
+        writer.commit(sampleDraft(), { capturedInput: input }),
+        writer.commit(sampleDraft(), { capturedInput: input }),
+      ]);
+      await writer.close();
+      const hash = sha256Hex(canonicalJson(input));
+      assert.equal(a.replay.required_inputs_pointer, `inputs/${hash}.json`);
+      assert.equal(b.replay.required_inputs_pointer, `inputs/${hash}.json`);
+      assert.equal(await Deno.readTextFile(`${dir}/inputs/${hash}.json`), canonicalJson(input));
+      assert.equal(writer.stats().inputs_written, 1);
+    },
+  );
+
+  await t.step("a reopened writer continues the day's chain", async () => {
+    const dir = `${root}/reopen`;
+    const first = await EdrWriter.open(dir, { log: quietLog() });
+    const before = await Promise.all([1, 2, 3].map(() => first.commit(sampleDraft())));
+    await first.close();
+    const second = await EdrWriter.open(dir, { log: quietLog() });
+    const next = await second.commit(sampleDraft());
+    await second.close();
+    assert.equal(next.sequence, 4);
+    assert.equal(next.prev_edr_hash, before[2].edr_hash);
+    assertChain(await readDay(dir, DAY));
+  });
+
+  await t.step("a new UTC day starts a new log and a new chain", async () => {
+    const dir = `${root}/rollover`;
+    const writer = await EdrWriter.open(dir, { log: quietLog() });
+    const late = await writer.commit(sampleDraft({ timestamp: "2026-11-27T23:59:59.999Z" }));
+    const early = await writer.commit(sampleDraft({ timestamp: "2026-11-28T00:00:00.000Z" }));
+    const straggler = await writer.commit(sampleDraft({ timestamp: "2026-11-27T23:59:59.999Z" }));
+    await writer.close();
+    assert.deepEqual([late.sequence, early.sequence, straggler.sequence], [1, 1, 2]);
+    assert.equal(early.prev_edr_hash, null);
+    assert.equal(straggler.prev_edr_hash, late.edr_hash);
+    assert.ok(await exists(`${dir}/wal/2026-11-27.log`));
+    assert.ok(await exists(`${dir}/wal/2026-11-28.log`));
+    assertChain(await readDay(dir, "2026-11-27"));
+    assertChain(await readDay(dir, "2026-11-28"));
+  });
+
+  await t.step("open() restores record files and inputs that are missing", async () => {
+    const dir = `${root}/restore`;
+    const writer = await EdrWriter.open(dir, { log: quietLog() });
+    const input = sampleInput("restore me");
+    const record = await writer.commit(sampleDraft(), { capturedInput: input });
+    await writer.close();
+    await Deno.remove(`${dir}/${edrPath(record)}`);
+    await Deno.remove(`${dir}/${record.replay.required_inputs_pointer}`);
+    const again = await EdrWriter.open(dir, { log: quietLog() });
+    await again.close();
+    assert.equal(again.stats().recovery.files_restored, 1);
+    assert.equal(again.stats().recovery.inputs_restored, 1);
+    assert.equal(await Deno.readTextFile(`${dir}/${edrPath(record)}`), canonicalJson(record) + "\n");
+    assert.equal(
+      await Deno.readTextFile(`${dir}/${record.replay.required_inputs_pointer}`),
+      canonicalJson(input),
+    );
+  });
+
+  await t.step("a torn last WAL line is ignored and cut off, and the chain goes on", async () => {
+    const dir = `${root}/torn`;
+    const writer = await EdrWriter.open(dir, { log: quietLog() });
+    const first = await writer.commit(sampleDraft());
+    await writer.close();
+    await Deno.writeTextFile(`${dir}/wal/${DAY}.log`, '{"record":{"edr_version":"1.0', { append: true });
+    const events: EdrLogEvent[] = [];
+    const again = await EdrWriter.open(dir, { log: quietLog(events) });
+    assert.equal(again.stats().recovery.torn_tails, 1);
+    const second = await again.commit(sampleDraft());
+    await again.close();
+    assert.equal(second.sequence, 2);
+    assert.equal(second.prev_edr_hash, first.edr_hash);
+    const third = await EdrWriter.open(dir, { log: quietLog() });
+    await third.close();
+    assert.equal(third.stats().recovery.corrupt_lines, 0);
+    assert.equal(third.stats().recovery.torn_tails, 0);
+    assert.equal(third.stats().recovery.records, 2);
+    assert.ok(events.some((e) => e.msg.includes("torn tail")));
+  });
+
+  await t.step("an invalid draft is refused with EdrValidationError and uses no sequence", async () => {
+    const dir = `${root}/invalid`;
+    const writer = await EdrWriter.open(dir, { log: quietLog() });
+    const bad = { ...sampleDraft(), prompt: "do not store me" } as never;
+    await assert.rejects(writer.commit(bad), (error: unknown) => {
+      assert.ok(error instanceof EdrValidationError);
+      assert.ok(error instanceof EdrWriteError);
+      assert.ok(error.errors.some((e) => e.includes("(prompt)")));
+      return true;
+    });
+    await assert.rejects(writer.commit(sampleDraft({ timestamp: "not a time" })), EdrValidationError);
+    const ok = await writer.commit(sampleDraft());
+    assert.equal(ok.sequence, 1);
+    await writer.close();
+  });
+
+  await t.step("without validation the writer still hashes and chains", async () => {
+    const dir = `${root}/novalidate`;
+    const writer = await EdrWriter.open(dir, { validate: false, log: quietLog() });
+    const records = await Promise.all([1, 2].map(() => writer.commit(sampleDraft())));
+    await writer.close();
+    assertChain(records);
+  });
+
+  await t.step("an unwritable WAL rejects every commit of the batch with EdrWriteError", async () => {
+    const dir = `${root}/unwritable`;
+    const events: EdrLogEvent[] = [];
+    const writer = await EdrWriter.open(dir, { log: quietLog(events) });
+    // Works even as root, where permission bits do not stop writes: the log's name is taken by a directory.
+    await Deno.mkdir(`${dir}/wal/${DAY}.log`);
+    const results = await Promise.allSettled(
+      [1, 2, 3].map(() => writer.commit(sampleDraft(), { capturedInput: sampleInput("private prompt") })),
+    );
+    for (const result of results) {
+      assert.equal(result.status, "rejected");
+      assert.ok(result.status === "rejected" && result.reason instanceof EdrWriteError);
+    }
+    assert.equal(writer.stats().rejected, 3);
+    const logged = JSON.stringify(events);
+    assert.ok(events.some((e) => e.level === "error" && e.msg.includes("wal write failed")));
+    assert.ok(
+      !logged.includes("private prompt") && !logged.includes("req_"),
+      "the log carries no record body",
+    );
+    await Deno.remove(`${dir}/wal/${DAY}.log`);
+    const record = await writer.commit(sampleDraft());
+    assert.equal(record.sequence, 1, "failed records left no gap in the chain");
+    await writer.close();
+    assertChain(await readDay(dir, DAY));
+  });
+
+  if (Deno.uid() !== 0) {
+    await t.step("a read-only WAL directory rejects commits with EdrWriteError", async () => {
+      const dir = `${root}/readonly`;
+      const writer = await EdrWriter.open(dir, { log: quietLog() });
+      await Deno.chmod(`${dir}/wal`, 0o500);
+      try {
+        await assert.rejects(writer.commit(sampleDraft()), EdrWriteError);
+      } finally {
+        await Deno.chmod(`${dir}/wal`, 0o700);
+      }
+      await writer.close();
+    });
+  }
+
+  await t.step("open() refuses an artifacts dir whose layout cannot be created", async () => {
+    const dir = `${root}/blocked`;
+    await Deno.mkdir(dir);
+    await Deno.writeTextFile(`${dir}/wal`, "not a directory");
+    await assert.rejects(EdrWriter.open(dir, { log: quietLog() }), EdrWriteError);
+  });
+
+  await t.step("commit after close is refused", async () => {
+    const writer = await EdrWriter.open(`${root}/closed`, { log: quietLog() });
+    await writer.close();
+    await assert.rejects(writer.commit(sampleDraft()), /closed/);
+  });
+
+  await t.step("the policy snapshot is stored canonically under its hash", async () => {
+    const dir = `${root}/policy`;
+    const hash = await writePolicySnapshot(dir, { version: "builtin", rules: [{ b: 2, a: 1 }] });
+    assert.equal(hash, sha256Hex('{"rules":[{"a":1,"b":2}],"version":"builtin"}'));
+    assert.equal(
+      await Deno.readTextFile(`${dir}/policies/${hash}.json`),
+      '{"rules":[{"a":1,"b":2}],"version":"builtin"}',
+    );
+    assert.equal(await writePolicySnapshot(dir, { rules: [{ a: 1, b: 2 }], version: "builtin" }), hash);
+    assert.deepEqual([...Deno.readDirSync(`${dir}/policies`)].map((e) => e.name), [`${hash}.json`]);
+  });
+
+  await Deno.remove(root, { recursive: true });
+});

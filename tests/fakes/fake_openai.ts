@@ -1,0 +1,390 @@
+/**
+ * A fake OpenAI chat-completions API on 127.0.0.1 that follows protocols.md §2 and §5 to the field:
+ * bearer-key auth, OpenAI-shaped error bodies, SSE events torn at arbitrary byte offsets (inside
+ * multi-byte characters too), the usage chunk only when asked, tool calls streamed as fragments, and
+ * failure modes (429 with retry-after, 500, 503, insufficient quota, hang, cut stream, mid-stream error).
+ */
+import {
+  answerHash,
+  countTokens,
+  type FakeMode,
+  FakeState,
+  tear,
+  waitUnlessGone,
+  words,
+  writeSlowly,
+} from "./fake_state.ts";
+
+export type { FakeHold } from "./fake_state.ts";
+
+/** The fake OpenAI's modes: the shared ones plus `quota` (429 `insufficient_quota`). */
+export type FakeOpenAIMode = FakeMode | "quota";
+
+/** Options for `startFakeOpenAI`. */
+export interface FakeOpenAIOptions {
+  /** The bearer key it accepts; default `sk-test-openai`. */
+  apiKey?: string;
+  /** Known models; default gpt-4o-mini, gpt-4o, gpt-4.1-mini. */
+  models?: string[];
+  /** Seconds sent in `retry-after` in `rate_limit` mode; default 7. */
+  retryAfterSeconds?: number;
+  /** Starting mode. */
+  mode?: FakeOpenAIMode;
+}
+
+/** A running fake OpenAI. */
+export interface FakeOpenAI extends FakeState<FakeOpenAIMode> {
+  /** Base URL including `/v1`, as the SDK's `baseURL` wants it. */
+  readonly url: string;
+  /** The accepted key. */
+  readonly apiKey: string;
+  /** Ends the fake: aborts held and hanging requests and closes the listener. */
+  close(): Promise<void>;
+}
+
+function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: {
+      "content-type": "application/json",
+      "x-request-id": `req_${crypto.randomUUID().replaceAll("-", "")}`,
+      ...headers,
+    },
+  });
+}
+
+function openaiError(
+  status: number,
+  error: { message: string; type: string; param?: string | null; code?: string | null },
+  headers: Record<string, string> = {},
+): Response {
+  return json(
+    {
+      error: {
+        message: error.message,
+        type: error.type,
+        param: error.param ?? null,
+        code: error.code ?? null,
+      },
+    },
+    status,
+    headers,
+  );
+}
+
+function mask(key: string): string {
+  return key.length > 8 ? `${key.slice(0, 3)}*****${key.slice(-4)}` : "*****";
+}
+
+interface ChatBody {
+  model?: unknown;
+  messages?: unknown;
+  stream?: unknown;
+  stream_options?: { include_usage?: boolean } | null;
+  tools?: { function?: { name?: string } }[];
+  tool_choice?: unknown;
+  seed?: unknown;
+  max_tokens?: unknown;
+  max_completion_tokens?: unknown;
+  n?: unknown;
+}
+
+interface Answer {
+  pieces: string[];
+  tool: { id: string; name: string; fragments: string[] } | null;
+  finish: "stop" | "length" | "tool_calls";
+  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+}
+
+function answer(body: ChatBody): Answer {
+  const messages = body.messages as { role?: string; content?: unknown }[];
+  const prompt = countTokens(
+    messages.map((m) => typeof m.content === "string" ? m.content : JSON.stringify(m.content ?? "")).join(
+      "\n",
+    ),
+  );
+  const hex = answerHash({ model: body.model, messages, seed: body.seed ?? null });
+  const tools = Array.isArray(body.tools) ? body.tools : [];
+  if (tools.length > 0 && body.tool_choice !== "none" && messages.at(-1)?.role === "user") {
+    const choice = body.tool_choice as { function?: { name?: string } } | undefined;
+    const name = choice?.function?.name ?? tools[0]?.function?.name ?? "tool";
+    const completion = 9;
+    return {
+      pieces: [],
+      tool: { id: `call_${hex.slice(0, 24)}`, name, fragments: ['{"ci', 'ty": "Par', "is", '"}'] },
+      finish: "tool_calls",
+      usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion },
+    };
+  }
+  let pieces = words(`Bonjour 🙂 voilà la réponse ${hex.slice(0, 8)}, très bien.`);
+  const limit = body.max_completion_tokens ?? body.max_tokens;
+  let finish: Answer["finish"] = "stop";
+  if (typeof limit === "number" && limit < 5) {
+    pieces = pieces.slice(0, Math.max(1, limit));
+    finish = "length";
+  }
+  return {
+    pieces,
+    tool: null,
+    finish,
+    usage: { prompt_tokens: prompt, completion_tokens: pieces.length, total_tokens: prompt + pieces.length },
+  };
+}
+
+/** Starts a fake OpenAI on 127.0.0.1 with an ephemeral port. */
+export function startFakeOpenAI(options: FakeOpenAIOptions = {}): FakeOpenAI {
+  const state = new FakeState<FakeOpenAIMode>(options.mode ?? "normal");
+  const apiKey = options.apiKey ?? "sk-test-openai";
+  const models = options.models ?? ["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini"];
+  const retryAfter = options.retryAfterSeconds ?? 7;
+  const closing = new AbortController();
+
+  function authorize(req: Request): Response | null {
+    const header = req.headers.get("authorization");
+    if (header === null) {
+      return openaiError(401, {
+        message:
+          "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+        type: "invalid_request_error",
+        code: "invalid_api_key",
+      });
+    }
+    const given = header.replace(/^Bearer\s+/i, "");
+    if (given !== apiKey || state.mode === "auth_fail") {
+      return openaiError(401, {
+        message: `Incorrect API key provided: ${
+          mask(given)
+        }. You can find your API key at https://platform.openai.com/account/api-keys.`,
+        type: "invalid_request_error",
+        code: "invalid_api_key",
+      });
+    }
+    return null;
+  }
+
+  async function chat(req: Request): Promise<Response> {
+    const text = await req.text();
+    const denied = authorize(req);
+    if (denied) return denied;
+    let body: ChatBody;
+    try {
+      body = JSON.parse(text);
+      if (body === null || typeof body !== "object" || Array.isArray(body)) {
+        throw new SyntaxError("not an object");
+      }
+    } catch {
+      return openaiError(400, {
+        message:
+          "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)",
+        type: "invalid_request_error",
+      });
+    }
+    state.record(body);
+    if (typeof body.model !== "string" || body.model === "") {
+      return openaiError(400, {
+        message: "you must provide a model parameter",
+        type: "invalid_request_error",
+      });
+    }
+    if (!Array.isArray(body.messages)) {
+      return openaiError(400, {
+        message: "Missing required parameter: 'messages'.",
+        type: "invalid_request_error",
+        param: "messages",
+        code: "missing_required_parameter",
+      });
+    }
+    if (body.messages.length === 0) {
+      return openaiError(400, {
+        message:
+          "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
+        type: "invalid_request_error",
+        param: "messages",
+        code: "empty_array",
+      });
+    }
+    if (body.stream_options != null && body.stream !== true) {
+      return openaiError(400, {
+        message: "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+        type: "invalid_request_error",
+        param: "stream_options",
+      });
+    }
+    if (!models.includes(body.model)) {
+      return openaiError(404, {
+        message: `The model \`${body.model}\` does not exist or you do not have access to it.`,
+        type: "invalid_request_error",
+        code: "model_not_found",
+      });
+    }
+    const mode = state.mode;
+    if (mode === "rate_limit") {
+      return openaiError(429, {
+        message:
+          `Rate limit reached for ${body.model} on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in ${retryAfter}s.`,
+        type: "requests",
+        code: "rate_limit_exceeded",
+      }, { "retry-after": String(retryAfter), "x-ratelimit-remaining-requests": "0" });
+    }
+    if (mode === "quota") {
+      return openaiError(429, {
+        message: "You exceeded your current quota, please check your plan and billing details.",
+        type: "insufficient_quota",
+        code: "insufficient_quota",
+      });
+    }
+    if (mode === "busy") {
+      return openaiError(503, {
+        message: "The server is overloaded or not ready yet.",
+        type: "server_error",
+      });
+    }
+    if (mode === "error500") {
+      return openaiError(500, {
+        message: "The server had an error while processing your request. Sorry about that!",
+        type: "server_error",
+      });
+    }
+    const model = body.model;
+    const end = state.enter(model);
+    let outcome: "ok" | "aborted" | "closing" = "ok";
+    const gate = state.gate;
+    if (gate) outcome = await waitUnlessGone(req, closing.signal, gate);
+    if (outcome === "ok" && state.mode === "hang") outcome = await waitUnlessGone(req, closing.signal, null);
+    if (outcome !== "ok") {
+      end(outcome === "aborted" ? "aborted" : "done");
+      return openaiError(503, { message: "The server is shutting down.", type: "server_error" });
+    }
+    const a = answer(body);
+    const id = `chatcmpl-${answerHash({ n: state.requests.length, model }).slice(0, 29)}`;
+    const created = Math.floor(Date.now() / 1000);
+    const encoder = new TextEncoder();
+
+    if (body.stream !== true) {
+      const message: Record<string, unknown> = {
+        role: "assistant",
+        content: a.tool ? null : a.pieces.join(""),
+        refusal: null,
+        annotations: [],
+      };
+      if (a.tool) {
+        message.tool_calls = [{
+          id: a.tool.id,
+          type: "function",
+          function: { name: a.tool.name, arguments: a.tool.fragments.join("") },
+        }];
+      }
+      const whole = encoder.encode(JSON.stringify({
+        id,
+        object: "chat.completion",
+        created,
+        model,
+        choices: [{ index: 0, message, logprobs: null, finish_reason: a.finish }],
+        usage: a.usage,
+        service_tier: "default",
+        system_fingerprint: "fp_fake0001",
+      }));
+      if (mode === "midstream_error") {
+        end("done");
+        return openaiError(500, {
+          message: "The server had an error while processing your request. Sorry about that!",
+          type: "server_error",
+        });
+      }
+      const pieces = mode === "cut_stream" ? tear(whole.slice(0, Math.floor(whole.length / 2))) : tear(whole);
+      return new Response(writeSlowly(pieces, end), { headers: { "content-type": "application/json" } });
+    }
+
+    const includeUsage = body.stream_options?.include_usage === true;
+    const events: string[] = [];
+    const chunk = (choices: unknown[], usage: unknown = null) => {
+      const c: Record<string, unknown> = {
+        id,
+        object: "chat.completion.chunk",
+        created,
+        model,
+        service_tier: "default",
+        system_fingerprint: "fp_fake0001",
+        choices,
+      };
+      if (includeUsage) c.usage = usage;
+      events.push(`data: ${JSON.stringify(c)}\n\n`);
+    };
+    const delta = (d: unknown, finish: string | null = null) =>
+      chunk([{ index: 0, delta: d, logprobs: null, finish_reason: finish }]);
+    delta({ role: "assistant", content: a.tool ? null : "", refusal: null });
+    for (const piece of a.pieces) delta({ content: piece });
+    if (a.tool) {
+      delta({
+        tool_calls: [{
+          index: 0,
+          id: a.tool.id,
+          type: "function",
+          function: { name: a.tool.name, arguments: "" },
+        }],
+      });
+      for (const fragment of a.tool.fragments) {
+        delta({ tool_calls: [{ index: 0, function: { arguments: fragment } }] });
+      }
+    }
+    if (mode === "cut_stream" || mode === "midstream_error") {
+      events.splice(3);
+      if (mode === "midstream_error") {
+        events.push(
+          `data: ${
+            JSON.stringify({
+              error: {
+                message: "The server had an error while processing your request. Sorry about that!",
+                type: "server_error",
+                param: null,
+                code: null,
+              },
+            })
+          }\n\n`,
+        );
+      }
+    } else {
+      delta({}, a.finish);
+      if (includeUsage) chunk([], a.usage);
+      events.push("data: [DONE]\n\n");
+    }
+    return new Response(writeSlowly(tear(encoder.encode(events.join(""))), end), {
+      headers: {
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-cache",
+        "x-request-id": `req_${id.slice(9)}`,
+      },
+    });
+  }
+
+  async function handle(req: Request): Promise<Response> {
+    const path = new URL(req.url).pathname;
+    if (req.method === "POST" && path === "/v1/chat/completions") return await chat(req);
+    await req.body?.cancel();
+    if (req.method === "GET" && path === "/v1/models") {
+      const denied = authorize(req);
+      if (denied) return denied;
+      return json({
+        object: "list",
+        data: models.map((m) => ({ id: m, object: "model", created: 1715367049, owned_by: "system" })),
+      });
+    }
+    return openaiError(404, {
+      message: `Invalid URL (${req.method} ${path})`,
+      type: "invalid_request_error",
+    });
+  }
+
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handle);
+  let closed = false;
+  return Object.assign(state, {
+    url: `http://127.0.0.1:${server.addr.port}/v1`,
+    apiKey,
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      closing.abort();
+      await server.shutdown();
+    },
+  });
+}
