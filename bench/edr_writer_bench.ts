@@ -76,3 +76,21 @@ Deno.bench(
     await Promise.all(pending);
   },
 );
+
+let sustainedRun = 0;
+for (const validate of [true, false]) {
+  Deno.bench(
+    `sustained: 4096 records, 64 in flight, until close() (files included), ${
+      validate ? "with" : "without"
+    } validation`,
+    { group: "sustained", n: 5, warmup: 1 },
+    async () => {
+      const w = await EdrWriter.open(`${root}/sustained-${++sustainedRun}`, { validate, log: () => {} });
+      let next = 0;
+      await Promise.all(Array.from({ length: 64 }, async () => {
+        while (next++ < 4096) await w.commit(draft());
+      }));
+      await w.close();
+    },
+  );
+}

@@ -11,7 +11,13 @@
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { dirname, join, resolve } from "node:path";
-import { EXIT_CODES, ollamaBaseUrl, REPLAY_USAGE, replayPermissionArgs, resolveArtifactsDir } from "../lib/replay/mod.ts";
+import {
+  EXIT_CODES,
+  ollamaBaseUrl,
+  REPLAY_USAGE,
+  replayPermissionArgs,
+  resolveArtifactsDir,
+} from "../lib/replay/mod.ts";
 
 async function main(args: string[]): Promise<number> {
   let parsed;
@@ -83,7 +89,7 @@ async function main(args: string[]): Promise<number> {
     ...(values["allow-network"] ? ["--allow-network"] : []),
     ...(values.json ? ["--json"] : []),
   ];
-  const child = new Deno.Command(Deno.execPath(), {
+  const child = new Deno.Command("deno", {
     args: inner,
     stdin: "null",
     stdout: "inherit",

@@ -43,11 +43,10 @@ if (import.meta.main) {
   const env = Object.fromEntries(ROUTER_ENV.map((name) => [name, Deno.env.get(name)]));
   const config = configFromEnv(env);
   const policy = await loadPolicy(config.policyPath);
-  await Deno.mkdir(config.artifactsDir, { recursive: true });
   const secretEnv = policy.authority.issuers.flatMap((i) => (i.hmac_secret_env ? [i.hmac_secret_env] : []));
   const flags = serverPermissionFlags(config, secretEnv);
   const main = new URL("../main.ts", import.meta.url).pathname;
-  const child = new Deno.Command(Deno.execPath(), {
+  const child = new Deno.Command("deno", {
     args: ["run", ...flags, main],
     stdin: "inherit",
     stdout: "inherit",

@@ -7,7 +7,8 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { verifyTree } from "../lib/replay/mod.ts";
 
-const USAGE = "usage: deno task verify [dir] [--json]   (dir defaults to $HI_ARTIFACTS_DIR/edr or ./artifacts/edr)";
+const USAGE =
+  "usage: deno task verify [dir] [--json]   (dir defaults to $HI_ARTIFACTS_DIR/edr or ./artifacts/edr)";
 
 async function main(args: string[]): Promise<number> {
   let parsed;
@@ -16,7 +17,10 @@ async function main(args: string[]): Promise<number> {
       args,
       allowPositionals: true,
       strict: true,
-      options: { json: { type: "boolean", default: false }, help: { type: "boolean", short: "h", default: false } },
+      options: {
+        json: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
     });
   } catch (error) {
     console.error(`${(error as Error).message}\n${USAGE}`);
@@ -64,7 +68,9 @@ function progressBar() {
       if (pct === last) return;
       last = pct;
       const filled = Math.round(pct / 4);
-      Deno.stderr.writeSync(encoder.encode(`\r[${"#".repeat(filled)}${".".repeat(25 - filled)}] ${done}/${total}`));
+      Deno.stderr.writeSync(
+        encoder.encode(`\r[${"#".repeat(filled)}${".".repeat(25 - filled)}] ${done}/${total}`),
+      );
     },
     done() {
       if (last >= 0) Deno.stderr.writeSync(encoder.encode("\r\x1b[2K"));

@@ -169,9 +169,7 @@ export function decide(input: DecisionInput): Decision {
         const queueFull = slot.queue_depth >= slot.max_queue;
         if (slot.when_busy === "refuse") {
           factors.push("SLOT_BUSY_REFUSE");
-          localRefusal = { status: 429, code: "SLOT_BUSY", message: "the heavy local model is busy; retry after the Retry-After delay" };
-          localBlocked = true;
-          continue;
+          return reject(factors, constraints, 429, "SLOT_BUSY", "the heavy local model is busy; retry after the Retry-After delay");
         }
         if (slot.when_busy === "spill" || queueFull) {
           if (canSpill) {

@@ -8,6 +8,7 @@
 
 import { canonicalJson, sha256Hex } from "./canonical.ts";
 import { computeEdrHash, edrDay, edrPath, sealDraft } from "./hashes.ts";
+import type { MaterializeJob, MaterializeReply } from "./materializer_protocol.ts";
 import { validateEdr } from "./schema.ts";
 import type { EdrDraft, EdrRecord } from "./types.ts";
 
@@ -42,8 +43,6 @@ export interface EdrWriterOptions {
   validate?: boolean;
   /** Where warnings and errors go; defaults to one JSON line on stderr. */
   log?: (event: EdrLogEvent) => void;
-  /** How many per-request files are materialized in parallel (default 8). */
-  materializeConcurrency?: number;
   /**
    * Most durable records allowed to wait for their per-request file (default 20000). Beyond it the WAL
    * loop pauses, so commits slow down to the file-creation rate instead of growing memory without bound.
@@ -184,7 +183,6 @@ export class EdrWriter {
   readonly #dir: string;
   readonly #validate: boolean;
   readonly #log: (event: EdrLogEvent) => void;
-  readonly #concurrency: number;
   readonly #maxBacklog: number;
   #heads = new Map<string, ChainHead>();
   #durable = new Map<string, ChainHead>();
@@ -195,12 +193,12 @@ export class EdrWriter {
   #broken: EdrWriteError | null = null;
   #closed = false;
   #closing: Promise<void> | null = null;
-  #matQueue: Pending[] = [];
-  #matHead = 0;
-  #matActive = 0;
-  #matIdle: Array<() => void> = [];
+  #worker: Worker | null = null;
+  #nextJobId = 0;
+  #inflight = new Map<number, { count: number; resolve: (reply: MaterializeReply) => void }>();
+  #backlogCount = 0;
+  #idleWaiters: Array<() => void> = [];
   #backlogWaiter: (() => void) | null = null;
-  #madeDirs = new Set<string>();
   #knownInputs = new Set<string>();
   #stats = {
     committed: 0,
@@ -225,14 +223,24 @@ export class EdrWriter {
     this.#dir = dir.replace(/\/+$/, "") || "/";
     this.#validate = options.validate ?? true;
     this.#log = options.log ?? defaultLog;
-    this.#concurrency = Math.max(1, options.materializeConcurrency ?? 8);
     this.#maxBacklog = Math.max(1, options.maxMaterializeBacklog ?? 20_000);
   }
 
   /** Opens the writer: creates the layout, replays the WAL, restores missing files and continues each day's chain. */
   static async open(artifactsDir: string, options: EdrWriterOptions = {}): Promise<EdrWriter> {
     const writer = new EdrWriter(artifactsDir, options);
-    await writer.#recover();
+    try {
+      await writer.#recover();
+    } catch (error) {
+      writer.#worker?.terminate();
+      if (error instanceof EdrWriteError) throw error;
+      throw new EdrWriteError(
+        `cannot recover the edr write-ahead log (${reasonOf(error)}); check ${artifactsDir}/wal`,
+        {
+          cause: error,
+        },
+      );
+    }
     return writer;
   }
 
@@ -459,86 +467,106 @@ export class EdrWriter {
   }
 
   #backlog(): number {
-    return this.#matQueue.length - this.#matHead + this.#matActive;
+    return this.#backlogCount;
   }
 
-  #materializeLater(batch: Pending[]): void {
-    for (const p of batch) this.#matQueue.push(p);
-    while (this.#matActive < this.#concurrency && this.#matHead < this.#matQueue.length) {
-      this.#matActive++;
-      this.#matWorker();
-    }
+  #materializer(): Worker {
+    if (this.#worker) return this.#worker;
+    const worker = new Worker(new URL("./materializer_worker.ts", import.meta.url).href, { type: "module" });
+    worker.onmessage = (event: MessageEvent<MaterializeReply>) => this.#onReply(event.data);
+    worker.onerror = (event: ErrorEvent) => {
+      event.preventDefault();
+      this.#onWorkerCrash(event.message);
+    };
+    this.#worker = worker;
+    return worker;
   }
 
-  async #matWorker(): Promise<void> {
-    while (this.#matHead < this.#matQueue.length) {
-      const p = this.#matQueue[this.#matHead++];
-      if (this.#matHead > 4096 && this.#matHead * 2 > this.#matQueue.length) {
-        this.#matQueue = this.#matQueue.slice(this.#matHead);
-        this.#matHead = 0;
-      }
-      try {
-        await this.#materialize(p.record, p.text, p.inputText, p.inputHash);
-        this.#stats.materialized++;
-      } catch (error) {
-        this.#stats.materialize_errors++;
-        this.#log({
-          level: "error",
-          msg: "edr file materialization failed; the wal keeps the record and open() restores it",
-          reason: reasonOf(error),
-          sequence: p.record.sequence,
-        });
-      }
-      if (this.#backlogWaiter && this.#backlog() <= this.#maxBacklog) {
-        const wake = this.#backlogWaiter;
-        this.#backlogWaiter = null;
-        wake();
-      }
+  #post(jobs: MaterializeJob[], checkFirst: boolean): Promise<MaterializeReply> {
+    const id = ++this.#nextJobId;
+    const done = Promise.withResolvers<MaterializeReply>();
+    this.#inflight.set(id, { count: jobs.length, resolve: done.resolve });
+    this.#backlogCount += jobs.length;
+    this.#materializer().postMessage({ id, tmpDir: `${this.#dir}/tmp`, jobs, checkFirst });
+    return done.promise;
+  }
+
+  #onReply(reply: MaterializeReply): void {
+    const entry = this.#inflight.get(reply.id);
+    if (!entry) return;
+    this.#inflight.delete(reply.id);
+    this.#backlogCount -= entry.count;
+    for (const failure of reply.errors) {
+      if (failure.inputHash) this.#knownInputs.delete(failure.inputHash);
     }
-    this.#matActive--;
-    if (this.#matActive === 0) {
-      const waiters = this.#matIdle;
-      this.#matIdle = [];
+    entry.resolve(reply);
+    if (this.#backlogWaiter && this.#backlogCount <= this.#maxBacklog) {
+      const wake = this.#backlogWaiter;
+      this.#backlogWaiter = null;
+      wake();
+    }
+    if (this.#inflight.size === 0) {
+      const waiters = this.#idleWaiters;
+      this.#idleWaiters = [];
       for (const wake of waiters) wake();
     }
   }
 
-  async #ensureDir(dir: string): Promise<void> {
-    if (this.#madeDirs.has(dir)) return;
-    await Deno.mkdir(dir, { recursive: true });
-    this.#madeDirs.add(dir);
+  #onWorkerCrash(message: string): void {
+    this.#log({
+      level: "error",
+      msg: "edr materializer worker crashed; open() restores its files from the wal",
+      reason: message,
+    });
+    this.#worker?.terminate();
+    this.#worker = null;
+    for (const [id, entry] of [...this.#inflight]) {
+      this.#onReply({
+        id,
+        files: 0,
+        inputs: 0,
+        errors: Array.from(
+          { length: entry.count },
+          () => ({ sequence: 0, inputHash: null, reason: message }),
+        ),
+      });
+    }
   }
 
-  async #materialize(
-    record: EdrRecord,
-    text: string,
-    inputText: string | null,
-    inputHash: string | null,
-  ): Promise<{ file: boolean; input: boolean }> {
-    const path = `${this.#dir}/${edrPath(record)}`;
-    await this.#ensureDir(path.slice(0, path.lastIndexOf("/")));
-    const file = await createAtomically(`${this.#dir}/tmp`, path, text + "\n");
-    let input = false;
-    if (inputText !== null && inputHash !== null && !this.#knownInputs.has(inputHash)) {
-      this.#knownInputs.add(inputHash);
-      try {
-        input = await createAtomically(
-          `${this.#dir}/tmp`,
-          `${this.#dir}/inputs/${inputHash}.json`,
-          inputText,
-        );
-        if (input) this.#stats.inputs_written++;
-      } catch (error) {
-        this.#knownInputs.delete(inputHash);
-        throw error;
-      }
-    }
-    return { file, input };
+  #job(record: EdrRecord, text: string, inputText: string | null, inputHash: string | null): MaterializeJob {
+    const withInput = inputText !== null && inputHash !== null && !this.#knownInputs.has(inputHash);
+    if (withInput) this.#knownInputs.add(inputHash!);
+    return {
+      sequence: record.sequence,
+      path: `${this.#dir}/${edrPath(record)}`,
+      text: text + "\n",
+      inputPath: withInput ? `${this.#dir}/inputs/${inputHash}.json` : null,
+      inputText: withInput ? inputText : null,
+      inputHash: withInput ? inputHash : null,
+    };
+  }
+
+  #materializeLater(batch: Pending[]): void {
+    const jobs = batch.map((p) => this.#job(p.record, p.text, p.inputText, p.inputHash));
+    this.#post(jobs, false).then((reply) => {
+      this.#stats.materialized += reply.files;
+      this.#stats.inputs_written += reply.inputs;
+      if (reply.errors.length === 0) return;
+      this.#stats.materialize_errors += reply.errors.length;
+      this.#log({
+        level: "error",
+        msg: "edr file materialization failed; the wal keeps the records and open() restores them",
+        reason: reply.errors[0].reason,
+        failures: reply.errors.length,
+      });
+    });
   }
 
   async #close(): Promise<void> {
     while (this.#running) await this.#loop;
-    if (this.#matActive > 0) await new Promise<void>((wake) => this.#matIdle.push(wake));
+    if (this.#inflight.size > 0) await new Promise<void>((wake) => this.#idleWaiters.push(wake));
+    this.#worker?.terminate();
+    this.#worker = null;
     for (const handle of this.#wal.values()) handle.file.close();
     this.#wal.clear();
     if (this.#stats.materialize_errors > 0) {
@@ -628,14 +656,30 @@ export class EdrWriter {
       this.#heads.set(day, { sequence: record.sequence, edrHash: record.edr_hash });
     }
     this.#recovery.records += entries.length;
-    let next = 0;
-    const worker = async () => {
-      while (next < entries.length) {
-        const { record, input } = entries[next++];
-        await this.#restore(record, input);
+    const replies: Promise<MaterializeReply>[] = [];
+    for (let i = 0; i < entries.length; i += 1024) {
+      const jobs = entries.slice(i, i + 1024).map(({ record, input }) => {
+        const inputText = input === undefined ? null : canonicalJson(input);
+        return this.#job(
+          record,
+          canonicalJson(record),
+          inputText,
+          inputText === null ? null : sha256Hex(inputText),
+        );
+      });
+      replies.push(this.#post(jobs, true));
+    }
+    for (const reply of await Promise.all(replies)) {
+      this.#recovery.files_restored += reply.files;
+      this.#recovery.inputs_restored += reply.inputs;
+      if (reply.errors.length > 0) {
+        throw new EdrWriteError(
+          `cannot restore ${reply.errors.length} edr files from the wal (${
+            reply.errors[0].reason
+          }); make ${this.#dir} writable`,
+        );
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(this.#concurrency * 2, entries.length) }, worker));
+    }
   }
 
   #parseLine(line: Uint8Array): { record: EdrRecord; input: unknown } | null {
@@ -647,36 +691,6 @@ export class EdrWriter {
       return { record, input: parsed.input };
     } catch {
       return null;
-    }
-  }
-
-  async #restore(record: EdrRecord, input: unknown): Promise<void> {
-    const path = `${this.#dir}/${edrPath(record)}`;
-    try {
-      if (!(await exists(path))) {
-        await this.#ensureDir(path.slice(0, path.lastIndexOf("/")));
-        if (await createAtomically(`${this.#dir}/tmp`, path, canonicalJson(record) + "\n")) {
-          this.#recovery.files_restored++;
-        }
-      }
-      if (input !== undefined) {
-        const inputText = canonicalJson(input);
-        const hash = sha256Hex(inputText);
-        const inputPath = `${this.#dir}/inputs/${hash}.json`;
-        if (!this.#knownInputs.has(hash) && !(await exists(inputPath))) {
-          if (await createAtomically(`${this.#dir}/tmp`, inputPath, inputText)) {
-            this.#recovery.inputs_restored++;
-          }
-        }
-        this.#knownInputs.add(hash);
-      }
-    } catch (error) {
-      throw new EdrWriteError(
-        `cannot restore edr files from the wal (${reasonOf(error)}); make ${this.#dir} writable`,
-        {
-          cause: error,
-        },
-      );
     }
   }
 }

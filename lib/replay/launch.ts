@@ -16,7 +16,10 @@ export interface ArtifactsDirSources {
  * Resolves the artifacts folder: `--artifacts`, else `HI_ARTIFACTS_DIR`, else the ancestor of the target
  * that holds it under `edr/` (for `--all`, also the target itself when it has an `edr/` folder).
  */
-export async function resolveArtifactsDir(target: string, sources: ArtifactsDirSources): Promise<string | null> {
+export async function resolveArtifactsDir(
+  target: string,
+  sources: ArtifactsDirSources,
+): Promise<string | null> {
   if (sources.flag) return resolve(sources.flag);
   if (sources.env) return resolve(sources.env);
   if (sources.tree) {

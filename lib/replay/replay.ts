@@ -14,9 +14,8 @@ import {
   validateEdr,
 } from "../edr/mod.ts";
 import { decide, policySchema } from "../contract/mod.ts";
-import { OllamaAdapter } from "../providers/ollama.ts";
+import { type ChatRequest, OllamaAdapter } from "../providers/mod.ts";
 import { ROUTER_VERSION } from "../version.ts";
-import type { ChatRequest } from "../providers/types.ts";
 import { isInside, reportPathOf, resolvePointer } from "./paths.ts";
 import { REASON_CODES, type ReasonCode, type ReplayStatus } from "./reason_codes.ts";
 import {
@@ -118,7 +117,10 @@ export async function replayEdr(edrPath: string, options: ReplayOptions): Promis
   const artifactsDir = resolve(options.artifactsDir);
   const absPath = resolve(edrPath);
   const shownPath = isInside(artifactsDir, absPath) ? relative(artifactsDir, absPath) : edrPath;
-  const flags = { allow_side_effects: options.allowSideEffects === true, allow_network: options.allowNetwork === true };
+  const flags = {
+    allow_side_effects: options.allowSideEffects === true,
+    allow_network: options.allowNetwork === true,
+  };
   const checks = new Checks();
   const now = options.now ?? (() => new Date());
   let record: EdrRecord | null = null;
@@ -155,7 +157,11 @@ export async function replayEdr(edrPath: string, options: ReplayOptions): Promis
     text = await Deno.readTextFile(absPath);
   } catch (error) {
     checks.set("parse", "fail", "EDR_v1.0.0 record", `unreadable: ${errorMessage(error)}`);
-    return await finish("ERROR", ["EXECUTION_ERROR"], "the edr file cannot be read; check the path and permissions");
+    return await finish(
+      "ERROR",
+      ["EXECUTION_ERROR"],
+      "the edr file cannot be read; check the path and permissions",
+    );
   }
   let parsed: unknown;
   try {
@@ -163,7 +169,11 @@ export async function replayEdr(edrPath: string, options: ReplayOptions): Promis
   } catch {
     // The parser's message quotes the file; keep it out of the report.
     checks.set("parse", "fail", "EDR_v1.0.0 record", "not valid JSON");
-    return await finish("ERROR", ["EXECUTION_ERROR"], "the edr file is not valid json; restore it from a backup");
+    return await finish(
+      "ERROR",
+      ["EXECUTION_ERROR"],
+      "the edr file is not valid json; restore it from a backup",
+    );
   }
   const validity = validateEdr(parsed);
   // A pointer that breaks only its pattern (`../x`, `/etc/x`) is reported where operators look for
@@ -172,7 +182,12 @@ export async function replayEdr(edrPath: string, options: ReplayOptions): Promis
     validity.errors.every((e) => e.startsWith("/replay/required_inputs_pointer "));
   if (!validity.valid && !pointerOnly) {
     const errors = validity.errors;
-    checks.set("parse", "fail", "EDR_v1.0.0 record", `schema-invalid: ${short(errors.slice(0, 5).join("; "), 300)}`);
+    checks.set(
+      "parse",
+      "fail",
+      "EDR_v1.0.0 record",
+      `schema-invalid: ${short(errors.slice(0, 5).join("; "), 300)}`,
+    );
     return await finish(
       "ERROR",
       ["EXECUTION_ERROR"],
@@ -257,7 +272,8 @@ export async function replayEdr(edrPath: string, options: ReplayOptions): Promis
   checks.set("network", "pass", provider ?? "none", cloud ? "allowed" : "not needed");
 
   // 6. provider: only the local Ollama protocol can be re-executed deterministically.
-  const local = provider === "local" && record.decision.protocol === "ollama_chat" && record.decision.model !== null;
+  const local = provider === "local" && record.decision.protocol === "ollama_chat" &&
+    record.decision.model !== null;
   let providerUnsupported = false;
   if (cloud || (provider === "local" && !local)) {
     providerUnsupported = true;
@@ -276,7 +292,11 @@ export async function replayEdr(edrPath: string, options: ReplayOptions): Promis
   checks.compare("input_hash", record.input_hash, safe(() => hashCanonical(capturedInput)));
   const policyOk = checks.compare("policy_hash", record.policy_hash, safe(() => hashCanonical(storedPolicy)));
   recomputeDecision(record, storedPolicy, policyOk, checks);
-  checks.compare("decision_core_hash", record.decision_core_hash, safe(() => computeDecisionCoreHash(record!)));
+  checks.compare(
+    "decision_core_hash",
+    record.decision_core_hash,
+    safe(() => computeDecisionCoreHash(record!)),
+  );
   checks.compare("router_version", record.environment.router_version, ROUTER_VERSION);
 
   let executionError: string | null = null;
@@ -291,7 +311,12 @@ export async function replayEdr(edrPath: string, options: ReplayOptions): Promis
       checks.skip("model_digest", executionError, record.environment.model_digest);
     } else {
       compareRecorded(checks, "ollama_version", record.environment.ollama_version, env.version);
-      compareRecorded(checks, "model_digest", record.environment.model_digest, env.digest ?? "model not installed");
+      compareRecorded(
+        checks,
+        "model_digest",
+        record.environment.model_digest,
+        env.digest ?? "model not installed",
+      );
     }
     if (record.output_hash === null) {
       checks.skip("output_hash", "no output was recorded; nothing to compare");
@@ -350,7 +375,12 @@ function compareRecorded(checks: Checks, name: CheckName, recorded: string | nul
   else checks.compare(name, recorded, observed);
 }
 
-function recomputeDecision(record: EdrRecord, storedPolicy: unknown, policyOk: boolean, checks: Checks): void {
+function recomputeDecision(
+  record: EdrRecord,
+  storedPolicy: unknown,
+  policyOk: boolean,
+  checks: Checks,
+): void {
   const recorded = {
     candidates: record.candidates,
     factors: record.decision_factors,
@@ -378,14 +408,16 @@ function recomputeDecision(record: EdrRecord, storedPolicy: unknown, policyOk: b
     return;
   }
   try {
-    const decision = decide({
-      contract: record.effective_contract,
-      policy: policy.data,
-      health,
-      slot,
-      features,
-      keys,
-    } as Parameters<typeof decide>[0]);
+    const decision = decide(
+      {
+        contract: record.effective_contract,
+        policy: policy.data,
+        health,
+        slot,
+        features,
+        keys,
+      } as Parameters<typeof decide>[0],
+    );
     checks.compare("decision", recorded, {
       candidates: decision.candidates,
       factors: decision.factors,
@@ -426,9 +458,13 @@ async function probeOllama(
   try {
     const version = await getJson(`${baseUrl}/api/version`, doFetch, timeoutMs) as { version?: unknown };
     const tags = await getJson(`${baseUrl}/api/tags`, doFetch, timeoutMs) as { models?: unknown };
-    const models = Array.isArray(tags.models) ? tags.models as { name?: string; model?: string; digest?: string }[] : [];
+    const models = Array.isArray(tags.models)
+      ? tags.models as { name?: string; model?: string; digest?: string }[]
+      : [];
     const entry = models.find((m) => m.name === model || m.model === model) ??
-      models.find((m) => !model.includes(":") && (m.name === `${model}:latest` || m.model === `${model}:latest`));
+      models.find((m) =>
+        !model.includes(":") && (m.name === `${model}:latest` || m.model === `${model}:latest`)
+      );
     const digest = typeof entry?.digest === "string" ? entry.digest.replace(/^sha256:/, "") : null;
     return { version: String(version.version ?? "unknown"), digest, error: null };
   } catch (error) {
@@ -472,7 +508,11 @@ async function reExecute(
       totalTimeoutMs: timeoutMs,
       defaultMaxTokens: 4096,
     });
-    return outputHashOf({ content: result.content, tool_calls: result.tool_calls, finish_reason: result.finish_reason });
+    return outputHashOf({
+      content: result.content,
+      tool_calls: result.tool_calls,
+      finish_reason: result.finish_reason,
+    });
   } finally {
     clearTimeout(timer);
   }

@@ -27,23 +27,25 @@ export type CheckName =
   | "output_hash";
 
 /** The documented check order; a report lists its checks in this order. */
-export const CHECK_ORDER: readonly CheckName[] = Object.freeze([
-  "parse",
-  "side_effects",
-  "replayable",
-  "input_pointer",
-  "network",
-  "provider",
-  "edr_hash",
-  "input_hash",
-  "policy_hash",
-  "decision",
-  "decision_core_hash",
-  "router_version",
-  "ollama_version",
-  "model_digest",
-  "output_hash",
-] as const);
+export const CHECK_ORDER: readonly CheckName[] = Object.freeze(
+  [
+    "parse",
+    "side_effects",
+    "replayable",
+    "input_pointer",
+    "network",
+    "provider",
+    "edr_hash",
+    "input_hash",
+    "policy_hash",
+    "decision",
+    "decision_core_hash",
+    "router_version",
+    "ollama_version",
+    "model_digest",
+    "output_hash",
+  ] as const,
+);
 
 /** The reason code a failing check stands for. */
 export const CHECK_REASON: Readonly<Record<CheckName, ReasonCode>> = Object.freeze({

@@ -137,7 +137,11 @@ async function safeReplay(
     return await replayEdr(file, options);
   } catch (error) {
     // Only our own I/O (the report write) can land here; a bad record is reported, not thrown.
-    err(`replay of ${relativeOr(file)} could not finish (${(error as Error).message}); check the artifacts folder`);
+    err(
+      `replay of ${relativeOr(file)} could not finish (${
+        (error as Error).message
+      }); check the artifacts folder`,
+    );
     return null;
   }
 }
@@ -165,8 +169,9 @@ function describe(result: ReplayResult): string[] {
   for (const check of report.checks) {
     if (check.status === "skipped" && check.observed === null) continue;
     let line = `  ${check.status.padEnd(7)} ${check.name}`;
-    if (check.status === "fail") line += `: expected ${clip(check.expected)}, observed ${clip(check.observed)}`;
-    else if (check.status === "skipped") line += `: ${clip(check.observed)}`;
+    if (check.status === "fail") {
+      line += `: expected ${clip(check.expected)}, observed ${clip(check.observed)}`;
+    } else if (check.status === "skipped") line += `: ${clip(check.observed)}`;
     lines.push(line);
   }
   lines.push(`  report  ${result.reportPath ?? "(not written: the record has no valid place)"}`);

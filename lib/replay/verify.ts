@@ -56,6 +56,8 @@ interface Entry {
   record: EdrRecord | null;
   /** A byte-identical or same-record copy of another, correctly named file. */
   copyOf?: string;
+  /** In a folder other than its timestamp's day: reported, and kept out of that folder's chain. */
+  wrongDay?: boolean;
 }
 
 /** One record the write-ahead log knows, as far as its line says. */
@@ -79,7 +81,7 @@ export async function verifyTree(edrDir: string, options: VerifyOptions = {}): P
 
   const byDay = new Map<string, Entry[]>();
   for (const entry of entries) {
-    if (entry.day === null || entry.record === null) continue;
+    if (entry.day === null || entry.record === null || entry.wrongDay) continue;
     const list = byDay.get(entry.day) ?? [];
     list.push(entry);
     byDay.set(entry.day, list);
@@ -118,9 +120,10 @@ async function listJson(root: string): Promise<string[]> {
 async function checkFile(root: string, path: string, findings: VerifyFinding[]): Promise<Entry> {
   const file = relative(root, path).split(sep).join("/");
   const parts = file.split("/");
-  const day = parts.length === 4 && /^\d{4}$/.test(parts[0]) && /^\d{2}$/.test(parts[1]) && /^\d{2}$/.test(parts[2])
-    ? parts.slice(0, 3).join("/")
-    : null;
+  const day =
+    parts.length === 4 && /^\d{4}$/.test(parts[0]) && /^\d{2}$/.test(parts[1]) && /^\d{2}$/.test(parts[2])
+      ? parts.slice(0, 3).join("/")
+      : null;
   const entry: Entry = { file, day, record: null };
   const add = (kind: FindingKind, message: string, sequence: number | null = null) =>
     findings.push({ kind, day, file, sequence, message });
@@ -151,7 +154,11 @@ async function checkFile(root: string, path: string, findings: VerifyFinding[]):
   }
   const coreHash = computeDecisionCoreHash(record);
   if (coreHash !== record.decision_core_hash) {
-    add("altered", `${file} was altered: its decision_core_hash does not match its decision core`, record.sequence);
+    add(
+      "altered",
+      `${file} was altered: its decision_core_hash does not match its decision core`,
+      record.sequence,
+    );
   }
   const expectedDay = dayPathOf(record.timestamp);
   if (day === null || expectedDay !== day) {
@@ -160,6 +167,7 @@ async function checkFile(root: string, path: string, findings: VerifyFinding[]):
       `${file} is in the wrong folder: its timestamp puts it under ${expectedDay ?? "no valid day"}`,
       record.sequence,
     );
+    entry.wrongDay = true;
   }
   if (basename(file, ".json") !== record.decision_core_hash) {
     // Whether this is a copy is settled once the whole day is known (checkChain).
@@ -340,7 +348,10 @@ export function parseWal(text: string): WalEntry[] {
     }
     if (value === null || typeof value !== "object") continue;
     const o = value as Record<string, unknown>;
-    const inner = (o.record !== null && typeof o.record === "object" ? o.record : o) as Record<string, unknown>;
+    const inner = (o.record !== null && typeof o.record === "object" ? o.record : o) as Record<
+      string,
+      unknown
+    >;
     out.push({
       sequence: typeof inner.sequence === "number" ? inner.sequence : null,
       edr_hash: typeof inner.edr_hash === "string" ? inner.edr_hash : null,

@@ -64,13 +64,11 @@ Deno.test("EdrWriter", async (t) => {
 
   await t.step("a tiny materialization backlog slows commits down but loses nothing", async () => {
     const dir = `${root}/backlog`;
-    const writer = await EdrWriter.open(dir, {
-      maxMaterializeBacklog: 1,
-      materializeConcurrency: 1,
-      log: quietLog(),
-    });
-    const records = await Promise.all(Array.from({ length: 50 }, () => writer.commit(sampleDraft())));
-    assert.ok(writer.stats().pending_materialize <= 50);
+    const writer = await EdrWriter.open(dir, { maxMaterializeBacklog: 1, log: quietLog() });
+    const records = [];
+    for (let wave = 0; wave < 5; wave++) {
+      records.push(...await Promise.all(Array.from({ length: 10 }, () => writer.commit(sampleDraft()))));
+    }
     await writer.close();
     assertChain(records);
     assert.equal((await readDay(dir, DAY)).length, 50);

@@ -2,18 +2,18 @@
  * Builds realistic artifacts for replay and verify tests: records sealed and written by the real
  * EdrWriter, captured inputs, a stored policy, and outputs produced by a local (fake) Ollama call.
  */
-import { decide, type Policy, parsePolicy, BUILTIN_POLICY_SOURCE } from "../../lib/contract/mod.ts";
+import { BUILTIN_POLICY_SOURCE, decide, parsePolicy, type Policy } from "../../lib/contract/mod.ts";
 import {
   type EdrDraft,
+  edrPath,
   type EdrRecord,
   EdrWriter,
-  edrPath,
   hashCanonical,
   outputHashOf,
   writePolicySnapshot,
 } from "../../lib/edr/mod.ts";
-import { OllamaAdapter } from "../../lib/providers/ollama.ts";
-import type { ChatRequest } from "../../lib/providers/types.ts";
+import { OllamaAdapter } from "../../lib/providers/mod.ts";
+import type { ChatRequest } from "../../lib/providers/mod.ts";
 import { ROUTER_VERSION } from "../../lib/version.ts";
 
 /** A temp artifacts folder with a stored policy. */
@@ -138,7 +138,9 @@ export function buildDraft(spec: DraftSpec): EdrDraft {
     timings: { decide_ms: 0.05, first_byte_ms: 3.2, total_ms: 4.1 },
     environment: {
       router_version: ROUTER_VERSION,
-      ollama_version: served === "local" ? (spec.ollamaVersion === undefined ? "0.12.6" : spec.ollamaVersion) : null,
+      ollama_version: served === "local"
+        ? (spec.ollamaVersion === undefined ? "0.12.6" : spec.ollamaVersion)
+        : null,
       model_digest: served === "local" ? (spec.modelDigest === undefined ? null : spec.modelDigest) : null,
       seed: 42,
       options: { temperature: 0, seed: 42 },
@@ -150,7 +152,11 @@ export function buildDraft(spec: DraftSpec): EdrDraft {
 }
 
 /** Runs the captured input against a local Ollama the way the router did and returns its output hash. */
-export async function localOutputHash(ollamaUrl: string, input: ChatRequest, model = "qwen3:8b"): Promise<string> {
+export async function localOutputHash(
+  ollamaUrl: string,
+  input: ChatRequest,
+  model = "qwen3:8b",
+): Promise<string> {
   const adapter = new OllamaAdapter({ baseUrl: ollamaUrl });
   const controller = new AbortController();
   const result = await adapter.complete({ ...input, stream: false }, {
@@ -160,7 +166,11 @@ export async function localOutputHash(ollamaUrl: string, input: ChatRequest, mod
     totalTimeoutMs: 30_000,
     defaultMaxTokens: 1024,
   });
-  return outputHashOf({ content: result.content, tool_calls: result.tool_calls, finish_reason: result.finish_reason });
+  return outputHashOf({
+    content: result.content,
+    tool_calls: result.tool_calls,
+    finish_reason: result.finish_reason,
+  });
 }
 
 /** Commits drafts through the real writer (with their captured inputs) and returns the records. */

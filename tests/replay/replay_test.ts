@@ -5,6 +5,7 @@ import {
   CHECK_ORDER,
   replayEdr,
   type ReplayOptions,
+  replayPermissionArgs,
   type ReplayReport,
   reportHashHolds,
   validateReport,
@@ -24,7 +25,10 @@ import {
 
 const CLI = new URL("../../cli/replay.ts", import.meta.url).pathname;
 
-async function runCli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string }> {
+async function runCli(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number; stdout: string }> {
   const output = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", CLI, ...args],
     env: { ...env, HI_ARTIFACTS_DIR: "" },
@@ -71,33 +75,44 @@ Deno.test("replay re-checks a recorded request and reports every divergence", as
     const replay = async (i: number, extra: Partial<ReplayOptions> = {}) =>
       (await replayEdr(path(i), { ...opts, ...extra })).report;
 
-    await t.step("an untouched local record replays as MATCH with a valid, hashed report on disk", async () => {
-      const result = await replayEdr(path(1), opts);
-      assert.equal(result.report.status, "MATCH", JSON.stringify(result.report.checks));
-      assert.deepEqual(result.report.reason_codes, []);
-      assert.deepEqual(validateReport(result.report), { valid: true });
-      assert.ok(reportHashHolds(result.report));
-      assert.deepEqual(result.report.checks.map((c) => c.name), [...CHECK_ORDER]);
-      assert.ok(result.report.checks.filter((c) => c.name !== "provider").every((c) => c.status === "pass"));
-      const rec = byIndex(1);
-      assert.equal(result.reportPath, join(art.dir, "replay", "2026", "11", "27", `${rec.decision_core_hash}.json`));
-      const onDisk = JSON.parse(await Deno.readTextFile(result.reportPath!));
-      assert.deepEqual(onDisk, result.report);
-      assert.equal(result.report.edr_path, `edr/2026/11/27/${rec.decision_core_hash}.json`);
-    });
+    await t.step(
+      "an untouched local record replays as MATCH with a valid, hashed report on disk",
+      async () => {
+        const result = await replayEdr(path(1), opts);
+        assert.equal(result.report.status, "MATCH", JSON.stringify(result.report.checks));
+        assert.deepEqual(result.report.reason_codes, []);
+        assert.deepEqual(validateReport(result.report), { valid: true });
+        assert.ok(reportHashHolds(result.report));
+        assert.deepEqual(result.report.checks.map((c) => c.name), [...CHECK_ORDER]);
+        assert.ok(
+          result.report.checks.filter((c) => c.name !== "provider").every((c) => c.status === "pass"),
+        );
+        const rec = byIndex(1);
+        assert.equal(
+          result.reportPath,
+          join(art.dir, "replay", "2026", "11", "27", `${rec.decision_core_hash}.json`),
+        );
+        const onDisk = JSON.parse(await Deno.readTextFile(result.reportPath!));
+        assert.deepEqual(onDisk, result.report);
+        assert.equal(result.report.edr_path, `edr/2026/11/27/${rec.decision_core_hash}.json`);
+      },
+    );
 
     await t.step("the report never carries the prompt", async () => {
       const report = await replay(1);
       assert.ok(!JSON.stringify(report).includes("question number"));
     });
 
-    await t.step("a tampered output hash diverges on the record hash and the re-executed output", async () => {
-      await tamper(path(2), (r) => r.output_hash = "e".repeat(64));
-      const report = await replay(2);
-      assert.equal(report.status, "DIVERGED");
-      assert.deepEqual(report.reason_codes, ["EDR_HASH_MISMATCH", "OUTPUT_HASH_MISMATCH"]);
-      assert.deepEqual(validateReport(report), { valid: true });
-    });
+    await t.step(
+      "a tampered output hash diverges on the record hash and the re-executed output",
+      async () => {
+        await tamper(path(2), (r) => r.output_hash = "e".repeat(64));
+        const report = await replay(2);
+        assert.equal(report.status, "DIVERGED");
+        assert.deepEqual(report.reason_codes, ["EDR_HASH_MISMATCH", "OUTPUT_HASH_MISMATCH"]);
+        assert.deepEqual(validateReport(report), { valid: true });
+      },
+    );
 
     await t.step("a tampered decision factor diverges on the record hash and the decision core", async () => {
       await tamper(path(3), (r) => (r.decision_factors as string[]).push("FORGED"));
@@ -107,11 +122,18 @@ Deno.test("replay re-checks a recorded request and reports every divergence", as
       assert.deepEqual(failing(report), ["edr_hash", "decision", "decision_core_hash"]);
     });
 
-    await t.step("a tampered input hash diverges on the record, the input and the decision core", async () => {
-      await tamper(path(4), (r) => r.input_hash = "f".repeat(64));
-      const report = await replay(4);
-      assert.deepEqual(report.reason_codes, ["EDR_HASH_MISMATCH", "INPUT_HASH_MISMATCH", "DECISION_CORE_MISMATCH"]);
-    });
+    await t.step(
+      "a tampered input hash diverges on the record, the input and the decision core",
+      async () => {
+        await tamper(path(4), (r) => r.input_hash = "f".repeat(64));
+        const report = await replay(4);
+        assert.deepEqual(report.reason_codes, [
+          "EDR_HASH_MISMATCH",
+          "INPUT_HASH_MISMATCH",
+          "DECISION_CORE_MISMATCH",
+        ]);
+      },
+    );
 
     await t.step("a tampered router version diverges on the record hash and the environment", async () => {
       await tamper(path(5), (r) => (r.environment as { router_version: string }).router_version = "0.0.1");
@@ -119,14 +141,17 @@ Deno.test("replay re-checks a recorded request and reports every divergence", as
       assert.deepEqual(report.reason_codes, ["EDR_HASH_MISMATCH", "ENVIRONMENT_MISMATCH"]);
     });
 
-    await t.step("tampering outside the decision core (usage, sequence, edr_hash) breaks the record hash", async () => {
-      await tamper(path(6), (r) => (r.usage as { total_tokens: number }).total_tokens = 1);
-      assert.deepEqual((await replay(6)).reason_codes, ["EDR_HASH_MISMATCH"]);
-      await tamper(path(7), (r) => r.sequence = 999);
-      assert.deepEqual((await replay(7)).reason_codes, ["EDR_HASH_MISMATCH"]);
-      await tamper(path(8), (r) => r.edr_hash = "0".repeat(64));
-      assert.deepEqual((await replay(8)).reason_codes, ["EDR_HASH_MISMATCH"]);
-    });
+    await t.step(
+      "tampering outside the decision core (usage, sequence, edr_hash) breaks the record hash",
+      async () => {
+        await tamper(path(6), (r) => (r.usage as { total_tokens: number }).total_tokens = 1);
+        assert.deepEqual((await replay(6)).reason_codes, ["EDR_HASH_MISMATCH"]);
+        await tamper(path(7), (r) => r.sequence = 999);
+        assert.deepEqual((await replay(7)).reason_codes, ["EDR_HASH_MISMATCH"]);
+        await tamper(path(8), (r) => r.edr_hash = "0".repeat(64));
+        assert.deepEqual((await replay(8)).reason_codes, ["EDR_HASH_MISMATCH"]);
+      },
+    );
 
     await t.step("a removed captured input is an ERROR naming the missing pointer", async () => {
       await Deno.remove(join(art.dir, byIndex(9).replay.required_inputs_pointer!));
@@ -136,42 +161,57 @@ Deno.test("replay re-checks a recorded request and reports every divergence", as
       assert.deepEqual(validateReport(report), { valid: true });
     });
 
-    await t.step("a swapped captured input diverges on the input hash (and the output it produces)", async () => {
-      const target = join(art.dir, byIndex(10).replay.required_inputs_pointer!);
-      await Deno.writeTextFile(target, JSON.stringify(sampleInput(999)));
-      const report = await replay(10);
-      assert.equal(report.status, "DIVERGED");
-      assert.deepEqual(report.reason_codes, ["INPUT_HASH_MISMATCH", "OUTPUT_HASH_MISMATCH"]);
-    });
+    await t.step(
+      "a swapped captured input diverges on the input hash (and the output it produces)",
+      async () => {
+        const target = join(art.dir, byIndex(10).replay.required_inputs_pointer!);
+        await Deno.writeTextFile(target, JSON.stringify(sampleInput(999)));
+        const report = await replay(10);
+        assert.equal(report.status, "DIVERGED");
+        assert.deepEqual(report.reason_codes, ["INPUT_HASH_MISMATCH", "OUTPUT_HASH_MISMATCH"]);
+      },
+    );
 
     await t.step("a pointer that climbs out with ../ is refused as a missing input", async () => {
-      await tamper(path(11), (r) => (r.replay as { required_inputs_pointer: string }).required_inputs_pointer = "../outside.json");
+      await tamper(
+        path(11),
+        (r) => (r.replay as { required_inputs_pointer: string }).required_inputs_pointer = "../outside.json",
+      );
       const report = await replay(11);
       assert.equal(report.status, "ERROR");
       assert.deepEqual(report.reason_codes, ["INPUT_POINTER_MISSING"]);
-      assert.match(report.checks.find((c) => c.name === "input_pointer")!.observed!, /leaves the artifacts folder/);
+      assert.match(
+        report.checks.find((c) => c.name === "input_pointer")!.observed!,
+        /leaves the artifacts folder/,
+      );
     });
 
     await t.step("an absolute pointer is refused as a missing input", async () => {
-      await tamper(path(12), (r) => (r.replay as { required_inputs_pointer: string }).required_inputs_pointer = "/etc/passwd");
+      await tamper(
+        path(12),
+        (r) => (r.replay as { required_inputs_pointer: string }).required_inputs_pointer = "/etc/passwd",
+      );
       const report = await replay(12);
       assert.deepEqual(report.reason_codes, ["INPUT_POINTER_MISSING"]);
     });
 
-    await t.step("a captured input that is a symlink to outside the artifacts folder is refused", async () => {
-      const outside = await Deno.makeTempFile({ prefix: "hi-outside-" });
-      try {
-        await Deno.writeTextFile(outside, JSON.stringify(sampleInput(13)));
-        const pointer = join(art.dir, byIndex(13).replay.required_inputs_pointer!);
-        await Deno.remove(pointer);
-        await Deno.symlink(outside, pointer);
-        const report = await replay(13);
-        assert.deepEqual(report.reason_codes, ["INPUT_POINTER_MISSING"]);
-        assert.match(report.checks.find((c) => c.name === "input_pointer")!.observed!, /symlink/);
-      } finally {
-        await Deno.remove(outside);
-      }
-    });
+    await t.step(
+      "a captured input that is a symlink to outside the artifacts folder is refused",
+      async () => {
+        const outside = await Deno.makeTempFile({ prefix: "hi-outside-" });
+        try {
+          await Deno.writeTextFile(outside, JSON.stringify(sampleInput(13)));
+          const pointer = join(art.dir, byIndex(13).replay.required_inputs_pointer!);
+          await Deno.remove(pointer);
+          await Deno.symlink(outside, pointer);
+          const report = await replay(13);
+          assert.deepEqual(report.reason_codes, ["INPUT_POINTER_MISSING"]);
+          assert.match(report.checks.find((c) => c.name === "input_pointer")!.observed!, /symlink/);
+        } finally {
+          await Deno.remove(outside);
+        }
+      },
+    );
 
     await t.step("a changed model digest on the host diverges on the environment only", async () => {
       const saved = fake.models;
@@ -197,12 +237,15 @@ Deno.test("replay re-checks a recorded request and reports every divergence", as
       }
     });
 
-    await t.step("a record today's decide() routes differently diverges on the decision core only", async () => {
-      const report = await replay(16);
-      assert.equal(report.status, "DIVERGED");
-      assert.deepEqual(report.reason_codes, ["DECISION_CORE_MISMATCH"]);
-      assert.deepEqual(failing(report), ["decision"]);
-    });
+    await t.step(
+      "a record today's decide() routes differently diverges on the decision core only",
+      async () => {
+        const report = await replay(16);
+        assert.equal(report.status, "DIVERGED");
+        assert.deepEqual(report.reason_codes, ["DECISION_CORE_MISMATCH"]);
+        assert.deepEqual(failing(report), ["decision"]);
+      },
+    );
 
     await t.step("side effects are refused without --allow-side-effects and replayed with it", async () => {
       const refused = await replay(17);
@@ -268,21 +311,26 @@ Deno.test("replay re-checks a recorded request and reports every divergence", as
       assert.deepEqual(validateReport(report), { valid: true });
     });
 
-    await t.step("a malformed or schema-invalid file is an execution ERROR and writes no stray report", async () => {
-      const bad = join(art.dir, "edr", "2026", "11", "27", "broken.json");
-      await Deno.writeTextFile(bad, '{"edr_version": "1.0.0", "prompt": "secret words');
-      const malformed = (await replayEdr(bad, opts));
-      assert.equal(malformed.report.status, "ERROR");
-      assert.deepEqual(malformed.report.reason_codes, ["EXECUTION_ERROR"]);
-      assert.equal(malformed.reportPath, null);
-      assert.ok(!JSON.stringify(malformed.report).includes("secret words"));
-      assert.deepEqual(validateReport(malformed.report), { valid: true });
-      await Deno.writeTextFile(bad, JSON.stringify({ edr_version: "1.0.0" }));
-      const invalid = (await replayEdr(bad, opts)).report;
-      assert.deepEqual(invalid.reason_codes, ["EXECUTION_ERROR"]);
-      assert.deepEqual((await replayEdr(join(art.dir, "nope.json"), opts)).report.reason_codes, ["EXECUTION_ERROR"]);
-      await Deno.remove(bad);
-    });
+    await t.step(
+      "a malformed or schema-invalid file is an execution ERROR and writes no stray report",
+      async () => {
+        const bad = join(art.dir, "edr", "2026", "11", "27", "broken.json");
+        await Deno.writeTextFile(bad, '{"edr_version": "1.0.0", "prompt": "secret words');
+        const malformed = await replayEdr(bad, opts);
+        assert.equal(malformed.report.status, "ERROR");
+        assert.deepEqual(malformed.report.reason_codes, ["EXECUTION_ERROR"]);
+        assert.equal(malformed.reportPath, null);
+        assert.ok(!JSON.stringify(malformed.report).includes("secret words"));
+        assert.deepEqual(validateReport(malformed.report), { valid: true });
+        await Deno.writeTextFile(bad, JSON.stringify({ edr_version: "1.0.0" }));
+        const invalid = (await replayEdr(bad, opts)).report;
+        assert.deepEqual(invalid.reason_codes, ["EXECUTION_ERROR"]);
+        assert.deepEqual((await replayEdr(join(art.dir, "nope.json"), opts)).report.reason_codes, [
+          "EXECUTION_ERROR",
+        ]);
+        await Deno.remove(bad);
+      },
+    );
 
     await t.step("a stored policy that was altered diverges on the decision core", async () => {
       const policyFile = join(art.dir, "policies", `${art.policyHash}.json`);
@@ -341,27 +389,29 @@ Deno.test("replay re-checks a recorded request and reports every divergence", as
       assert.match(stdout, /EDR_HASH_MISMATCH\s+\d+/);
     });
 
-    await t.step("the sandboxed replay cannot reach hosts other than the local Ollama", async () => {
-      // The launcher grants --allow-net only to OLLAMA_HOST; pointing replay elsewhere in-process would
-      // be a bug, so this checks the grant the launcher computes.
-      const { replayPermissionArgs } = await import("../../lib/replay/mod.ts");
-      const args = replayPermissionArgs({
-        artifactsDir: art.dir,
-        target: path(1),
-        ollamaUrl: fake.url,
-        allowNetwork: false,
-      });
-      assert.ok(args.includes(`--allow-net=127.0.0.1:${fake.port}`));
-      assert.ok(args.includes(`--allow-write=${join(art.dir, "replay")}`));
-      assert.ok(args.includes(`--allow-read=${art.dir}`));
-      const withNet = replayPermissionArgs({
-        artifactsDir: art.dir,
-        target: path(1),
-        ollamaUrl: fake.url,
-        allowNetwork: true,
-      });
-      assert.ok(withNet.includes(`--allow-net=127.0.0.1:${fake.port},api.openai.com:443,api.anthropic.com:443`));
-    });
+    await t.step(
+      "the launcher grants read of the artifacts, write of replay/ and the local Ollama only",
+      () => {
+        const args = replayPermissionArgs({
+          artifactsDir: art.dir,
+          target: path(1),
+          ollamaUrl: fake.url,
+          allowNetwork: false,
+        });
+        assert.ok(args.includes(`--allow-net=127.0.0.1:${fake.port}`));
+        assert.ok(args.includes(`--allow-write=${join(art.dir, "replay")}`));
+        assert.ok(args.includes(`--allow-read=${art.dir}`));
+        const withNet = replayPermissionArgs({
+          artifactsDir: art.dir,
+          target: path(1),
+          ollamaUrl: fake.url,
+          allowNetwork: true,
+        });
+        assert.ok(
+          withNet.includes(`--allow-net=127.0.0.1:${fake.port},api.openai.com:443,api.anthropic.com:443`),
+        );
+      },
+    );
   } finally {
     await fake.close();
     await Deno.remove(art.dir, { recursive: true });

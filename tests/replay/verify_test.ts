@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { computeEdrHash, type EdrRecord, edrPath } from "../../lib/edr/mod.ts";
+import { computeEdrHash, edrPath, type EdrRecord } from "../../lib/edr/mod.ts";
 import { type VerifyFinding, verifyTree } from "../../lib/replay/mod.ts";
 import { buildDraft, commitAll, makeArtifacts, sampleInput } from "./helpers.ts";
 
@@ -9,14 +9,21 @@ const DAY = "2026/11/27";
 const RECORDS = 1000;
 
 function named(findings: VerifyFinding[], file: string | null, kind?: VerifyFinding["kind"]): boolean {
-  return findings.some((f) => (kind === undefined || f.kind === kind) && (f.file === file || f.message.includes(file ?? "\0")));
+  return findings.some((f) =>
+    (kind === undefined || f.kind === kind) && (f.file === file || f.message.includes(file ?? "\0"))
+  );
 }
 
 Deno.test("verify proves a day of records intact and names every damaged record", async (t) => {
   const art = await makeArtifacts();
   try {
     const drafts = Array.from({ length: RECORDS }, (_, i) => ({
-      draft: buildDraft({ index: i + 1, policy: art.policy, policyHash: art.policyHash, input: sampleInput(i + 1) }),
+      draft: buildDraft({
+        index: i + 1,
+        policy: art.policy,
+        policyHash: art.policyHash,
+        input: sampleInput(i + 1),
+      }),
       input: sampleInput(i + 1),
     }));
     const written = await commitAll(art.dir, drafts);
@@ -78,7 +85,11 @@ Deno.test("verify proves a day of records intact and names every damaged record"
 
     await t.step("deleting the last record is caught through the write-ahead log's head", async () => {
       const result = await damaged([RECORDS], () => Deno.remove(abs(RECORDS)));
-      assert.deepEqual(result.findings.map((f) => [f.kind, f.file, f.sequence]), [["missing", rel(RECORDS), RECORDS]]);
+      assert.deepEqual(result.findings.map((f) => [f.kind, f.file, f.sequence]), [[
+        "missing",
+        rel(RECORDS),
+        RECORDS,
+      ]]);
     });
 
     await t.step("without a write-ahead log a gap is still reported by sequence", async () => {
@@ -127,15 +138,20 @@ Deno.test("verify proves a day of records intact and names every damaged record"
       assert.ok(named(result.findings, rel(301), "reordered"));
     });
 
-    await t.step("a swap with freshly computed hashes is still reported as reordered, naming both", async () => {
-      const result = await damaged([600, 601], async () => {
-        await rewrite(600, (r) => r.sequence = 601, true);
-        await rewrite(601, (r) => r.sequence = 600, true);
-      });
-      assert.ok(!result.findings.some((f) => f.kind === "altered" && f.message.includes("edr_hash does not match")));
-      assert.ok(named(result.findings, rel(600), "reordered"), JSON.stringify(result.findings));
-      assert.ok(named(result.findings, rel(601), "reordered"), JSON.stringify(result.findings));
-    });
+    await t.step(
+      "a swap with freshly computed hashes is still reported as reordered, naming both",
+      async () => {
+        const result = await damaged([600, 601], async () => {
+          await rewrite(600, (r) => r.sequence = 601, true);
+          await rewrite(601, (r) => r.sequence = 600, true);
+        });
+        assert.ok(
+          !result.findings.some((f) => f.kind === "altered" && f.message.includes("edr_hash does not match")),
+        );
+        assert.ok(named(result.findings, rel(600), "reordered"), JSON.stringify(result.findings));
+        assert.ok(named(result.findings, rel(601), "reordered"), JSON.stringify(result.findings));
+      },
+    );
 
     await t.step("a record moved to another day's folder is reported as misplaced", async () => {
       const moved = join(edrDir, "2026", "11", "28", `${bySequence.get(5)!.decision_core_hash}.json`);
@@ -144,7 +160,9 @@ Deno.test("verify proves a day of records intact and names every damaged record"
         await Deno.rename(abs(5), moved);
       }, [moved]);
       await Deno.remove(join(edrDir, "2026", "11", "28"), { recursive: true });
-      assert.ok(named(result.findings, `2026/11/28/${bySequence.get(5)!.decision_core_hash}.json`, "misplaced"));
+      assert.ok(
+        named(result.findings, `2026/11/28/${bySequence.get(5)!.decision_core_hash}.json`, "misplaced"),
+      );
       assert.ok(named(result.findings, rel(5), "missing"));
     });
 

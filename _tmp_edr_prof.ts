@@ -1,0 +1,20 @@
+import { canonicalJson, sha256Hex } from "./lib/edr/mod.ts";
+import { sealDraft } from "./lib/edr/hashes.ts";
+import { sampleDraft } from "./tests/edr/sample_draft.ts";
+const d = sampleDraft();
+const text = canonicalJson(d);
+console.log("bytes", text.length);
+function t(name: string, fn: () => void, n = 20000) { for (let i = 0; i < 2000; i++) fn(); const s = performance.now(); for (let i = 0; i < n; i++) fn(); console.log(name, ((performance.now() - s) / n * 1000).toFixed(1), "us"); }
+t("canonicalJson(draft)", () => canonicalJson(d));
+t("JSON.stringify(draft)", () => JSON.stringify(d));
+t("sha256Hex(text)", () => sha256Hex(text));
+t("sha256Hex(small)", () => sha256Hex("abc"));
+t("sealDraft", () => sealDraft(d, 5, "a".repeat(64)));
+const enc = new TextEncoder();
+t("subtle-free: encode", () => enc.encode(text));
+const keys = Object.keys(d) as (keyof typeof d)[];
+t("per-member canonicalJson", () => { for (const k of keys) canonicalJson(d[k]); });
+t("per-member canonicalJson+stringify key", () => { for (const k of keys) JSON.stringify(k) + ":" + canonicalJson(d[k]); });
+t("canonicalJson(draft) again", () => canonicalJson(d));
+t("sha256Hex(text) again", () => sha256Hex(text));
+t("sealDraft again", () => sealDraft(d, 5, "a".repeat(64)));
