@@ -4,6 +4,7 @@
  * access limited to the artifacts folder, and only the environment variables it uses.
  */
 import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { loadPolicy } from "../lib/contract/mod.ts";
 import { configFromEnv } from "../lib/http/mod.ts";
 
@@ -29,7 +30,9 @@ export function serverPermissionFlags(
   if (config.openaiApiKey) net.add(hostOf(config.openaiBaseUrl));
   if (config.anthropicApiKey) net.add(hostOf(config.anthropicBaseUrl));
   const artifacts = resolve(config.artifactsDir);
-  const read = [artifacts, ...(config.policyPath ? [resolve(config.policyPath)] : [])];
+  // The EDR writer materializes files from a worker thread, whose module must be readable.
+  const worker = fileURLToPath(new URL("../lib/edr/materializer_worker.ts", import.meta.url));
+  const read = [artifacts, worker, ...(config.policyPath ? [resolve(config.policyPath)] : [])];
   return [
     `--allow-net=${[...net].join(",")}`,
     `--allow-read=${read.join(",")}`,

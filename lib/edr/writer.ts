@@ -198,6 +198,8 @@ export class EdrWriter {
   #inflight = new Map<number, { count: number; resolve: (reply: MaterializeReply) => void }>();
   #backlogCount = 0;
   #idleWaiters: Array<() => void> = [];
+  #flushWaiters: Array<{ id: number; wake: () => void }> = [];
+  #lastCommit: Promise<unknown> = Promise.resolve();
   #backlogWaiter: (() => void) | null = null;
   #knownInputs = new Set<string>();
   #stats = {
@@ -265,11 +267,21 @@ export class EdrWriter {
       );
     }
     this.#queue.push(pending);
+    this.#lastCommit = done.promise;
     if (!this.#running) {
       this.#running = true;
       this.#loop = this.#run();
     }
     return done.promise;
+  }
+
+  /** Waits until every commit made so far has settled and its files exist; the writer stays open. */
+  async flush(): Promise<void> {
+    // Commits settle in order and each batch's files are queued as it settles, so the last one covers all.
+    await this.#lastCommit.catch(() => {});
+    const target = this.#nextJobId;
+    if (!this.#hasInflightUpTo(target)) return;
+    await new Promise<void>((wake) => this.#flushWaiters.push({ id: target, wake }));
   }
 
   /** Waits for every commit and every file to be written, then closes the WAL; rejects if files are missing. */
@@ -491,6 +503,11 @@ export class EdrWriter {
     return done.promise;
   }
 
+  #hasInflightUpTo(id: number): boolean {
+    for (const pendingId of this.#inflight.keys()) if (pendingId <= id) return true;
+    return false;
+  }
+
   #onReply(reply: MaterializeReply): void {
     const entry = this.#inflight.get(reply.id);
     if (!entry) return;
@@ -504,6 +521,11 @@ export class EdrWriter {
       const wake = this.#backlogWaiter;
       this.#backlogWaiter = null;
       wake();
+    }
+    if (this.#flushWaiters.length > 0) {
+      const waiting = this.#flushWaiters;
+      this.#flushWaiters = waiting.filter((w) => this.#hasInflightUpTo(w.id));
+      for (const w of waiting) if (!this.#hasInflightUpTo(w.id)) w.wake();
     }
     if (this.#inflight.size === 0) {
       const waiters = this.#idleWaiters;

@@ -122,7 +122,7 @@ export class Exchange {
       constraints_applied: this.decision?.constraints ?? [],
       candidates: this.decision?.candidates ?? [],
       decision_inputs: {
-        health: this.health as EdrHealthSnapshot | null,
+        health: this.health ? edrHealth(this.health) : null,
         slot: this.slotSnapshot,
         features: this.features,
         keys: this.keys,
@@ -172,4 +172,18 @@ function samplingOptions(chat: ChatRequest): EdrSamplingOptions {
   if (chat.presence_penalty !== undefined) options.presence_penalty = chat.presence_penalty;
   if (chat.frequency_penalty !== undefined) options.frequency_penalty = chat.frequency_penalty;
   return options;
+}
+
+/** The EDR keeps what decide() and replay read of the health snapshot (not the loaded-models list). */
+function edrHealth(snapshot: HealthView): EdrHealthSnapshot {
+  return {
+    state: snapshot.state,
+    reasons: [...snapshot.reasons],
+    age_ms: snapshot.age_ms,
+    circuit: snapshot.circuit,
+    ollama_version: snapshot.ollama_version,
+    memory_used_pct: snapshot.memory_used_pct,
+    swap_used_mb: snapshot.swap_used_mb,
+    installed: snapshot.installed.map((m) => ({ name: m.name, digest: m.digest, parameter_size_b: m.parameter_size_b })),
+  };
 }

@@ -42,7 +42,7 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
   const policyHash = await writePolicySnapshot(config.artifactsDir, policy);
   const edr = await EdrWriter.open(config.artifactsDir, {
     validate: false,
-    log: (event) => log(`edr ${event.level}: ${event.msg}`),
+    log: (event) => log(`edr ${event.level}: ${event.msg}${event.reason ? ` (${event.reason})` : ""}`),
   });
   const leases = await LeaseStore.open(config.artifactsDir);
   const metrics = new RouterMetrics();

@@ -75,6 +75,26 @@ Deno.test("EdrWriter", async (t) => {
   });
 
   await t.step(
+    "flush() makes every committed record's file visible while the writer stays open",
+    async () => {
+      const dir = `${root}/flush`;
+      const writer = await EdrWriter.open(dir, { log: quietLog() });
+      await writer.flush();
+      const records = await Promise.all(Array.from({ length: 20 }, () => writer.commit(sampleDraft())));
+      await writer.flush();
+      for (const r of records) {
+        assert.ok(
+          await exists(`${dir}/${edrPath(r)}`),
+          `file of ${r.sequence} is missing`,
+        );
+      }
+      const later = await writer.commit(sampleDraft());
+      assert.equal(later.sequence, 21);
+      await writer.close();
+    },
+  );
+
+  await t.step(
     "a captured input is stored once, content-addressed, and the record points to it",
     async () => {
       const dir = `${root}/inputs`;
