@@ -31,10 +31,14 @@ if (import.meta.main) {
   const policy = await loadPolicy(config.policyPath);
   const secretNames = policy.authority.issuers.flatMap((i) => (i.hmac_secret_env ? [i.hmac_secret_env] : []));
   const server = await startServer(config, { policy, secrets: secretLookup(secretNames) });
-  console.log(`hybrid-inference listening on ${server.url} (policy ${policy.policy_version}, artifacts ${config.artifactsDir})`);
+  console.log(
+    `hybrid-inference listening on ${server.url} (policy ${policy.policy_version}, artifacts ${config.artifactsDir})`,
+  );
   await server.health.probeNow();
   const local = server.health.snapshot();
-  const clouds = [config.anthropicApiKey ? "anthropic" : null, config.openaiApiKey ? "openai" : null].filter(Boolean);
+  const clouds = [config.anthropicApiKey ? "anthropic" : null, config.openaiApiKey ? "openai" : null].filter(
+    Boolean,
+  );
   if (local.state === "unfit" && clouds.length === 0) {
     console.log(
       `no provider is usable yet: Ollama is not reachable at ${config.ollamaUrl} and no cloud key is set. ` +

@@ -41,7 +41,12 @@ async function main(): Promise<number> {
     const ids: Record<string, string> = {};
 
     const local = await client.chat.completions
-      .create({ model: "auto", messages: [{ role: "user", content: "Say hello." }], seed: 42, temperature: 0 })
+      .create({
+        model: "auto",
+        messages: [{ role: "user", content: "Say hello." }],
+        seed: 42,
+        temperature: 0,
+      })
       .withResponse();
     ids.local = local.response.headers.get("x-request-id")!;
     await report("1. local answer", ids.local, `"${local.data.choices[0].message.content}"`);
@@ -64,7 +69,11 @@ async function main(): Promise<number> {
       .create({ model: "auto", messages: [{ role: "user", content: "Answer even if local fails." }] })
       .withResponse();
     ids.cloud = fallback.response.headers.get("x-request-id")!;
-    await report("3. local fails (500), cloud answers", ids.cloud, `"${fallback.data.choices[0].message.content}"`);
+    await report(
+      "3. local fails (500), cloud answers",
+      ids.cloud,
+      `"${fallback.data.choices[0].message.content}"`,
+    );
     ollama.mode = "normal";
 
     await ollama.stop();
@@ -83,7 +92,9 @@ async function main(): Promise<number> {
     await report(
       "4. SENSITIVE request while Ollama is down",
       ids.sensitive,
-      `HTTP ${refused.status} ${refusal.error.code} (x-should-retry: ${refused.headers.get("x-should-retry")})`,
+      `HTTP ${refused.status} ${refusal.error.code} (x-should-retry: ${
+        refused.headers.get("x-should-retry")
+      })`,
     );
     ollama.restart();
     await router.health.probeNow();
@@ -109,13 +120,21 @@ async function main(): Promise<number> {
 
   async function report(title: string, requestId: string, outcome: string): Promise<void> {
     const record = await findRecord(requestId);
-    const where = record.decision.provider ? `${record.decision.provider}/${record.decision.model}` : "nobody";
+    const where = record.decision.provider
+      ? `${record.decision.provider}/${record.decision.model}`
+      : "nobody";
     console.log(bold(title));
     console.log(`   served by: ${where} (path ${record.decision.path})   request id: ${requestId}`);
     console.log(`   reason codes: ${record.decision_factors.join(", ")}`);
     if (record.attempts.length > 1 || record.failure) {
-      const tried = record.attempts.map((a) => `${a.provider}:${a.outcome}${a.error_code ? `(${a.error_code})` : ""}`);
-      console.log(`   attempts: ${tried.join(" -> ") || "none"}${record.failure ? `   failure: ${record.failure.type}` : ""}`);
+      const tried = record.attempts.map((a) =>
+        `${a.provider}:${a.outcome}${a.error_code ? `(${a.error_code})` : ""}`
+      );
+      console.log(
+        `   attempts: ${tried.join(" -> ") || "none"}${
+          record.failure ? `   failure: ${record.failure.type}` : ""
+        }`,
+      );
     }
     console.log(`   answer: ${outcome}`);
     console.log(`   EDR: ${recordPath(requestId)}\n`);

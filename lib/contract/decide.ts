@@ -91,7 +91,10 @@ export function requiredCapabilities(input: DecisionInput): Capability[] {
  */
 export function decide(input: DecisionInput): Decision {
   const { contract, policy, health, slot, features } = input;
-  const factors: string[] = [`CLASSIFICATION_${contract.classification}`, `LATENCY_${contract.latency.toUpperCase()}`];
+  const factors: string[] = [
+    `CLASSIFICATION_${contract.classification}`,
+    `LATENCY_${contract.latency.toUpperCase()}`,
+  ];
   const constraints: string[] = [`allowlist:${contract.provider_allowlist.join(",")}`];
   if (contract.max_cost_usd !== null) constraints.push(`max_cost_usd:${contract.max_cost_usd}`);
   const needs = requiredCapabilities(input);
@@ -122,13 +125,31 @@ export function decide(input: DecisionInput): Decision {
       };
       factors.push("MODEL_PINNED_LOCAL_INSTALLED");
     } else {
-      return reject(factors, constraints, 404, "MODEL_NOT_FOUND", `model ${requested} is not in the policy and not installed on the local Ollama host; use "auto" or a model from GET /v1/models`);
+      return reject(
+        factors,
+        constraints,
+        404,
+        "MODEL_NOT_FOUND",
+        `model ${requested} is not in the policy and not installed on the local Ollama host; use "auto" or a model from GET /v1/models`,
+      );
     }
     if (!contract.provider_allowlist.includes(pinned.provider)) {
-      return reject(factors, constraints, 400, "MODEL_NOT_ALLOWED_BY_CONTRACT", `model ${requested} runs on ${pinned.provider}, which the effective provider_allowlist excludes; pick a model of an allowed provider or "auto"`);
+      return reject(
+        factors,
+        constraints,
+        400,
+        "MODEL_NOT_ALLOWED_BY_CONTRACT",
+        `model ${requested} runs on ${pinned.provider}, which the effective provider_allowlist excludes; pick a model of an allowed provider or "auto"`,
+      );
     }
     if (pinned.provider !== "local" && !cloudAllowed) {
-      return reject(factors, constraints, 400, "MODEL_NOT_ALLOWED_BY_CONTRACT", `model ${requested} runs on ${pinned.provider}, but ${contract.classification} data may not leave the local host; pick a local model or "auto"`);
+      return reject(
+        factors,
+        constraints,
+        400,
+        "MODEL_NOT_ALLOWED_BY_CONTRACT",
+        `model ${requested} runs on ${pinned.provider}, but ${contract.classification} data may not leave the local host; pick a local model or "auto"`,
+      );
     }
   }
 
@@ -169,7 +190,13 @@ export function decide(input: DecisionInput): Decision {
         const queueFull = slot.queue_depth >= slot.max_queue;
         if (slot.when_busy === "refuse") {
           factors.push("SLOT_BUSY_REFUSE");
-          return reject(factors, constraints, 429, "SLOT_BUSY", "the heavy local model is busy; retry after the Retry-After delay");
+          return reject(
+            factors,
+            constraints,
+            429,
+            "SLOT_BUSY",
+            "the heavy local model is busy; retry after the Retry-After delay",
+          );
         }
         if (slot.when_busy === "spill" || queueFull) {
           if (canSpill) {
@@ -179,7 +206,11 @@ export function decide(input: DecisionInput): Decision {
           }
           if (queueFull) {
             factors.push("SLOT_QUEUE_FULL");
-            localRefusal = { status: 429, code: "SLOT_QUEUE_FULL", message: "the heavy local model's wait queue is full; retry after the Retry-After delay" };
+            localRefusal = {
+              status: 429,
+              code: "SLOT_QUEUE_FULL",
+              message: "the heavy local model's wait queue is full; retry after the Retry-After delay",
+            };
             localBlocked = true;
             continue;
           }
@@ -213,17 +244,35 @@ export function decide(input: DecisionInput): Decision {
   }
 
   if (candidates.length === 0) {
-    if (localRefusal) return reject(factors, constraints, localRefusal.status, localRefusal.code, localRefusal.message);
-    if (!cloudAllowed) {
-      return reject(factors, constraints, 503, `LOCAL_UNAVAILABLE_FOR_${contract.classification}`, `${contract.classification} requests run only on the local host, which cannot take this request now; retry when GET /readyz reports ready`);
+    if (localRefusal) {
+      return reject(factors, constraints, localRefusal.status, localRefusal.code, localRefusal.message);
     }
-    return reject(factors, constraints, 503, "NO_PROVIDER_AVAILABLE", "no provider satisfies the routing contract; check the contract, GET /readyz and the configured API keys");
+    if (!cloudAllowed) {
+      return reject(
+        factors,
+        constraints,
+        503,
+        `LOCAL_UNAVAILABLE_FOR_${contract.classification}`,
+        `${contract.classification} requests run only on the local host, which cannot take this request now; retry when GET /readyz reports ready`,
+      );
+    }
+    return reject(
+      factors,
+      constraints,
+      503,
+      "NO_PROVIDER_AVAILABLE",
+      "no provider satisfies the routing contract; check the contract, GET /readyz and the configured API keys",
+    );
   }
   if (candidates[0].provider !== "local" && localBlocked) factors.push("FALLBACK_TO_CLOUD");
   return { candidates, factors, constraints, rejection: null };
 }
 
-function localModel(input: DecisionInput, models: Map<string, ModelPolicy>, factors: string[]): ModelPolicy | null {
+function localModel(
+  input: DecisionInput,
+  models: Map<string, ModelPolicy>,
+  factors: string[],
+): ModelPolicy | null {
   const { contract, policy } = input;
   const deep = policy.defaults.local_deep_model;
   const router = policy.defaults.local_router_model;
@@ -280,7 +329,13 @@ function fitsCapabilities(
   return true;
 }
 
-function reject(factors: string[], constraints: string[], status: number, code: string, message: string): Decision {
+function reject(
+  factors: string[],
+  constraints: string[],
+  status: number,
+  code: string,
+  message: string,
+): Decision {
   factors.push(`REJECTED_${code}`);
   return { candidates: [], factors, constraints, rejection: { status, code, message } };
 }

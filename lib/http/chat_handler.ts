@@ -44,7 +44,11 @@ export interface ChatDeps {
 }
 
 const JSON_HEADERS = { "content-type": "application/json" };
-const SSE_HEADERS = { "content-type": "text/event-stream", "cache-control": "no-cache", "connection": "keep-alive" };
+const SSE_HEADERS = {
+  "content-type": "text/event-stream",
+  "cache-control": "no-cache",
+  "connection": "keep-alive",
+};
 
 /** Runs `POST /v1/chat/completions` and `POST /v1/messages`: validate, authorize, decide, execute, record. */
 export class ChatHandler {
@@ -67,10 +71,15 @@ export class ChatHandler {
       if (error instanceof RouterError) return await this.#fail(exchange, dialect, error);
       const name = error instanceof Error ? error.name : typeof error;
       this.#deps.log(`uncaught ${name} at stage ${exchange.stage} request_id=${exchange.requestId}`);
-      const failure = new RouterError(500, "INTERNAL_ERROR", `internal error at stage ${exchange.stage}; retry, and report the request id if it persists`, {
-        failureType: "uncaught_exception",
-        stage: exchange.stage,
-      });
+      const failure = new RouterError(
+        500,
+        "INTERNAL_ERROR",
+        `internal error at stage ${exchange.stage}; retry, and report the request id if it persists`,
+        {
+          failureType: "uncaught_exception",
+          stage: exchange.stage,
+        },
+      );
       if (exchange.committed) {
         // The record is already written; the client still gets a clean error.
         return this.#errorResponse(exchange, dialect, failure);
@@ -84,7 +93,10 @@ export class ChatHandler {
     const body = await readJsonBody(request, policy.limits.max_body_bytes);
 
     exchange.stage = "authenticate";
-    const key = checkClientKey(request.headers, { keys: policy.client_keys, allowXApiKey: dialect.allowXApiKey });
+    const key = checkClientKey(request.headers, {
+      keys: policy.client_keys,
+      allowXApiKey: dialect.allowXApiKey,
+    });
     if (!key.ok) {
       throw new RouterError(401, key.code, key.message, {
         failureType: "authentication_error",
@@ -162,18 +174,31 @@ export class ChatHandler {
     exchange: Exchange,
     candidates: Candidate[],
   ): Promise<Response> {
-    const result = await this.#tryCandidates(request.signal, exchange, candidates, async (adapter, options, slot) => {
-      try {
-        return await adapter.complete(exchange.chat!, options);
-      } finally {
-        slot?.release();
-      }
-    });
-    exchange.output = { content: result.content, tool_calls: result.tool_calls, finish_reason: result.finish_reason };
+    const result = await this.#tryCandidates(
+      request.signal,
+      exchange,
+      candidates,
+      async (adapter, options, slot) => {
+        try {
+          return await adapter.complete(exchange.chat!, options);
+        } finally {
+          slot?.release();
+        }
+      },
+    );
+    exchange.output = {
+      content: result.content,
+      tool_calls: result.tool_calls,
+      finish_reason: result.finish_reason,
+    };
     exchange.usage = result.usage;
     exchange.stage = "respond";
     await this.#durable(exchange);
-    const meta = { id: dialect.responseId(exchange.requestId), created: Math.floor(exchange.receivedAtMs / 1000), model: result.model };
+    const meta = {
+      id: dialect.responseId(exchange.requestId),
+      created: Math.floor(exchange.receivedAtMs / 1000),
+      model: result.model,
+    };
     this.#observe(exchange, 200);
     return new Response(JSON.stringify(dialect.respond(result, meta)), {
       status: 200,
@@ -188,26 +213,31 @@ export class ChatHandler {
     candidates: Candidate[],
   ): Promise<Response> {
     // One controller per attempt chain: aborting it (client gone) cancels the upstream fetch at once.
-    const started = await this.#tryCandidates(request.signal, exchange, candidates, async (adapter, options, slot) => {
-      try {
-        const stream = await adapter.stream(exchange.chat!, options);
-        const reader = stream.getReader();
-        // Wait for the first event before answering the client: until a byte has gone out, a failure
-        // can still fall back to the next candidate.
-        let first: ReadableStreamReadResult<StreamEvent>;
+    const started = await this.#tryCandidates(
+      request.signal,
+      exchange,
+      candidates,
+      async (adapter, options, slot) => {
         try {
-          first = await reader.read();
+          const stream = await adapter.stream(exchange.chat!, options);
+          const reader = stream.getReader();
+          // Wait for the first event before answering the client: until a byte has gone out, a failure
+          // can still fall back to the next candidate.
+          let first: ReadableStreamReadResult<StreamEvent>;
+          try {
+            first = await reader.read();
+          } catch (error) {
+            reader.releaseLock();
+            await stream.cancel().catch(() => {});
+            throw error instanceof UpstreamError ? asFallbackWorthy(error) : error;
+          }
+          return { reader, first, slot, model: options.model };
         } catch (error) {
-          reader.releaseLock();
-          await stream.cancel().catch(() => {});
-          throw error instanceof UpstreamError ? asFallbackWorthy(error) : error;
+          slot?.release();
+          throw error;
         }
-        return { reader, first, slot, model: options.model };
-      } catch (error) {
-        slot?.release();
-        throw error;
-      }
-    });
+      },
+    );
     exchange.stage = "stream";
     const meta = {
       id: dialect.responseId(exchange.requestId),
@@ -220,18 +250,26 @@ export class ChatHandler {
       exchange.features?.estimated_prompt_tokens ?? 0,
     );
     const body = this.#streamBody(exchange, clientEncoder, started, request.signal);
-    return new Response(body, { status: 200, headers: { ...SSE_HEADERS, "x-request-id": exchange.requestId } });
+    return new Response(body, {
+      status: 200,
+      headers: { ...SSE_HEADERS, "x-request-id": exchange.requestId },
+    });
   }
 
   #streamBody(
     exchange: Exchange,
     clientEncoder: ClientStreamEncoder,
-    started: { reader: ReadableStreamDefaultReader<StreamEvent>; first: ReadableStreamReadResult<StreamEvent>; slot: SlotLease | null },
+    started: {
+      reader: ReadableStreamDefaultReader<StreamEvent>;
+      first: ReadableStreamReadResult<StreamEvent>;
+      slot: SlotLease | null;
+    },
     clientSignal: AbortSignal,
   ): ReadableStream<Uint8Array> {
     const { reader, slot } = started;
     const assembler = new OutputAssembler();
-    let pending: ReadableStreamReadResult<StreamEvent> | null = started.first;
+    let pendingRead: Promise<ReadableStreamReadResult<StreamEvent>> = Promise.resolve(started.first);
+    let opening: Uint8Array | null = clientEncoder.start();
     let finished = false;
     const attempt = exchange.attempts[exchange.attempts.length - 1];
     const finish = async (): Promise<void> => {
@@ -242,28 +280,61 @@ export class ChatHandler {
     };
     const onClientGone = () => {
       if (finished) return;
-      exchange.failure ??= { type: "client_disconnect", stage: "stream", message: "the client disconnected before the stream ended" };
+      exchange.failure ??= {
+        type: "client_disconnect",
+        stage: "stream",
+        message: "the client disconnected before the stream ended",
+      };
       if (attempt) attempt.outcome = "aborted";
       reader.cancel().catch(() => {});
     };
     clientSignal.addEventListener("abort", onClientGone, { once: true });
 
     return new ReadableStream<Uint8Array>({
-      start: (controller) => {
-        controller.enqueue(clientEncoder.start());
-      },
       pull: async (controller) => {
+        // Everything already queued upstream goes out in one write: one chunk per event would cost a
+        // syscall and a stream round trip each.
+        const parts: Uint8Array[] = [];
+        if (opening) {
+          parts.push(opening);
+          opening = null;
+        }
+        const flush = () => {
+          // After the client went away the controller is closed; what it did not take is dropped.
+          if (parts.length && !clientSignal.aborted) controller.enqueue(concatBytes(parts));
+          parts.length = 0;
+        };
         try {
-          const next = pending ?? await reader.read();
-          pending = null;
-          if (next.done) throw new UpstreamError("the upstream stream ended without a finish event", {
-            status: 502, code: "UPSTREAM_STREAM_CUT", type: "server_error", fallback: false,
-          });
-          const event = next.value;
-          if (exchange.firstByteMs === null) exchange.firstByteMs = round(performance.now() - exchange.startedAt);
-          assembler.add(event);
-          controller.enqueue(clientEncoder.encode(event));
-          if (event.type !== "finish") return;
+          let next = await pendingRead;
+          let event: StreamEvent;
+          while (true) {
+            if (next.done) {
+              throw new UpstreamError("the upstream stream ended without a finish event", {
+                status: 502,
+                code: "UPSTREAM_STREAM_CUT",
+                type: "server_error",
+                fallback: false,
+              });
+            }
+            event = next.value;
+            assembler.add(event);
+            parts.push(clientEncoder.encode(event));
+            if (event.type === "finish") break;
+            const read = reader.read();
+            const ready = await Promise.race([read, NOT_READY]);
+            if (ready === NOT_READY_MARK) {
+              pendingRead = read;
+              break;
+            }
+            next = ready as ReadableStreamReadResult<StreamEvent>;
+          }
+          if (exchange.firstByteMs === null) {
+            exchange.firstByteMs = round(performance.now() - exchange.startedAt);
+          }
+          if (event.type !== "finish") {
+            flush();
+            return;
+          }
           exchange.output = assembler.output(event.finish_reason);
           exchange.usage = event.usage;
           await finish();
@@ -272,19 +343,33 @@ export class ChatHandler {
             await this.#durable(exchange);
           } catch (error) {
             const failure = error instanceof RouterError ? error : edrFailure();
-            controller.enqueue(clientEncoder.error({ message: failure.message, type: failure.type, code: failure.code, status: failure.status }));
+            parts.push(
+              clientEncoder.error({
+                message: failure.message,
+                type: failure.type,
+                code: failure.code,
+                status: failure.status,
+              }),
+            );
+            flush();
             controller.close();
             return;
           }
           this.#observe(exchange, 200);
-          controller.enqueue(clientEncoder.done());
+          parts.push(clientEncoder.done());
+          flush();
           controller.close();
         } catch (error) {
           if (finished) throw error;
+          flush();
           await finish();
           reader.cancel().catch(() => {});
           if (clientSignal.aborted || exchange.failure?.type === "client_disconnect") {
-            exchange.failure ??= { type: "client_disconnect", stage: "stream", message: "the client disconnected before the stream ended" };
+            exchange.failure ??= {
+              type: "client_disconnect",
+              stage: "stream",
+              message: "the client disconnected before the stream ended",
+            };
             await exchange.commit(this.#deps.edr, this.#policyRef).catch((e) => this.#edrLost(exchange, e));
             this.#observe(exchange, 499);
             controller.close();
@@ -294,8 +379,15 @@ export class ChatHandler {
           const failure = new RouterError(
             upstream?.status ?? 502,
             upstream?.code ?? "UPSTREAM_STREAM_CUT",
-            upstream ? `the upstream failed mid-stream (${upstream.code}); retry the request` : "the stream failed; retry the request",
-            { failureType: upstream?.code === "UPSTREAM_STREAM_CUT" ? "upstream_stream_cut" : "provider_error", stage: "stream" },
+            upstream
+              ? `the upstream failed mid-stream (${upstream.code}); retry the request`
+              : "the stream failed; retry the request",
+            {
+              failureType: upstream?.code === "UPSTREAM_STREAM_CUT"
+                ? "upstream_stream_cut"
+                : "provider_error",
+              stage: "stream",
+            },
           );
           if (attempt) {
             attempt.outcome = "failed";
@@ -305,7 +397,14 @@ export class ChatHandler {
           exchange.output = null;
           await exchange.commit(this.#deps.edr, this.#policyRef).catch((e) => this.#edrLost(exchange, e));
           this.#observe(exchange, failure.status);
-          controller.enqueue(clientEncoder.error({ message: failure.message, type: failure.type, code: failure.code, status: failure.status }));
+          controller.enqueue(
+            clientEncoder.error({
+              message: failure.message,
+              type: failure.type,
+              code: failure.code,
+              status: failure.status,
+            }),
+          );
           controller.close();
         }
       },
@@ -313,7 +412,11 @@ export class ChatHandler {
         onClientGone();
         if (!finished) await finish();
         if (!exchange.committed) {
-          exchange.failure ??= { type: "client_disconnect", stage: "stream", message: "the client disconnected before the stream ended" };
+          exchange.failure ??= {
+            type: "client_disconnect",
+            stage: "stream",
+            message: "the client disconnected before the stream ended",
+          };
           await exchange.commit(this.#deps.edr, this.#policyRef).catch((e) => this.#edrLost(exchange, e));
           this.#observe(exchange, 499);
         }
@@ -340,7 +443,14 @@ export class ChatHandler {
       if (local && exchange.health?.circuit === "half_open") {
         trial = health.tryAcquireHalfOpenTrial();
         if (!trial) {
-          exchange.attempts.push({ provider: "local", model: candidate.model, status: null, duration_ms: 0, error_code: "CIRCUIT_HALF_OPEN_TRIAL_BUSY", outcome: "fallback" });
+          exchange.attempts.push({
+            provider: "local",
+            model: candidate.model,
+            status: null,
+            duration_ms: 0,
+            error_code: "CIRCUIT_HALF_OPEN_TRIAL_BUSY",
+            outcome: "fallback",
+          });
           continue;
         }
       }
@@ -353,16 +463,28 @@ export class ChatHandler {
           if (!(error instanceof SlotError)) throw error;
           if (error.code === "SLOT_ABORTED") throw clientGone();
           const timedOut = error.code === "SLOT_WAIT_TIMEOUT";
-          exchange.slotOutcome = { heavy: true, outcome: hasNext ? "spilled" : (timedOut ? "timeout" : "refused"), waited_ms: exchange.slotOutcome?.waited_ms ?? 0, queue_depth_at_entry: exchange.slotSnapshot?.queue_depth ?? 0 };
+          exchange.slotOutcome = {
+            heavy: true,
+            outcome: hasNext ? "spilled" : (timedOut ? "timeout" : "refused"),
+            waited_ms: exchange.slotOutcome?.waited_ms ?? 0,
+            queue_depth_at_entry: exchange.slotSnapshot?.queue_depth ?? 0,
+          };
           if (hasNext) {
             metrics.countFallback("local", candidates[i + 1].provider, error.code);
             continue;
           }
-          throw new RouterError(429, error.code, timedOut ? "the heavy local model stayed busy past the maximum wait; retry after the Retry-After delay" : "the heavy local model's wait queue is full; retry after the Retry-After delay", {
-            failureType: "slot_refused",
-            stage: "execute",
-            retryAfter: policy.slot.retry_after_s,
-          });
+          throw new RouterError(
+            429,
+            error.code,
+            timedOut
+              ? "the heavy local model stayed busy past the maximum wait; retry after the Retry-After delay"
+              : "the heavy local model's wait queue is full; retry after the Retry-After delay",
+            {
+              failureType: "slot_refused",
+              stage: "execute",
+              retryAfter: policy.slot.retry_after_s,
+            },
+          );
         }
       }
       const controller = new AbortController();
@@ -377,7 +499,14 @@ export class ChatHandler {
         keepAlive: local ? policy.ollama.keep_alive : undefined,
       };
       const attemptStart = performance.now();
-      const attempt = { provider: candidate.provider, model: candidate.model, status: null as number | null, duration_ms: 0, error_code: null as string | null, outcome: "ok" as "ok" | "fallback" | "failed" | "aborted" };
+      const attempt = {
+        provider: candidate.provider,
+        model: candidate.model,
+        status: null as number | null,
+        duration_ms: 0,
+        error_code: null as string | null,
+        outcome: "ok" as "ok" | "fallback" | "failed" | "aborted",
+      };
       exchange.attempts.push(attempt);
       try {
         if (clientSignal.aborted) throw clientGone();
@@ -389,7 +518,11 @@ export class ChatHandler {
           if (trial) health.releaseHalfOpenTrial();
           exchange.modelDigest = health.modelDigest(candidate.model);
         }
-        exchange.served = { provider: candidate.provider, model: candidate.model, protocol: adapter.protocol };
+        exchange.served = {
+          provider: candidate.provider,
+          model: candidate.model,
+          protocol: adapter.protocol,
+        };
         if (!exchange.stream) clientSignal.removeEventListener("abort", onAbort);
         return value;
       } catch (error) {
@@ -415,7 +548,12 @@ export class ChatHandler {
         throw toRouterError(error);
       }
     }
-    throw lastError instanceof UpstreamError ? toRouterError(lastError) : new RouterError(503, "NO_PROVIDER_AVAILABLE", "no provider could serve the request; check GET /readyz and the configured keys", { failureType: "provider_error", stage: "execute" });
+    throw lastError instanceof UpstreamError ? toRouterError(lastError) : new RouterError(
+      503,
+      "NO_PROVIDER_AVAILABLE",
+      "no provider could serve the request; check GET /readyz and the configured keys",
+      { failureType: "provider_error", stage: "execute" },
+    );
   }
 
   async #acquireSlot(signal: AbortSignal, exchange: Exchange): Promise<SlotLease> {
@@ -429,14 +567,28 @@ export class ChatHandler {
     try {
       const lease = await slot.acquire({ signal, maxWaitMs: policy.slot.max_wait_ms });
       metrics.observeSlotWait(lease.waitedMs / 1000, "acquired");
-      exchange.slotOutcome = { heavy: true, outcome: "waited", waited_ms: round(lease.waitedMs), queue_depth_at_entry: lease.queueDepthAtEntry };
+      exchange.slotOutcome = {
+        heavy: true,
+        outcome: "waited",
+        waited_ms: round(lease.waitedMs),
+        queue_depth_at_entry: lease.queueDepthAtEntry,
+      };
       return lease;
     } catch (error) {
       const waited = round(performance.now() - startWait);
       if (error instanceof SlotError) {
-        const outcome = error.code === "SLOT_WAIT_TIMEOUT" ? "timeout" : error.code === "SLOT_ABORTED" ? "aborted" : "queue_full";
+        const outcome = error.code === "SLOT_WAIT_TIMEOUT"
+          ? "timeout"
+          : error.code === "SLOT_ABORTED"
+          ? "aborted"
+          : "queue_full";
         metrics.observeSlotWait(waited / 1000, outcome);
-        exchange.slotOutcome = { heavy: true, outcome: "timeout", waited_ms: waited, queue_depth_at_entry: exchange.slotSnapshot?.queue_depth ?? 0 };
+        exchange.slotOutcome = {
+          heavy: true,
+          outcome: "timeout",
+          waited_ms: waited,
+          queue_depth_at_entry: exchange.slotSnapshot?.queue_depth ?? 0,
+        };
       }
       throw error;
     }
@@ -486,11 +638,31 @@ export class ChatHandler {
     this.#deps.metrics.observeRequest({
       endpoint: exchange.endpoint,
       provider: served?.provider ?? "none",
-      outcome: status >= 400 ? (rejected ? "rejected" : "failed") : served?.provider === exchange.decision?.candidates[0]?.provider ? "primary" : "fallback",
+      outcome: status >= 400
+        ? (rejected ? "rejected" : "failed")
+        : served?.provider === exchange.decision?.candidates[0]?.provider
+        ? "primary"
+        : "fallback",
       status,
       durationSeconds: (performance.now() - exchange.startedAt) / 1000,
     });
   }
+}
+
+const NOT_READY_MARK = Symbol("not ready");
+const NOT_READY = Promise.resolve(NOT_READY_MARK);
+
+function concatBytes(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0];
+  let length = 0;
+  for (const part of parts) length += part.length;
+  const out = new Uint8Array(length);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
 }
 
 /** Assembles streamed events into the output the EDR hashes. */
@@ -500,14 +672,17 @@ class OutputAssembler {
 
   add(event: StreamEvent): void {
     if (event.type === "text") this.#text += event.text;
-    else if (event.type === "tool_call_start") this.#calls[event.index] = { id: event.id, name: event.name, args: "" };
-    else if (event.type === "tool_call_args") {
+    else if (event.type === "tool_call_start") {
+      this.#calls[event.index] = { id: event.id, name: event.name, args: "" };
+    } else if (event.type === "tool_call_args") {
       const call = this.#calls[event.index];
       if (call) call.args += event.fragment;
     }
   }
 
-  output(finishReason: ChatResult["finish_reason"]): { content: string | null; tool_calls: ToolCall[]; finish_reason: ChatResult["finish_reason"] } {
+  output(
+    finishReason: ChatResult["finish_reason"],
+  ): { content: string | null; tool_calls: ToolCall[]; finish_reason: ChatResult["finish_reason"] } {
     const tool_calls: ToolCall[] = this.#calls.filter(Boolean).map((c) => ({
       id: c.id,
       type: "function",
@@ -553,7 +728,10 @@ function parseContract(fromBody: unknown, fromHeader: string | null): RoutingCon
     try {
       raw = JSON.parse(fromHeader);
     } catch {
-      throw badContract("the x-routing-contract header is not valid JSON; send the contract as a JSON object", null);
+      throw badContract(
+        "the x-routing-contract header is not valid JSON; send the contract as a JSON object",
+        null,
+      );
     }
   }
   if (raw === undefined || raw === null) return undefined;
@@ -562,7 +740,10 @@ function parseContract(fromBody: unknown, fromHeader: string | null): RoutingCon
     const issue = parsed.error.issues[0];
     const keys = "keys" in issue && Array.isArray(issue.keys) ? ` (${issue.keys.join(", ")})` : "";
     const field = ["routing_contract", ...issue.path.map(String)].join(".");
-    throw badContract(`invalid routing_contract field ${field}${keys}: ${issue.message}; fix the contract`, field);
+    throw badContract(
+      `invalid routing_contract field ${field}${keys}: ${issue.message}; fix the contract`,
+      field,
+    );
   }
   return parsed.data;
 }
@@ -577,11 +758,16 @@ function badContract(message: string, param: string | null): RouterError {
 }
 
 function tooLarge(maxBytes: number): RouterError {
-  return new RouterError(413, "REQUEST_TOO_LARGE", `the request body exceeds ${maxBytes} bytes; send a smaller request`, {
-    failureType: "validation_error",
-    stage: "parse",
-    shouldRetry: false,
-  });
+  return new RouterError(
+    413,
+    "REQUEST_TOO_LARGE",
+    `the request body exceeds ${maxBytes} bytes; send a smaller request`,
+    {
+      failureType: "validation_error",
+      stage: "parse",
+      shouldRetry: false,
+    },
+  );
 }
 
 function clientGone(): RouterError {
@@ -593,10 +779,15 @@ function clientGone(): RouterError {
 }
 
 function edrFailure(): RouterError {
-  return new RouterError(503, "EDR_WRITE_FAILED", "the decision record could not be made durable, so the request failed closed; retry later", {
-    failureType: "uncaught_exception",
-    stage: "respond",
-  });
+  return new RouterError(
+    503,
+    "EDR_WRITE_FAILED",
+    "the decision record could not be made durable, so the request failed closed; retry later",
+    {
+      failureType: "uncaught_exception",
+      stage: "respond",
+    },
+  );
 }
 
 function toRouterError(error: UpstreamError): RouterError {

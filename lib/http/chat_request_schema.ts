@@ -76,7 +76,9 @@ export const chatRequestSchema = z.object({
   stream: z.boolean().nullable().optional().transform((v) => v ?? undefined),
   stream_options: z.object({ include_usage: z.boolean().optional() }).nullable().optional()
     .transform((v) => v ?? undefined),
-  stop: z.union([z.string(), z.array(z.string()).max(4)]).nullable().optional().transform((v) => v ?? undefined),
+  stop: z.union([z.string(), z.array(z.string()).max(4)]).nullable().optional().transform((v) =>
+    v ?? undefined
+  ),
   max_tokens: optionalNumber(z.number().int().positive()),
   max_completion_tokens: optionalNumber(z.number().int().positive()),
   seed: optionalNumber(z.number().int()),

@@ -18,7 +18,9 @@ export function normalizeOllamaHost(value: string | undefined): string {
   const withScheme = /^https?:\/\//i.test(raw) ? raw : `http://${raw}`;
   const url = new URL(withScheme);
   if (url.hostname === "0.0.0.0") url.hostname = "127.0.0.1";
-  if (!url.port && !/^https?:\/\/[^/]+:\d+/i.test(withScheme)) url.port = url.protocol === "https:" ? "443" : "11434";
+  if (!url.port && !/^https?:\/\/[^/]+:\d+/i.test(withScheme)) {
+    url.port = url.protocol === "https:" ? "443" : "11434";
+  }
   return url.origin;
 }
 

@@ -34,12 +34,17 @@ function validationError(issues: { path: PropertyKey[]; message: string }[]): Ro
   const issue = issues[0];
   const param = issue.path.map(String).join(".") || null;
   const where = param ?? "the request body";
-  return new RouterError(400, "INVALID_REQUEST", `invalid value for ${where}: ${issue.message}; fix it and retry`, {
-    param,
-    failureType: "validation_error",
-    stage: "parse",
-    shouldRetry: false,
-  });
+  return new RouterError(
+    400,
+    "INVALID_REQUEST",
+    `invalid value for ${where}: ${issue.message}; fix it and retry`,
+    {
+      param,
+      failureType: "validation_error",
+      stage: "parse",
+      shouldRetry: false,
+    },
+  );
 }
 
 /** OpenAI chat completions (`POST /v1/chat/completions`). */
@@ -79,7 +84,8 @@ export const anthropicDialect: Dialect = {
   },
   responseId: (requestId) => `msg_${requestId.slice(4)}`,
   respond: (result, meta) => toAnthropicResponse(result, meta),
-  encoder: (meta, _includeUsage, promptTokens) => new AnthropicStreamEncoder(meta, { inputTokens: promptTokens }),
+  encoder: (meta, _includeUsage, promptTokens) =>
+    new AnthropicStreamEncoder(meta, { inputTokens: promptTokens }),
   errorBody: (error) =>
     anthropicErrorBody({ message: error.message, type: error.type, code: error.code, status: error.status }),
 };

@@ -14,7 +14,14 @@ import {
 } from "../edr/mod.ts";
 import type { Decision, EffectiveContract, RequestFeatures } from "../contract/mod.ts";
 import type { HealthSnapshot as HealthView } from "../health/mod.ts";
-import type { ChatRequest, FinishReason, ProviderName, ToolCall, Usage, WireProtocol } from "../providers/mod.ts";
+import type {
+  ChatRequest,
+  FinishReason,
+  ProviderName,
+  ToolCall,
+  Usage,
+  WireProtocol,
+} from "../providers/mod.ts";
 import { ROUTER_VERSION } from "../version.ts";
 import type { RouterError } from "./errors.ts";
 
@@ -96,7 +103,8 @@ export class Exchange {
     const chat = this.chat;
     const inputHash = chat ? hashCanonical(chat) : null;
     const captured = chat !== null && this.capture;
-    const rejected = this.decision?.rejection != null || (this.failure !== null && this.attempts.length === 0);
+    const rejected = this.decision?.rejection != null ||
+      (this.failure !== null && this.attempts.length === 0);
     const path: EdrDraft["decision"]["path"] = this.served && !this.failure
       ? (this.served.provider === this.decision?.candidates[0]?.provider ? "primary" : "fallback")
       : rejected
@@ -184,6 +192,10 @@ function edrHealth(snapshot: HealthView): EdrHealthSnapshot {
     ollama_version: snapshot.ollama_version,
     memory_used_pct: snapshot.memory_used_pct,
     swap_used_mb: snapshot.swap_used_mb,
-    installed: snapshot.installed.map((m) => ({ name: m.name, digest: m.digest, parameter_size_b: m.parameter_size_b })),
+    installed: snapshot.installed.map((m) => ({
+      name: m.name,
+      digest: m.digest,
+      parameter_size_b: m.parameter_size_b,
+    })),
   };
 }

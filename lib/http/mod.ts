@@ -1,8 +1,8 @@
 /** HTTP request handling: the chat pipeline, routes, OpenAI-shaped errors and metrics. */
-export { ChatHandler, type ChatDeps } from "./chat_handler.ts";
+export { type ChatDeps, ChatHandler } from "./chat_handler.ts";
 export { createRouter, type RouterOptions } from "./router.ts";
 export { errorTypeForStatus, openAIErrorBody, RouterError } from "./errors.ts";
 export { RouterMetrics } from "./metrics.ts";
 export { type EdrSink, Exchange } from "./exchange.ts";
 export { configFromEnv, normalizeOllamaHost, type RouterConfig } from "./config.ts";
-export { type RunningServer, startServer, type StartOptions } from "./server.ts";
+export { type RunningServer, type StartOptions, startServer } from "./server.ts";

@@ -22,7 +22,9 @@ export function requestFeatures(chat: ChatRequest): RequestFeatures {
   for (const message of chat.messages) {
     countParts(message.content);
     if (message.role === "assistant" && message.tool_calls) {
-      for (const call of message.tool_calls) chars += call.function.arguments.length + call.function.name.length;
+      for (const call of message.tool_calls) {
+        chars += call.function.arguments.length + call.function.name.length;
+      }
     }
   }
   const format = chat.response_format?.type;

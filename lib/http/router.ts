@@ -51,13 +51,22 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
           });
           if (!verdict.ok) return error(403, verdict.code, verdict.message);
         }
+        // The slot gauges are read at scrape time: the slot itself knows nothing of metrics.
+        const slotNow = slot.snapshot();
+        metrics.setSlot({ busy: slotNow.busy, queueDepth: slotNow.queue_depth });
         const exposition = await metrics.render();
         return new Response(exposition.body, { headers: { "content-type": exposition.contentType } });
       }
     }
     const known = ["/v1/chat/completions", "/v1/messages", "/healthz", "/readyz", "/v1/models", "/metrics"];
-    if (known.includes(path)) return error(405, "METHOD_NOT_ALLOWED", `${request.method} is not allowed on ${path}`);
-    return error(404, "NOT_FOUND", `no route for ${request.method} ${path}; see the README for the endpoints`);
+    if (known.includes(path)) {
+      return error(405, "METHOD_NOT_ALLOWED", `${request.method} is not allowed on ${path}`);
+    }
+    return error(
+      404,
+      "NOT_FOUND",
+      `no route for ${request.method} ${path}; see the README for the endpoints`,
+    );
   };
   return async (request: Request): Promise<Response> => {
     const response = await route(request);
@@ -70,7 +79,12 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
 }
 
 function listModels(options: RouterOptions) {
-  const local = options.health.installedModels().map((id) => ({ id, object: "model", created: 0, owned_by: "local" }));
+  const local = options.health.installedModels().map((id) => ({
+    id,
+    object: "model",
+    created: 0,
+    owned_by: "local",
+  }));
   const cloud = options.policy.models
     .filter((m) => m.provider !== "local" && options.cloudProviders.includes(m.provider))
     .map((m) => ({ id: m.name, object: "model", created: 0, owned_by: m.provider }));
@@ -82,7 +96,11 @@ function json(status: number, body: unknown): Response {
 }
 
 function error(status: number, code: string, message: string): Response {
-  const failure = new RouterError(status, code, message, { failureType: "validation_error", stage: "parse", shouldRetry: false });
+  const failure = new RouterError(status, code, message, {
+    failureType: "validation_error",
+    stage: "parse",
+    shouldRetry: false,
+  });
   return new Response(JSON.stringify(openAIErrorBody(failure)), {
     status,
     headers: { "content-type": "application/json", "x-should-retry": "false" },

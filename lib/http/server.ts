@@ -2,7 +2,13 @@ import { LeaseStore } from "../authority/mod.ts";
 import { loadPolicy, type Policy } from "../contract/mod.ts";
 import { EdrWriter, writePolicySnapshot } from "../edr/mod.ts";
 import { HealthGate, type HealthGateOptions } from "../health/mod.ts";
-import { AnthropicAdapter, OllamaAdapter, OpenAIAdapter, type ProviderAdapter, type ProviderName } from "../providers/mod.ts";
+import {
+  AnthropicAdapter,
+  OllamaAdapter,
+  OpenAIAdapter,
+  type ProviderAdapter,
+  type ProviderName,
+} from "../providers/mod.ts";
 import { HeavySlot } from "../slot/mod.ts";
 import { ChatHandler } from "./chat_handler.ts";
 import type { RouterConfig } from "./config.ts";
@@ -20,6 +26,8 @@ export interface StartOptions {
   /** Where operational log lines go (default stderr). */
   log?: (line: string) => void;
   now?: () => number;
+  /** Test hook: adapters used instead of the ones built from the configuration (e.g. a failing fake). */
+  adapters?: Partial<Record<ProviderName, ProviderAdapter>>;
 }
 
 /** A running router. */
@@ -52,7 +60,11 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
     heavyModels: policy.models.filter((m) => m.provider === "local" && m.heavy).map((m) => m.name),
     onChange: (snapshot) => {
       metrics.setHealth(snapshot.state, snapshot.circuit);
-      log(`local health ${snapshot.state} (circuit ${snapshot.circuit}${snapshot.reasons.length ? `; ${snapshot.reasons.join(", ")}` : ""})`);
+      log(
+        `local health ${snapshot.state} (circuit ${snapshot.circuit}${
+          snapshot.reasons.length ? `; ${snapshot.reasons.join(", ")}` : ""
+        })`,
+      );
     },
     ...options.health,
   });
@@ -61,13 +73,29 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
     local: new OllamaAdapter({ baseUrl: config.ollamaUrl }),
   };
   if (config.anthropicApiKey) {
-    adapters.anthropic = new AnthropicAdapter({ baseUrl: config.anthropicBaseUrl, apiKey: config.anthropicApiKey });
+    adapters.anthropic = new AnthropicAdapter({
+      baseUrl: config.anthropicBaseUrl,
+      apiKey: config.anthropicApiKey,
+    });
   }
   if (config.openaiApiKey) {
     adapters.openai = new OpenAIAdapter({ baseUrl: config.openaiBaseUrl, apiKey: config.openaiApiKey });
   }
+  Object.assign(adapters, options.adapters);
   const secrets = options.secrets ?? {};
-  const chat = new ChatHandler({ policy, policyHash, health, slot, adapters, edr, leases, metrics, secrets, log, now: options.now });
+  const chat = new ChatHandler({
+    policy,
+    policyHash,
+    health,
+    slot,
+    adapters,
+    edr,
+    leases,
+    metrics,
+    secrets,
+    log,
+    now: options.now,
+  });
   const handler = createRouter({
     chat,
     policy,

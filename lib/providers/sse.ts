@@ -3,6 +3,8 @@
  * multi-byte character, between `data:` and its blank line) and encodes events for our own streams.
  */
 
+import { framedStream, framerTransform, type TextFramer } from "./framing.ts";
+
 /** One assembled SSE event: its `event:` name (null when none was given) and its joined `data:` lines. */
 export interface SseEvent {
   event: string | null;
@@ -44,52 +46,58 @@ class LineSplitter {
   }
 }
 
-/** A `TransformStream` from decoded text to SSE events, following the WHATWG event-stream rules. */
+/** Assembles SSE events from decoded text, following the WHATWG event-stream rules. */
+export class SseFramer implements TextFramer<SseEvent> {
+  #lines = new LineSplitter();
+  #data: string[] = [];
+  #hasData = false;
+  #event: string | null = null;
+
+  push(text: string, emit: (event: SseEvent) => void): void {
+    this.#lines.push(text, (line) => this.#onLine(line, emit));
+  }
+
+  end(emit: (event: SseEvent) => void): void {
+    // An event not ended by a blank line is incomplete (the spec discards it); a stream cut is
+    // detected by the caller from the missing terminal event.
+    const rest = this.#lines.rest();
+    if (rest !== "") this.#onLine(rest, emit);
+  }
+
+  #onLine(line: string, emit: (event: SseEvent) => void): void {
+    if (line === "") {
+      if (this.#hasData) emit({ event: this.#event, data: this.#data.join("\n") });
+      this.#data = [];
+      this.#hasData = false;
+      this.#event = null;
+      return;
+    }
+    if (line.startsWith(":")) return;
+    const colon = line.indexOf(":");
+    const field = colon === -1 ? line : line.slice(0, colon);
+    let value = colon === -1 ? "" : line.slice(colon + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    if (field === "data") {
+      this.#data.push(value);
+      this.#hasData = true;
+    } else if (field === "event") {
+      this.#event = value;
+    }
+    // `id` and `retry` steer browser reconnection, which a router never does.
+  }
+}
+
+/** A `TransformStream` from decoded text to SSE events. */
 export class SseParserStream extends TransformStream<string, SseEvent> {
   /** Builds the parser; feed it text from a `TextDecoderStream`. */
   constructor() {
-    const lines = new LineSplitter();
-    let data: string[] = [];
-    let hasData = false;
-    let event: string | null = null;
-    const onLine = (line: string, controller: TransformStreamDefaultController<SseEvent>) => {
-      if (line === "") {
-        if (hasData) controller.enqueue({ event, data: data.join("\n") });
-        data = [];
-        hasData = false;
-        event = null;
-        return;
-      }
-      if (line.startsWith(":")) return;
-      const colon = line.indexOf(":");
-      const field = colon === -1 ? line : line.slice(0, colon);
-      let value = colon === -1 ? "" : line.slice(colon + 1);
-      if (value.startsWith(" ")) value = value.slice(1);
-      if (field === "data") {
-        data.push(value);
-        hasData = true;
-      } else if (field === "event") {
-        event = value;
-      }
-      // `id` and `retry` steer browser reconnection, which a router never does.
-    };
-    super({
-      transform(chunk, controller) {
-        lines.push(chunk, (line) => onLine(line, controller));
-      },
-      flush(controller) {
-        // An event not ended by a blank line is incomplete (the spec discards it); a stream cut is
-        // detected by the caller from the missing terminal event.
-        const rest = lines.rest();
-        if (rest !== "") onLine(rest, controller);
-      },
-    });
+    super(framerTransform(new SseFramer()));
   }
 }
 
 /** Parses an SSE response body into events. */
 export function parseSse(body: ReadableStream<Uint8Array>): ReadableStream<SseEvent> {
-  return body.pipeThrough(new TextDecoderStream()).pipeThrough(new SseParserStream());
+  return framedStream(body, new SseFramer());
 }
 
 /** Encodes one SSE event (`event:` line when named, one `data:` line per payload line, blank line). */

@@ -15,7 +15,9 @@ const installed = [
   { name: "qwen3:32b", digest: "b".repeat(64), parameter_size_b: 32.8 },
 ];
 
-function input(overrides: Partial<Omit<DecisionInput, "contract">> & { contract?: RoutingContract } = {}): DecisionInput {
+function input(
+  overrides: Partial<Omit<DecisionInput, "contract">> & { contract?: RoutingContract } = {},
+): DecisionInput {
   const { contract, ...rest } = overrides;
   return {
     contract: effectiveContract(contract, policy),
@@ -62,7 +64,9 @@ Deno.test("decide() routes by the contract", async (t) => {
   });
 
   await t.step("when local is unfit the cloud follows in allowlist order", () => {
-    const d = decide(input({ health: unfit, contract: { provider_allowlist: ["openai", "anthropic", "local"] } }));
+    const d = decide(
+      input({ health: unfit, contract: { provider_allowlist: ["openai", "anthropic", "local"] } }),
+    );
     assert.deepEqual(d.candidates.map((c) => c.provider), ["openai", "anthropic"]);
     assert.ok(d.factors.includes("FALLBACK_TO_CLOUD"));
   });

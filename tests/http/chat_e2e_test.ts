@@ -11,53 +11,59 @@ const userTurn = (text: string) => [{ role: "user" as const, content: text }];
 Deno.test("a local answer through the OpenAI SDK", async (t) => {
   const h = await startHarness();
   try {
-    await t.step("non-stream answers from the local router model with an x-request-id that names its EDR", async () => {
-      const { data, response } = await h.client.chat.completions
-        .create({ model: "auto", messages: userTurn("hello"), seed: 7, temperature: 0 })
-        .withResponse();
-      assert.equal(data.object, "chat.completion");
-      assert.equal(data.model, "qwen3:8b");
-      assert.equal(data.choices[0].finish_reason, "stop");
-      assert.ok((data.choices[0].message.content ?? "").length > 0);
-      assert.ok(data.usage && data.usage.total_tokens > 0);
-      const requestId = response.headers.get("x-request-id")!;
-      const record = await h.record(requestId);
-      assert.equal(record.decision.provider, "local");
-      assert.equal(record.decision.path, "primary");
-      assert.equal(record.failure, null);
-      assert.equal(record.environment.seed, 7);
-      assert.ok(record.environment.model_digest, "the local model digest is recorded for replay");
-      assert.ok(record.output_hash);
-      const sent = h.ollama.requests.at(-1) as Record<string, unknown>;
-      assert.equal(sent.stream, false);
-      assert.deepEqual((sent.options as Record<string, unknown>).seed, 7);
-    });
+    await t.step(
+      "non-stream answers from the local router model with an x-request-id that names its EDR",
+      async () => {
+        const { data, response } = await h.client.chat.completions
+          .create({ model: "auto", messages: userTurn("hello"), seed: 7, temperature: 0 })
+          .withResponse();
+        assert.equal(data.object, "chat.completion");
+        assert.equal(data.model, "qwen3:8b");
+        assert.equal(data.choices[0].finish_reason, "stop");
+        assert.ok((data.choices[0].message.content ?? "").length > 0);
+        assert.ok(data.usage && data.usage.total_tokens > 0);
+        const requestId = response.headers.get("x-request-id")!;
+        const record = await h.record(requestId);
+        assert.equal(record.decision.provider, "local");
+        assert.equal(record.decision.path, "primary");
+        assert.equal(record.failure, null);
+        assert.equal(record.environment.seed, 7);
+        assert.ok(record.environment.model_digest, "the local model digest is recorded for replay");
+        assert.ok(record.output_hash);
+        const sent = h.ollama.requests.at(-1) as Record<string, unknown>;
+        assert.equal(sent.stream, false);
+        assert.deepEqual((sent.options as Record<string, unknown>).seed, 7);
+      },
+    );
 
-    await t.step("stream with include_usage delivers content, a finish chunk and the usage chunk", async () => {
-      const stream = await h.client.chat.completions.create({
-        model: "auto",
-        messages: userTurn("stream please"),
-        stream: true,
-        stream_options: { include_usage: true },
-      });
-      let text = "";
-      let finish: string | null = null;
-      let usage = 0;
-      for await (const chunk of stream) {
-        if (chunk.usage) usage = chunk.usage.total_tokens;
-        for (const choice of chunk.choices) {
-          text += choice.delta.content ?? "";
-          finish = choice.finish_reason ?? finish;
+    await t.step(
+      "stream with include_usage delivers content, a finish chunk and the usage chunk",
+      async () => {
+        const stream = await h.client.chat.completions.create({
+          model: "auto",
+          messages: userTurn("stream please"),
+          stream: true,
+          stream_options: { include_usage: true },
+        });
+        let text = "";
+        let finish: string | null = null;
+        let usage = 0;
+        for await (const chunk of stream) {
+          if (chunk.usage) usage = chunk.usage.total_tokens;
+          for (const choice of chunk.choices) {
+            text += choice.delta.content ?? "";
+            finish = choice.finish_reason ?? finish;
+          }
         }
-      }
-      assert.ok(text.length > 0);
-      assert.equal(finish, "stop");
-      assert.ok(usage > 0);
-      const records = await h.records();
-      const streamed = records.filter((r) => r.stream);
-      assert.equal(streamed.length, 1);
-      assert.equal(streamed[0].usage?.total_tokens, usage);
-    });
+        assert.ok(text.length > 0);
+        assert.equal(finish, "stop");
+        assert.ok(usage > 0);
+        const records = await h.records();
+        const streamed = records.filter((r) => r.stream);
+        assert.equal(streamed.length, 1);
+        assert.equal(streamed[0].usage?.total_tokens, usage);
+      },
+    );
 
     await t.step("tool calls come back as OpenAI tool_calls with JSON-string arguments", async () => {
       const completion = await h.client.chat.completions.create({
@@ -65,7 +71,10 @@ Deno.test("a local answer through the OpenAI SDK", async (t) => {
         messages: userTurn("what is the weather in Paris?"),
         tools: [{
           type: "function",
-          function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } },
+          function: {
+            name: "get_weather",
+            parameters: { type: "object", properties: { city: { type: "string" } } },
+          },
         }],
       });
       const choice = completion.choices[0];
@@ -77,13 +86,16 @@ Deno.test("a local answer through the OpenAI SDK", async (t) => {
       assert.ok(call.id.length > 0);
     });
 
-    await t.step("GET /v1/models lists the installed local models and the configured cloud models", async () => {
-      const models = await h.client.models.list();
-      const ids = models.data.map((m) => m.id);
-      assert.ok(ids.includes("qwen3:8b"));
-      assert.ok(ids.includes("claude-sonnet-4-5"));
-      assert.ok(ids.includes("gpt-4o-mini"));
-    });
+    await t.step(
+      "GET /v1/models lists the installed local models and the configured cloud models",
+      async () => {
+        const models = await h.client.models.list();
+        const ids = models.data.map((m) => m.id);
+        assert.ok(ids.includes("qwen3:8b"));
+        assert.ok(ids.includes("claude-sonnet-4-5"));
+        assert.ok(ids.includes("gpt-4o-mini"));
+      },
+    );
 
     await t.step("healthz and readyz answer with request ids", async () => {
       const live = await fetch(`${h.router.url}/healthz`);
@@ -113,13 +125,19 @@ Deno.test("fallback to the cloud before the first byte", async (t) => {
       assert.equal(data.model, "claude-sonnet-4-5");
       const record = await h.record(response.headers.get("x-request-id")!);
       assert.equal(record.decision.path, "fallback");
-      assert.deepEqual(record.attempts.map((a) => [a.provider, a.outcome]), [["local", "fallback"], ["anthropic", "ok"]]);
+      assert.deepEqual(record.attempts.map((a) => [a.provider, a.outcome]), [["local", "fallback"], [
+        "anthropic",
+        "ok",
+      ]]);
       assert.equal(record.attempts[0].status, 500);
     });
 
     await t.step("local timeout falls back within the first-byte timeout", async () => {
       h.ollama.mode = "hang";
-      const data = await h.client.chat.completions.create({ model: "auto", messages: userTurn("fallback on hang") });
+      const data = await h.client.chat.completions.create({
+        model: "auto",
+        messages: userTurn("fallback on hang"),
+      });
       assert.equal(data.model, "claude-sonnet-4-5");
       await h.ollama.waitForAborted(1);
     });

@@ -5,7 +5,7 @@
 import OpenAI from "openai";
 import { BUILTIN_POLICY_SOURCE, parsePolicy } from "../../lib/contract/mod.ts";
 import type { EdrRecord } from "../../lib/edr/mod.ts";
-import { configFromEnv, type RunningServer, startServer, type StartOptions } from "../../lib/http/mod.ts";
+import { configFromEnv, type RunningServer, type StartOptions, startServer } from "../../lib/http/mod.ts";
 import { type FakeAnthropic, startFakeAnthropic } from "../fakes/fake_anthropic.ts";
 import { type FakeOllama, startFakeOllama } from "../fakes/fake_ollama.ts";
 import { type FakeOpenAI, startFakeOpenAI } from "../fakes/fake_openai.ts";

@@ -1,0 +1,96 @@
+/**
+ * Least privilege: `deno task serve` runs the router with network access only to its listen address and
+ * the provider hosts, and write access only under HI_ARTIFACTS_DIR.
+ */
+import assert from "node:assert/strict";
+import { serverPermissionFlags } from "../../cli/serve.ts";
+import { configFromEnv } from "../../lib/http/mod.ts";
+import { startFakeOllama } from "../fakes/fake_ollama.ts";
+
+const here = new URL(".", import.meta.url).pathname;
+
+Deno.test("the serve launcher's permissions", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "hi-perm-" });
+  try {
+    const config = configFromEnv({
+      HI_PORT: "18999",
+      HI_ARTIFACTS_DIR: `${dir}/artifacts`,
+      OLLAMA_HOST: "127.0.0.1:11434",
+      OPENAI_API_KEY: "sk-x",
+    });
+    const flags = serverPermissionFlags(config, []);
+
+    await t.step("allow the listen address, Ollama and keyed providers only", () => {
+      const net = flags.find((f) => f.startsWith("--allow-net="))!;
+      assert.deepEqual(net.slice("--allow-net=".length).split(",").sort(), [
+        "127.0.0.1:11434",
+        "127.0.0.1:18999",
+        "api.openai.com",
+      ]);
+      assert.ok(!net.includes("anthropic"), "a provider without a key is not reachable");
+    });
+
+    await t.step("deny a write outside the artifacts folder, a foreign host and unlisted env", async () => {
+      await Deno.mkdir(`${dir}/artifacts`, { recursive: true });
+      const output = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          ...flags,
+          `${here}permission_probe.ts`,
+          `${dir}/outside.txt`,
+          `${dir}/artifacts/inside.txt`,
+          "127.0.0.9:9",
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const outcome = JSON.parse(new TextDecoder().decode(output.stdout));
+      assert.equal(outcome.writeOutside, "NotCapable");
+      assert.equal(outcome.writeInside, "ok");
+      assert.equal(outcome.connectForbidden, "NotCapable");
+      assert.equal(outcome.readHome, "NotCapable");
+      assert.equal(outcome.envUnlisted, "NotCapable");
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("deno task serve starts under those permissions and answers", async () => {
+  const ollama = startFakeOllama();
+  const dir = await Deno.makeTempDir({ prefix: "hi-serve-" });
+  const child = new Deno.Command("deno", {
+    args: ["task", "-q", "serve"],
+    cwd: new URL("../..", import.meta.url).pathname,
+    env: { HI_PORT: "0", HI_ARTIFACTS_DIR: `${dir}/artifacts`, OLLAMA_HOST: ollama.url },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  try {
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let banner = "";
+    while (!banner.includes("listening on")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      banner += value;
+    }
+    const url = banner.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/)?.[1];
+    assert.ok(url, banner);
+    const response = await fetch(`${url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "auto", messages: [{ role: "user", content: "hi" }] }),
+    });
+    const body = await response.json();
+    assert.equal(response.status, 200, JSON.stringify(body));
+    assert.equal(body.model, "qwen3:8b");
+    reader.releaseLock();
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
+    await child.stdout.cancel().catch(() => {});
+    await child.stderr.cancel();
+    await ollama.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
