@@ -151,6 +151,15 @@ export class ChatHandler {
     });
     exchange.decision = decision;
     exchange.decideMs = round(performance.now() - decideStart);
+    const keptOff = decision.factors.find((f) => SLOT_DECISION_OUTCOMES[f] !== undefined);
+    if (keptOff) {
+      exchange.slotOutcome = {
+        heavy: true,
+        outcome: SLOT_DECISION_OUTCOMES[keptOff],
+        waited_ms: 0,
+        queue_depth_at_entry: exchange.slotSnapshot.queue_depth,
+      };
+    }
     if (decision.rejection) {
       const { status, code, message } = decision.rejection;
       const slotRefusal = code.startsWith("SLOT_");
@@ -307,6 +316,9 @@ export class ChatHandler {
         try {
           let next = await pendingRead;
           let event: StreamEvent;
+          // The finish chunk waits for the record: a client that stops reading at finish_reason must
+          // never hold an answer whose EDR was not made durable.
+          let finishBytes: Uint8Array | null = null;
           while (true) {
             if (next.done) {
               throw new UpstreamError("the upstream stream ended without a finish event", {
@@ -318,8 +330,12 @@ export class ChatHandler {
             }
             event = next.value;
             assembler.add(event);
-            parts.push(clientEncoder.encode(event));
-            if (event.type === "finish") break;
+            const bytes = clientEncoder.encode(event);
+            if (event.type === "finish") {
+              finishBytes = bytes;
+              break;
+            }
+            parts.push(bytes);
             const read = reader.read();
             const ready = await Promise.race([read, NOT_READY]);
             if (ready === NOT_READY_MARK) {
@@ -356,7 +372,7 @@ export class ChatHandler {
             return;
           }
           this.#observe(exchange, 200);
-          parts.push(clientEncoder.done());
+          parts.push(finishBytes!, clientEncoder.done());
           flush();
           controller.close();
         } catch (error) {
@@ -583,9 +599,10 @@ export class ChatHandler {
           ? "aborted"
           : "queue_full";
         metrics.observeSlotWait(waited / 1000, outcome);
-        exchange.slotOutcome = {
+        // A client that left while waiting is a client_disconnect failure, not a slot outcome.
+        exchange.slotOutcome = outcome === "aborted" ? null : {
           heavy: true,
-          outcome: "timeout",
+          outcome: outcome === "timeout" ? "timeout" : "refused",
           waited_ms: waited,
           queue_depth_at_entry: exchange.slotSnapshot?.queue_depth ?? 0,
         };
@@ -648,6 +665,14 @@ export class ChatHandler {
     });
   }
 }
+
+/** decide() factors that keep a heavy request off the busy slot, and the EDR slot outcome each means. */
+const SLOT_DECISION_OUTCOMES: Record<string, "spilled" | "refused"> = {
+  SLOT_BUSY_SPILL: "spilled",
+  SLOT_QUEUE_FULL_SPILL: "spilled",
+  SLOT_BUSY_REFUSE: "refused",
+  SLOT_QUEUE_FULL: "refused",
+};
 
 const NOT_READY_MARK = Symbol("not ready");
 const NOT_READY = Promise.resolve(NOT_READY_MARK);

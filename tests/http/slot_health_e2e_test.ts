@@ -690,7 +690,10 @@ Deno.test("the slot never leaks across repeated hold, abort and timeout races", 
         await until("the aborted waiter left the queue", () => h.router.slot.snapshot().queue_depth === 1);
         holder.controller.abort();
         assert.ok((await holder.done) instanceof Error);
+        // The next request reaches Ollama while the holder's upstream is still held; release only once
+        // the fake has seen the holder go away, so its count is exact.
         await h.ollama.waitFor(() => heavyChatsAtFake(h).length === heavyBefore + 2);
+        await h.ollama.waitForAborted(i + 1);
         hold.release();
         const answer = await next;
         assert.equal(answer.status, 200, `iteration ${i}: ${answer.text}`);

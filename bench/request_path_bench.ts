@@ -1,0 +1,56 @@
+/**
+ * The router's per-request CPU work without I/O: body validation, contract, features, decide(), and
+ * sealing the EDR (canonical JSON + hashes). `deno task bench`.
+ */
+import {
+  BUILTIN_POLICY_SOURCE,
+  decide,
+  effectiveContract,
+  parsePolicy,
+  routingContractSchema,
+} from "../lib/contract/mod.ts";
+import { hashCanonical } from "../lib/edr/mod.ts";
+import { chatRequestSchema } from "../lib/http/chat_request_schema.ts";
+import { requestFeatures } from "../lib/http/request_features.ts";
+
+const policy = parsePolicy(BUILTIN_POLICY_SOURCE);
+const body = {
+  model: "auto",
+  messages: [
+    { role: "system", content: "You are a helpful assistant." },
+    { role: "user", content: "Hello, who are you? Tell me about the weather in Paris today." },
+  ],
+  temperature: 0.2,
+  max_tokens: 256,
+};
+const health = {
+  state: "fit" as const,
+  reasons: [],
+  installed: [{ name: "qwen3:8b", digest: "a".repeat(64), parameter_size_b: 8.2 }],
+};
+const slot = { busy: false, queue_depth: 0, max_queue: 8, when_busy: "wait" as const };
+const keys = { anthropic: true, openai: true };
+
+Deno.bench("validate an OpenAI chat body (zod)", () => {
+  chatRequestSchema.parse(body);
+});
+
+Deno.bench("validate a routing contract (zod)", () => {
+  routingContractSchema.parse({ classification: "INTERNAL", latency: "interactive" });
+});
+
+Deno.bench("decide() with features and the effective contract", () => {
+  const chat = chatRequestSchema.parse(body);
+  decide({
+    contract: effectiveContract(undefined, policy),
+    policy,
+    health,
+    slot,
+    features: requestFeatures(chat),
+    keys,
+  });
+});
+
+Deno.bench("input hash (RFC 8785 + SHA-256 of the request)", () => {
+  hashCanonical(body);
+});
