@@ -10,7 +10,6 @@ import {
 import type { HealthGate } from "../health/mod.ts";
 import {
   type CallOptions,
-  type ChatRequest,
   type ChatResult,
   type ClientStreamEncoder,
   type ProviderAdapter,
@@ -281,7 +280,7 @@ export class ChatHandler {
     let opening: Uint8Array | null = clientEncoder.start();
     let finished = false;
     const attempt = exchange.attempts[exchange.attempts.length - 1];
-    const finish = async (): Promise<void> => {
+    const finish = (): void => {
       finished = true;
       slot?.release();
       clientSignal.removeEventListener("abort", onClientGone);
@@ -353,7 +352,7 @@ export class ChatHandler {
           }
           exchange.output = assembler.output(event.finish_reason);
           exchange.usage = event.usage;
-          await finish();
+          finish();
           reader.releaseLock();
           try {
             await this.#durable(exchange);
@@ -378,7 +377,7 @@ export class ChatHandler {
         } catch (error) {
           if (finished) throw error;
           flush();
-          await finish();
+          finish();
           reader.cancel().catch(() => {});
           if (clientSignal.aborted || exchange.failure?.type === "client_disconnect") {
             exchange.failure ??= {
@@ -426,7 +425,7 @@ export class ChatHandler {
       },
       cancel: async () => {
         onClientGone();
-        if (!finished) await finish();
+        if (!finished) finish();
         if (!exchange.committed) {
           exchange.failure ??= {
             type: "client_disconnect",
@@ -447,7 +446,7 @@ export class ChatHandler {
     candidates: Candidate[],
     call: (adapter: ProviderAdapter, options: CallOptions, slot: SlotLease | null) => Promise<T>,
   ): Promise<T> {
-    const { policy, adapters, health, slot, metrics } = this.#deps;
+    const { policy, adapters, health, metrics } = this.#deps;
     let lastError: UpstreamError | RouterError | null = null;
     for (let i = 0; i < candidates.length; i++) {
       const candidate = candidates[i];
