@@ -13,6 +13,7 @@ export {
   type OutputForHash,
   outputHashOf,
   type OutputToolCall,
+  sealDraft,
 } from "./hashes.ts";
 export { EDR_SCHEMA, type EdrValidationResult, validateEdr } from "./schema.ts";
 export * from "./types.ts";

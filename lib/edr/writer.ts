@@ -48,6 +48,15 @@ export interface EdrWriterOptions {
    * loop pauses, so commits slow down to the file-creation rate instead of growing memory without bound.
    */
   maxMaterializeBacklog?: number;
+  /**
+   * Per-request files are written once commits have paused this long (default 200 ms), or at once when
+   * `maxDeferred` records are waiting. Creating a file costs far more than appending to the WAL, so
+   * under a burst the files follow in the next quiet moment; the WAL already holds every record durably.
+   * 0 writes each batch's files as soon as it is durable.
+   */
+  materializeIdleMs?: number;
+  /** Most durable records that may wait for a quiet moment before their files are written (default 32768). */
+  maxDeferred?: number;
 }
 
 /** Options for `EdrWriter.commit`. */
@@ -114,9 +123,14 @@ function reasonOf(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+/**
+ * Appends synchronously: a WAL batch is a memory copy into the page cache (microseconds), while an async
+ * write is a round trip through the blocking thread pool that, on a busy core, waits to be scheduled.
+ * The fdatasync that follows stays asynchronous, so the event loop keeps serving while the disk works.
+ */
+function writeAll(file: Deno.FsFile, bytes: Uint8Array): void {
   let offset = 0;
-  while (offset < bytes.length) offset += await file.write(bytes.subarray(offset));
+  while (offset < bytes.length) offset += file.writeSync(bytes.subarray(offset));
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -195,6 +209,11 @@ export class EdrWriter {
   #closing: Promise<void> | null = null;
   #worker: Worker | null = null;
   #nextJobId = 0;
+  readonly #idleMs: number;
+  readonly #maxDeferred: number;
+  #deferred: MaterializeJob[] = [];
+  #idleTimer: ReturnType<typeof setTimeout> | null = null;
+  #lastDurableAt = 0;
   #inflight = new Map<number, { count: number; resolve: (reply: MaterializeReply) => void }>();
   #backlogCount = 0;
   #idleWaiters: Array<() => void> = [];
@@ -226,6 +245,8 @@ export class EdrWriter {
     this.#validate = options.validate ?? true;
     this.#log = options.log ?? defaultLog;
     this.#maxBacklog = Math.max(1, options.maxMaterializeBacklog ?? 20_000);
+    this.#idleMs = Math.max(0, options.materializeIdleMs ?? 200);
+    this.#maxDeferred = Math.max(1, options.maxDeferred ?? 32_768);
   }
 
   /** Opens the writer: creates the layout, replays the WAL, restores missing files and continues each day's chain. */
@@ -279,6 +300,7 @@ export class EdrWriter {
   async flush(): Promise<void> {
     // Commits settle in order and each batch's files are queued as it settles, so the last one covers all.
     await this.#lastCommit.catch(() => {});
+    this.#postDeferred();
     const target = this.#nextJobId;
     if (!this.#hasInflightUpTo(target)) return;
     await new Promise<void>((wake) => this.#flushWaiters.push({ id: target, wake }));
@@ -296,7 +318,7 @@ export class EdrWriter {
     return {
       ...this.#stats,
       pending_wal: this.#queue.length,
-      pending_materialize: this.#backlog(),
+      pending_materialize: this.#backlog() + this.#deferred.length,
       broken: this.#broken !== null,
       recovery: { ...this.#recovery },
     };
@@ -404,7 +426,7 @@ export class EdrWriter {
         const handle = await this.#walHandle(day);
         const bytes = encoder.encode(lines.join("\n") + "\n");
         written.push({ day, handle, before: handle.size });
-        await writeAll(handle.file, bytes);
+        writeAll(handle.file, bytes);
         handle.size += bytes.length;
         await handle.file.syncData();
       }
@@ -570,6 +592,40 @@ export class EdrWriter {
 
   #materializeLater(batch: Pending[]): void {
     const jobs = batch.map((p) => this.#job(p.record, p.text, p.inputText, p.inputHash));
+    if (this.#idleMs === 0 || this.#closed) {
+      this.#postJobs(jobs);
+      return;
+    }
+    for (const job of jobs) this.#deferred.push(job);
+    this.#lastDurableAt = performance.now();
+    if (this.#deferred.length >= this.#maxDeferred) this.#postDeferred();
+    else if (this.#idleTimer === null) this.#scheduleIdleCheck(this.#idleMs);
+  }
+
+  #scheduleIdleCheck(delay: number): void {
+    const timer = setTimeout(() => {
+      this.#idleTimer = null;
+      const quiet = performance.now() - this.#lastDurableAt;
+      if (quiet >= this.#idleMs) this.#postDeferred();
+      else this.#scheduleIdleCheck(this.#idleMs - quiet);
+    }, delay);
+    // The timer must never keep a process alive; close() and flush() write what is waiting.
+    Deno.unrefTimer(timer);
+    this.#idleTimer = timer;
+  }
+
+  #postDeferred(): void {
+    if (this.#idleTimer !== null) {
+      clearTimeout(this.#idleTimer);
+      this.#idleTimer = null;
+    }
+    if (this.#deferred.length === 0) return;
+    const jobs = this.#deferred;
+    this.#deferred = [];
+    this.#postJobs(jobs);
+  }
+
+  #postJobs(jobs: MaterializeJob[]): void {
     this.#post(jobs, false).then((reply) => {
       this.#stats.materialized += reply.files;
       this.#stats.inputs_written += reply.inputs;
@@ -586,6 +642,7 @@ export class EdrWriter {
 
   async #close(): Promise<void> {
     while (this.#running) await this.#loop;
+    this.#postDeferred();
     if (this.#inflight.size > 0) await new Promise<void>((wake) => this.#idleWaiters.push(wake));
     this.#worker?.terminate();
     this.#worker = null;

@@ -225,7 +225,7 @@ export class ChatHandler {
       request.signal,
       exchange,
       candidates,
-      async (adapter, options, slot) => {
+      async (adapter, options, slot, endAttempt) => {
         try {
           const stream = await adapter.stream(exchange.chat!, options);
           const reader = stream.getReader();
@@ -239,7 +239,7 @@ export class ChatHandler {
             await stream.cancel().catch(() => {});
             throw error instanceof UpstreamError ? asFallbackWorthy(error) : error;
           }
-          return { reader, first, slot, model: options.model };
+          return { reader, first, slot, model: options.model, endAttempt };
         } catch (error) {
           slot?.release();
           throw error;
@@ -271,6 +271,7 @@ export class ChatHandler {
       reader: ReadableStreamDefaultReader<StreamEvent>;
       first: ReadableStreamReadResult<StreamEvent>;
       slot: SlotLease | null;
+      endAttempt: () => void;
     },
     clientSignal: AbortSignal,
   ): ReadableStream<Uint8Array> {
@@ -283,6 +284,7 @@ export class ChatHandler {
     const finish = (): void => {
       finished = true;
       slot?.release();
+      started.endAttempt();
       clientSignal.removeEventListener("abort", onClientGone);
       if (attempt) attempt.duration_ms = round(performance.now() - exchange.startedAt);
     };
@@ -444,7 +446,12 @@ export class ChatHandler {
     clientSignal: AbortSignal,
     exchange: Exchange,
     candidates: Candidate[],
-    call: (adapter: ProviderAdapter, options: CallOptions, slot: SlotLease | null) => Promise<T>,
+    call: (
+      adapter: ProviderAdapter,
+      options: CallOptions,
+      slot: SlotLease | null,
+      endAttempt: () => void,
+    ) => Promise<T>,
   ): Promise<T> {
     const { policy, adapters, health, metrics } = this.#deps;
     let lastError: UpstreamError | RouterError | null = null;
@@ -505,6 +512,11 @@ export class ChatHandler {
       const controller = new AbortController();
       const onAbort = () => controller.abort(clientSignal.reason);
       clientSignal.addEventListener("abort", onAbort, { once: true });
+      // Ending the attempt's signal releases the adapter's timers; a stream ends it when it finishes.
+      const endAttempt = () => {
+        clientSignal.removeEventListener("abort", onAbort);
+        controller.abort(ATTEMPT_OVER);
+      };
       const options: CallOptions = {
         model: candidate.model,
         signal: controller.signal,
@@ -525,7 +537,7 @@ export class ChatHandler {
       exchange.attempts.push(attempt);
       try {
         if (clientSignal.aborted) throw clientGone();
-        const value = await call(adapter, options, lease);
+        const value = await call(adapter, options, lease, endAttempt);
         attempt.status = 200;
         attempt.duration_ms = round(performance.now() - attemptStart);
         if (local) {
@@ -538,10 +550,10 @@ export class ChatHandler {
           model: candidate.model,
           protocol: adapter.protocol,
         };
-        if (!exchange.stream) clientSignal.removeEventListener("abort", onAbort);
+        if (!exchange.stream) endAttempt();
         return value;
       } catch (error) {
-        clientSignal.removeEventListener("abort", onAbort);
+        endAttempt();
         attempt.duration_ms = round(performance.now() - attemptStart);
         if (trial) health.releaseHalfOpenTrial();
         if (clientSignal.aborted || (error instanceof UpstreamError && error.code === "CLIENT_ABORTED")) {
@@ -673,6 +685,7 @@ const SLOT_DECISION_OUTCOMES: Record<string, "spilled" | "refused"> = {
   SLOT_QUEUE_FULL: "refused",
 };
 
+const ATTEMPT_OVER = "the attempt is over";
 const NOT_READY_MARK = Symbol("not ready");
 const NOT_READY = Promise.resolve(NOT_READY_MARK);
 

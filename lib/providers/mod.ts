@@ -8,8 +8,8 @@ export { OpenAIAdapter } from "./openai.ts";
 export { AnthropicAdapter } from "./anthropic.ts";
 export { OpenAIStreamEncoder, toOpenAIResponse } from "./openai_format.ts";
 export {
-  type AnthropicMessagesRequest,
   anthropicErrorBody,
+  type AnthropicMessagesRequest,
   anthropicMessagesRequestSchema,
   AnthropicStreamEncoder,
   fromAnthropicRequest,

@@ -42,7 +42,10 @@ export type ChatMessage =
 export type ResponseFormat =
   | { type: "text" }
   | { type: "json_object" }
-  | { type: "json_schema"; json_schema: { name: string; schema?: Record<string, unknown>; strict?: boolean } };
+  | {
+    type: "json_schema";
+    json_schema: { name: string; schema?: Record<string, unknown>; strict?: boolean };
+  };
 
 /** The canonical request: OpenAI chat completions, without the router's own extension fields. */
 export interface ChatRequest {

@@ -335,16 +335,22 @@ export async function upstreamCall(
   init: RequestInit,
   options: UpstreamFetchOptions,
 ): Promise<UpstreamCall> {
-  const firstByte = new AbortController();
-  const total = AbortSignal.timeout(options.totalTimeoutMs);
-  const totalController = new AbortController();
-  // Re-label the total timeout so it cannot be confused with a first-byte timeout later.
-  if (total.aborted) totalController.abort(TOTAL_TIMEOUT);
-  else total.addEventListener("abort", () => totalController.abort(TOTAL_TIMEOUT), { once: true });
-  const signal = AbortSignal.any([options.signal, totalController.signal, firstByte.signal]);
-  const bodySignal = AbortSignal.any([options.signal, totalController.signal]);
   if (options.signal.aborted) throw clientAbortedError();
-  const timer = setTimeout(() => firstByte.abort(FIRST_BYTE_TIMEOUT), options.firstByteTimeoutMs);
+  // One controller per call, aborted by the caller's signal or either timer, with the reason telling
+  // which. AbortSignal.any() would do the same, but its dependent signals cost a quarter of a proxied
+  // request's CPU in measurements.
+  const call = new AbortController();
+  const onCallerAbort = () => call.abort(options.signal.reason);
+  options.signal.addEventListener("abort", onCallerAbort, { once: true });
+  // Unreferenced, so a call nobody ends never keeps a process alive; the caller's signal ends it.
+  const totalTimer = setTimeout(() => call.abort(TOTAL_TIMEOUT), options.totalTimeoutMs);
+  Deno.unrefTimer(totalTimer);
+  call.signal.addEventListener("abort", () => {
+    clearTimeout(totalTimer);
+    options.signal.removeEventListener("abort", onCallerAbort);
+  }, { once: true });
+  const signal = call.signal;
+  const firstByteTimer = setTimeout(() => call.abort(FIRST_BYTE_TIMEOUT), options.firstByteTimeoutMs);
   let response: Response;
   try {
     response = await (options.fetch ?? fetch)(url, { ...init, signal });
@@ -355,8 +361,9 @@ export async function upstreamCall(
       callSignal: signal,
     });
   } finally {
-    clearTimeout(timer);
+    clearTimeout(firstByteTimer);
   }
+  const bodySignal = signal;
   if (response.ok) return { response, signal: bodySignal };
   let body: unknown = null;
   try {

@@ -94,3 +94,43 @@ Deno.test("deno task serve starts under those permissions and answers", async ()
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("deno task serve with no Ollama and no keys still starts and says what to configure", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "hi-serve-" });
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const unreachable = `127.0.0.1:${(closed.addr as Deno.NetAddr).port}`;
+  closed.close();
+  const child = new Deno.Command("deno", {
+    args: ["task", "-q", "serve"],
+    cwd: new URL("../..", import.meta.url).pathname,
+    env: {
+      HI_PORT: "0",
+      HI_ARTIFACTS_DIR: `${dir}/artifacts`,
+      OLLAMA_HOST: unreachable,
+      OPENAI_API_KEY: "",
+      ANTHROPIC_API_KEY: "",
+    },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  try {
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let output = "";
+    while (!output.includes("requests get 503")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      output += value;
+    }
+    assert.match(output, /listening on http:\/\/127\.0\.0\.1:\d+/);
+    assert.match(output, /no provider is usable yet/);
+    assert.match(output, /OLLAMA_HOST/);
+    assert.match(output, /ANTHROPIC_API_KEY \/ OPENAI_API_KEY/);
+    reader.releaseLock();
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
+    await child.stdout.cancel().catch(() => {});
+    await child.stderr.cancel();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
