@@ -3,23 +3,7 @@
  * server, say once what is missing, and shut down cleanly on a signal.
  */
 import { loadPolicy } from "./lib/contract/mod.ts";
-import { configFromEnv, startServer } from "./lib/http/mod.ts";
-
-const ENV_NAMES = [
-  "HI_HOST",
-  "HI_PORT",
-  "HI_ARTIFACTS_DIR",
-  "HI_POLICY",
-  "OLLAMA_HOST",
-  "OPENAI_BASE_URL",
-  "OPENAI_API_KEY",
-  "ANTHROPIC_BASE_URL",
-  "ANTHROPIC_API_KEY",
-];
-
-function readEnv(): Record<string, string | undefined> {
-  return Object.fromEntries(ENV_NAMES.map((name) => [name, Deno.env.get(name)]));
-}
+import { configFromEnv, readRouterEnv, startServer } from "./lib/http/mod.ts";
 
 /** Reads only the issuer secret variables the policy names, so no other variable is ever touched. */
 function secretLookup(names: string[]): Record<string, string | undefined> {
@@ -27,7 +11,7 @@ function secretLookup(names: string[]): Record<string, string | undefined> {
 }
 
 if (import.meta.main) {
-  const config = configFromEnv(readEnv());
+  const config = configFromEnv(readRouterEnv());
   const policy = await loadPolicy(config.policyPath);
   const secretNames = policy.authority.issuers.flatMap((i) => (i.hmac_secret_env ? [i.hmac_secret_env] : []));
   const server = await startServer(config, { policy, secrets: secretLookup(secretNames) });

@@ -6,19 +6,7 @@
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadPolicy } from "../lib/contract/mod.ts";
-import { configFromEnv } from "../lib/http/mod.ts";
-
-const ROUTER_ENV = [
-  "HI_HOST",
-  "HI_PORT",
-  "HI_ARTIFACTS_DIR",
-  "HI_POLICY",
-  "OLLAMA_HOST",
-  "OPENAI_BASE_URL",
-  "OPENAI_API_KEY",
-  "ANTHROPIC_BASE_URL",
-  "ANTHROPIC_API_KEY",
-];
+import { configFromEnv, readRouterEnv, ROUTER_ENV_NAMES } from "../lib/http/mod.ts";
 
 /** The `deno run` permission flags for a configuration: what the server may reach, read and write. */
 export function serverPermissionFlags(
@@ -37,14 +25,13 @@ export function serverPermissionFlags(
     `--allow-net=${[...net].join(",")}`,
     `--allow-read=${read.join(",")}`,
     `--allow-write=${artifacts}`,
-    `--allow-env=${[...ROUTER_ENV, ...extraEnv].join(",")}`,
+    `--allow-env=${[...ROUTER_ENV_NAMES, ...extraEnv].join(",")}`,
     "--allow-sys=systemMemoryInfo",
   ];
 }
 
 if (import.meta.main) {
-  const env = Object.fromEntries(ROUTER_ENV.map((name) => [name, Deno.env.get(name)]));
-  const config = configFromEnv(env);
+  const config = configFromEnv(readRouterEnv());
   const policy = await loadPolicy(config.policyPath);
   const secretEnv = policy.authority.issuers.flatMap((i) => (i.hmac_secret_env ? [i.hmac_secret_env] : []));
   const flags = serverPermissionFlags(config, secretEnv);

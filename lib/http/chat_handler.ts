@@ -11,6 +11,7 @@ import type { HealthGate } from "../health/mod.ts";
 import {
   type CallOptions,
   type ChatResult,
+  type ClientErrorInfo,
   type ClientStreamEncoder,
   type ProviderAdapter,
   type ProviderName,
@@ -288,13 +289,13 @@ export class ChatHandler {
       clientSignal.removeEventListener("abort", onClientGone);
       if (attempt) attempt.duration_ms = round(performance.now() - exchange.startedAt);
     };
+    const recordDisconnect = async () => {
+      exchange.failure ??= { ...STREAM_DISCONNECT };
+      await this.#commitQuietly(exchange, 499);
+    };
     const onClientGone = () => {
       if (finished) return;
-      exchange.failure ??= {
-        type: "client_disconnect",
-        stage: "stream",
-        message: "the client disconnected before the stream ended",
-      };
+      exchange.failure ??= { ...STREAM_DISCONNECT };
       if (attempt) attempt.outcome = "aborted";
       reader.cancel().catch(() => {});
     };
@@ -361,12 +362,7 @@ export class ChatHandler {
           } catch (error) {
             const failure = error instanceof RouterError ? error : edrFailure();
             parts.push(
-              clientEncoder.error({
-                message: failure.message,
-                type: failure.type,
-                code: failure.code,
-                status: failure.status,
-              }),
+              clientEncoder.error(errorInfo(failure)),
             );
             flush();
             controller.close();
@@ -382,13 +378,7 @@ export class ChatHandler {
           finish();
           reader.cancel().catch(() => {});
           if (clientSignal.aborted || exchange.failure?.type === "client_disconnect") {
-            exchange.failure ??= {
-              type: "client_disconnect",
-              stage: "stream",
-              message: "the client disconnected before the stream ended",
-            };
-            await exchange.commit(this.#deps.edr, this.#policyRef).catch((e) => this.#edrLost(exchange, e));
-            this.#observe(exchange, 499);
+            await recordDisconnect();
             controller.close();
             return;
           }
@@ -412,31 +402,15 @@ export class ChatHandler {
           }
           exchange.fail(failure);
           exchange.output = null;
-          await exchange.commit(this.#deps.edr, this.#policyRef).catch((e) => this.#edrLost(exchange, e));
-          this.#observe(exchange, failure.status);
-          controller.enqueue(
-            clientEncoder.error({
-              message: failure.message,
-              type: failure.type,
-              code: failure.code,
-              status: failure.status,
-            }),
-          );
+          await this.#commitQuietly(exchange, failure.status);
+          controller.enqueue(clientEncoder.error(errorInfo(failure)));
           controller.close();
         }
       },
       cancel: async () => {
         onClientGone();
         if (!finished) finish();
-        if (!exchange.committed) {
-          exchange.failure ??= {
-            type: "client_disconnect",
-            stage: "stream",
-            message: "the client disconnected before the stream ended",
-          };
-          await exchange.commit(this.#deps.edr, this.#policyRef).catch((e) => this.#edrLost(exchange, e));
-          this.#observe(exchange, 499);
-        }
+        if (!exchange.committed) await recordDisconnect();
       },
     });
   }
@@ -622,6 +596,12 @@ export class ChatHandler {
     }
   }
 
+  /** Commits the record of a stream that can no longer report to its client; a failure is logged. */
+  async #commitQuietly(exchange: Exchange, status: number): Promise<void> {
+    await exchange.commit(this.#deps.edr, this.#policyRef).catch((e) => this.#edrLost(exchange, e));
+    this.#observe(exchange, status);
+  }
+
   /** Makes the record durable; a record that cannot be written fails the request closed. */
   async #durable(exchange: Exchange): Promise<void> {
     try {
@@ -686,6 +666,15 @@ const SLOT_DECISION_OUTCOMES: Record<string, "spilled" | "refused"> = {
 };
 
 const ATTEMPT_OVER = "the attempt is over";
+const STREAM_DISCONNECT = {
+  type: "client_disconnect",
+  stage: "stream",
+  message: "the client disconnected before the stream ended",
+} as const;
+
+function errorInfo(error: RouterError): ClientErrorInfo {
+  return { message: error.message, type: error.type, code: error.code, status: error.status };
+}
 const NOT_READY_MARK = Symbol("not ready");
 const NOT_READY = Promise.resolve(NOT_READY_MARK);
 

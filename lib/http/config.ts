@@ -1,3 +1,21 @@
+/** Every environment variable the router reads (issuer secrets aside: the policy names those). */
+export const ROUTER_ENV_NAMES = [
+  "HI_HOST",
+  "HI_PORT",
+  "HI_ARTIFACTS_DIR",
+  "HI_POLICY",
+  "OLLAMA_HOST",
+  "OPENAI_BASE_URL",
+  "OPENAI_API_KEY",
+  "ANTHROPIC_BASE_URL",
+  "ANTHROPIC_API_KEY",
+] as const;
+
+/** Reads the router's variables (and only those) from the process environment. */
+export function readRouterEnv(): Record<string, string | undefined> {
+  return Object.fromEntries(ROUTER_ENV_NAMES.map((name) => [name, Deno.env.get(name)]));
+}
+
 /** The router's runtime configuration, read once from the environment (names in docs/configuration.md). */
 export interface RouterConfig {
   host: string;

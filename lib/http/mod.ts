@@ -4,5 +4,11 @@ export { createRouter, type RouterOptions } from "./router.ts";
 export { errorTypeForStatus, openAIErrorBody, RouterError } from "./errors.ts";
 export { RouterMetrics } from "./metrics.ts";
 export { type EdrSink, Exchange } from "./exchange.ts";
-export { configFromEnv, normalizeOllamaHost, type RouterConfig } from "./config.ts";
+export {
+  configFromEnv,
+  normalizeOllamaHost,
+  readRouterEnv,
+  ROUTER_ENV_NAMES,
+  type RouterConfig,
+} from "./config.ts";
 export { type RunningServer, type StartOptions, startServer } from "./server.ts";
