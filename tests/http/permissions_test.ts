@@ -56,24 +56,42 @@ Deno.test("the serve launcher's permissions", async (t) => {
   }
 });
 
-Deno.test("deno task serve starts under those permissions and answers", async () => {
-  const ollama = startFakeOllama();
-  const dir = await Deno.makeTempDir({ prefix: "hi-serve-" });
+/** Runs `deno task serve` as a user would; reads its stdout until a pattern shows, and stops it. */
+function serveTask(env: Record<string, string>) {
   const child = new Deno.Command("deno", {
     args: ["task", "-q", "serve"],
     cwd: new URL("../..", import.meta.url).pathname,
-    env: { HI_PORT: "0", HI_ARTIFACTS_DIR: `${dir}/artifacts`, OLLAMA_HOST: ollama.url },
+    env,
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let output = "";
+  return {
+    async readUntil(pattern: RegExp): Promise<string> {
+      while (!pattern.test(output)) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        output += value;
+      }
+      return output;
+    },
+    async stop(): Promise<void> {
+      reader.releaseLock();
+      child.kill("SIGTERM");
+      await child.status;
+      await child.stdout.cancel().catch(() => {});
+      await child.stderr.cancel();
+    },
+  };
+}
+
+Deno.test("deno task serve starts under those permissions and answers", async () => {
+  const ollama = startFakeOllama();
+  const dir = await Deno.makeTempDir({ prefix: "hi-serve-" });
+  const serve = serveTask({ HI_PORT: "0", HI_ARTIFACTS_DIR: `${dir}/artifacts`, OLLAMA_HOST: ollama.url });
   try {
-    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let banner = "";
-    while (!banner.includes("listening on")) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      banner += value;
-    }
+    const banner = await serve.readUntil(/listening on/);
     const url = banner.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/)?.[1];
     assert.ok(url, banner);
     const response = await fetch(`${url}/v1/chat/completions`, {
@@ -84,12 +102,8 @@ Deno.test("deno task serve starts under those permissions and answers", async ()
     const body = await response.json();
     assert.equal(response.status, 200, JSON.stringify(body));
     assert.equal(body.model, "qwen3:8b");
-    reader.releaseLock();
   } finally {
-    child.kill("SIGTERM");
-    await child.status;
-    await child.stdout.cancel().catch(() => {});
-    await child.stderr.cancel();
+    await serve.stop();
     await ollama.close();
     await Deno.remove(dir, { recursive: true });
   }
@@ -100,37 +114,21 @@ Deno.test("deno task serve with no Ollama and no keys still starts and says what
   const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const unreachable = `127.0.0.1:${(closed.addr as Deno.NetAddr).port}`;
   closed.close();
-  const child = new Deno.Command("deno", {
-    args: ["task", "-q", "serve"],
-    cwd: new URL("../..", import.meta.url).pathname,
-    env: {
-      HI_PORT: "0",
-      HI_ARTIFACTS_DIR: `${dir}/artifacts`,
-      OLLAMA_HOST: unreachable,
-      OPENAI_API_KEY: "",
-      ANTHROPIC_API_KEY: "",
-    },
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const serve = serveTask({
+    HI_PORT: "0",
+    HI_ARTIFACTS_DIR: `${dir}/artifacts`,
+    OLLAMA_HOST: unreachable,
+    OPENAI_API_KEY: "",
+    ANTHROPIC_API_KEY: "",
+  });
   try {
-    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let output = "";
-    while (!output.includes("requests get 503")) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      output += value;
-    }
+    const output = await serve.readUntil(/requests get 503/);
     assert.match(output, /listening on http:\/\/127\.0\.0\.1:\d+/);
     assert.match(output, /no provider is usable yet/);
     assert.match(output, /OLLAMA_HOST/);
     assert.match(output, /ANTHROPIC_API_KEY \/ OPENAI_API_KEY/);
-    reader.releaseLock();
   } finally {
-    child.kill("SIGTERM");
-    await child.status;
-    await child.stdout.cancel().catch(() => {});
-    await child.stderr.cancel();
+    await serve.stop();
     await Deno.remove(dir, { recursive: true });
   }
 });
