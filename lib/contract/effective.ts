@@ -7,8 +7,30 @@ import { type EffectiveContract, type RoutingContract, stricterClassification } 
  * is the smaller one, and authority can be required by either side but waived by neither.
  */
 export function effectiveContract(request: RoutingContract | undefined, policy: Policy): EffectiveContract {
+  if (request === undefined) {
+    // Most requests carry no contract: they all share one frozen default per policy.
+    let shared = defaultContracts.get(policy);
+    if (!shared) {
+      shared = deepFreeze(combine({}, policy));
+      defaultContracts.set(policy, shared);
+    }
+    return shared;
+  }
+  return combine(request, policy);
+}
+
+const defaultContracts = new WeakMap<Policy, EffectiveContract>();
+
+function deepFreeze(contract: EffectiveContract): EffectiveContract {
+  Object.freeze(contract.requires);
+  Object.freeze(contract.provider_allowlist);
+  Object.freeze(contract.model_preferences);
+  return Object.freeze(contract);
+}
+
+function combine(request: RoutingContract, policy: Policy): EffectiveContract {
   const defaults = policy.defaults;
-  const asked = request ?? {};
+  const asked = request;
   const classification = stricterClassification(
     asked.classification ?? defaults.classification,
     defaults.classification_floor,

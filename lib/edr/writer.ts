@@ -63,6 +63,8 @@ export interface EdrWriterOptions {
 export interface EdrCommitOptions {
   /** The request's input, kept at `inputs/<sha256>.json` and pointed to by `replay.required_inputs_pointer`. */
   capturedInput?: unknown;
+  /** The same input already in RFC 8785 form with its SHA-256 (the caller hashed it anyway); wins over `capturedInput`. */
+  capturedInputCanonical?: { text: string; hash: string };
 }
 
 /** What `open()` found and repaired in the write-ahead log. */
@@ -221,6 +223,8 @@ export class EdrWriter {
   #lastCommit: Promise<unknown> = Promise.resolve();
   #backlogWaiter: (() => void) | null = null;
   #knownInputs = new Set<string>();
+  /** Inputs some WAL line already carries (so later lines for the same input leave it out). */
+  #walInputs = new Set<string>();
   #stats = {
     committed: 0,
     rejected: 0,
@@ -334,7 +338,11 @@ export class EdrWriter {
     let inputText: string | null = null;
     let inputHash: string | null = null;
     let source = draft;
-    if (options.capturedInput !== undefined) {
+    if (options.capturedInputCanonical !== undefined) {
+      inputText = options.capturedInputCanonical.text;
+      inputHash = options.capturedInputCanonical.hash;
+      source = { ...draft, replay: { ...draft.replay, required_inputs_pointer: `inputs/${inputHash}.json` } };
+    } else if (options.capturedInput !== undefined) {
       inputText = canonicalJson(options.capturedInput);
       inputHash = sha256Hex(inputText);
       source = { ...draft, replay: { ...draft.replay, required_inputs_pointer: `inputs/${inputHash}.json` } };
@@ -411,10 +419,13 @@ export class EdrWriter {
 
   async #append(batch: Pending[]): Promise<void> {
     const byDay = new Map<string, string[]>();
+    // An input already in the log is durable there; repeating it would only grow the log and the sync.
+    const newInputs = new Set<string>();
     for (const p of batch) {
-      const line = p.inputText === null
-        ? `{"record":${p.text}}`
-        : `{"input":${p.inputText},"record":${p.text}}`;
+      const logInput = p.inputText !== null && !this.#walInputs.has(p.inputHash!) &&
+        !newInputs.has(p.inputHash!);
+      if (logInput) newInputs.add(p.inputHash!);
+      const line = logInput ? `{"input":${p.inputText},"record":${p.text}}` : `{"record":${p.text}}`;
       let lines = byDay.get(p.day);
       if (!lines) byDay.set(p.day, lines = []);
       lines.push(line);
@@ -434,6 +445,7 @@ export class EdrWriter {
       await this.#rollback(written, error);
       throw error;
     }
+    for (const hash of newInputs) this.#walInputs.add(hash);
   }
 
   async #rollback(
@@ -739,12 +751,9 @@ export class EdrWriter {
     for (let i = 0; i < entries.length; i += 1024) {
       const jobs = entries.slice(i, i + 1024).map(({ record, input }) => {
         const inputText = input === undefined ? null : canonicalJson(input);
-        return this.#job(
-          record,
-          canonicalJson(record),
-          inputText,
-          inputText === null ? null : sha256Hex(inputText),
-        );
+        const inputHash = inputText === null ? null : sha256Hex(inputText);
+        if (inputHash !== null) this.#walInputs.add(inputHash);
+        return this.#job(record, canonicalJson(record), inputText, inputHash);
       });
       replies.push(this.#post(jobs, true));
     }

@@ -1,4 +1,5 @@
 import {
+  canonicalJson,
   EDR_VERSION,
   type EdrAttempt,
   type EdrAuthority,
@@ -11,6 +12,7 @@ import {
   type EdrSlotSnapshot,
   hashCanonical,
   outputHashOf,
+  sha256Hex,
 } from "../edr/mod.ts";
 import type { Decision, EffectiveContract, RequestFeatures } from "../contract/mod.ts";
 import type { HealthSnapshot as HealthView } from "../health/mod.ts";
@@ -27,7 +29,10 @@ import type { RouterError } from "./errors.ts";
 
 /** The EDR writer as the request path sees it. */
 export interface EdrSink {
-  commit(draft: EdrDraft, options?: { capturedInput?: unknown }): Promise<EdrRecord>;
+  commit(
+    draft: EdrDraft,
+    options?: { capturedInputCanonical?: { text: string; hash: string } },
+  ): Promise<EdrRecord>;
 }
 
 /** Which inbound API a request arrived on. */
@@ -93,15 +98,19 @@ export class Exchange {
   /** Builds the draft and commits it once; later calls return the same promise. */
   commit(sink: EdrSink, policy: { version: string; hash: string }): Promise<EdrRecord> {
     if (!this.#committed) {
-      const { draft, capturedInput } = this.#draft(policy);
-      this.#committed = sink.commit(draft, capturedInput === undefined ? undefined : { capturedInput });
+      const { draft, capturedInputCanonical } = this.#draft(policy);
+      this.#committed = sink.commit(draft, capturedInputCanonical ? { capturedInputCanonical } : undefined);
     }
     return this.#committed;
   }
 
-  #draft(policy: { version: string; hash: string }): { draft: EdrDraft; capturedInput?: unknown } {
+  #draft(
+    policy: { version: string; hash: string },
+  ): { draft: EdrDraft; capturedInputCanonical?: { text: string; hash: string } } {
     const chat = this.chat;
-    const inputHash = chat ? hashCanonical(chat) : null;
+    // The request is canonicalized once: its hash goes in the record, its text to the input store.
+    const inputText = chat ? canonicalJson(chat) : null;
+    const inputHash = inputText === null ? null : sha256Hex(inputText);
     const captured = chat !== null && this.capture;
     const rejected = this.decision?.rejection != null ||
       (this.failure !== null && this.attempts.length === 0);
@@ -116,7 +125,7 @@ export class Exchange {
       request_id: this.requestId,
       endpoint: this.endpoint,
       stream: this.stream,
-      contract_hash: this.contract ? hashCanonical(this.contract) : null,
+      contract_hash: this.contract ? contractHash(this.contract) : null,
       policy_version: policy.version,
       policy_hash: policy.hash,
       effective_contract: this.contract,
@@ -160,7 +169,7 @@ export class Exchange {
         required_inputs_pointer: captured ? `inputs/${inputHash}.json` : null,
       },
     };
-    return captured ? { draft, capturedInput: chat } : { draft };
+    return captured ? { draft, capturedInputCanonical: { text: inputText!, hash: inputHash! } } : { draft };
   }
 }
 
@@ -186,16 +195,25 @@ function samplingOptions(chat: ChatRequest): EdrSamplingOptions {
 function edrHealth(snapshot: HealthView): EdrHealthSnapshot {
   return {
     state: snapshot.state,
-    reasons: [...snapshot.reasons],
+    // The gate shares these arrays between snapshots and never mutates them; the record only reads them.
+    reasons: snapshot.reasons as string[],
     age_ms: snapshot.age_ms,
     circuit: snapshot.circuit,
     ollama_version: snapshot.ollama_version,
     memory_used_pct: snapshot.memory_used_pct,
     swap_used_mb: snapshot.swap_used_mb,
-    installed: snapshot.installed.map((m) => ({
-      name: m.name,
-      digest: m.digest,
-      parameter_size_b: m.parameter_size_b,
-    })),
+    installed: snapshot.installed as EdrHealthSnapshot["installed"],
   };
+}
+
+const contractHashes = new WeakMap<EffectiveContract, string>();
+
+/** Most requests share the policy's default contract object, so its hash is computed once. */
+function contractHash(contract: EffectiveContract): string {
+  let hash = contractHashes.get(contract);
+  if (hash === undefined) {
+    hash = hashCanonical(contract);
+    contractHashes.set(contract, hash);
+  }
+  return hash;
 }
