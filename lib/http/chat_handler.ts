@@ -1,22 +1,13 @@
 import { checkAuthority, checkClientKey, type LeaseReserver } from "../authority/mod.ts";
-import {
-  type Candidate,
-  decide,
-  effectiveContract,
-  type Policy,
-  type RoutingContract,
-  routingContractSchema,
-} from "../contract/mod.ts";
+import { type Candidate, decide, effectiveContract, type Policy } from "../contract/mod.ts";
 import type { HealthGate } from "../health/mod.ts";
 import {
   type CallOptions,
-  type ChatResult,
   type ClientErrorInfo,
   type ClientStreamEncoder,
   type ProviderAdapter,
   type ProviderName,
   type StreamEvent,
-  type ToolCall,
   UpstreamError,
 } from "../providers/mod.ts";
 import { HeavySlot, SlotError, type SlotLease } from "../slot/mod.ts";
@@ -25,6 +16,8 @@ import { RouterError } from "./errors.ts";
 import { type EdrSink, Exchange, round } from "./exchange.ts";
 import type { RouterMetrics } from "./metrics.ts";
 import { requestFeatures } from "./request_features.ts";
+import { clientGone, parseContract, readJsonBody } from "./request_input.ts";
+import { concatBytes, NOT_READY, NOT_READY_MARK, OutputAssembler } from "./stream_output.ts";
 
 /** What the chat pipeline needs; main.ts wires the real ones, tests may wire fakes. */
 export interface ChatDeps {
@@ -674,134 +667,6 @@ const STREAM_DISCONNECT = {
 
 function errorInfo(error: RouterError): ClientErrorInfo {
   return { message: error.message, type: error.type, code: error.code, status: error.status };
-}
-const NOT_READY_MARK = Symbol("not ready");
-const NOT_READY = Promise.resolve(NOT_READY_MARK);
-
-function concatBytes(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  let length = 0;
-  for (const part of parts) length += part.length;
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
-
-/** Assembles streamed events into the output the EDR hashes. */
-class OutputAssembler {
-  #text = "";
-  #calls: { id: string; name: string; args: string }[] = [];
-
-  add(event: StreamEvent): void {
-    if (event.type === "text") this.#text += event.text;
-    else if (event.type === "tool_call_start") {
-      this.#calls[event.index] = { id: event.id, name: event.name, args: "" };
-    } else if (event.type === "tool_call_args") {
-      const call = this.#calls[event.index];
-      if (call) call.args += event.fragment;
-    }
-  }
-
-  output(
-    finishReason: ChatResult["finish_reason"],
-  ): { content: string | null; tool_calls: ToolCall[]; finish_reason: ChatResult["finish_reason"] } {
-    const tool_calls: ToolCall[] = this.#calls.filter(Boolean).map((c) => ({
-      id: c.id,
-      type: "function",
-      function: { name: c.name, arguments: c.args },
-    }));
-    return { content: this.#text === "" ? null : this.#text, tool_calls, finish_reason: finishReason };
-  }
-}
-
-async function readJsonBody(request: Request, maxBytes: number): Promise<Record<string, unknown>> {
-  const declared = Number(request.headers.get("content-length") ?? "0");
-  if (declared > maxBytes) throw tooLarge(maxBytes);
-  let text: string;
-  try {
-    text = await request.text();
-  } catch {
-    throw clientGone();
-  }
-  if (text.length > maxBytes) throw tooLarge(maxBytes);
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    throw new RouterError(400, "INVALID_JSON", "the request body is not valid JSON; send a JSON object", {
-      failureType: "validation_error",
-      stage: "parse",
-      shouldRetry: false,
-    });
-  }
-  if (typeof body !== "object" || body === null || Array.isArray(body)) {
-    throw new RouterError(400, "INVALID_REQUEST", "the request body must be a JSON object", {
-      failureType: "validation_error",
-      stage: "parse",
-      shouldRetry: false,
-    });
-  }
-  return body as Record<string, unknown>;
-}
-
-function parseContract(fromBody: unknown, fromHeader: string | null): RoutingContract | undefined {
-  let raw = fromBody;
-  if (raw === undefined && fromHeader !== null) {
-    try {
-      raw = JSON.parse(fromHeader);
-    } catch {
-      throw badContract(
-        "the x-routing-contract header is not valid JSON; send the contract as a JSON object",
-        null,
-      );
-    }
-  }
-  if (raw === undefined || raw === null) return undefined;
-  const parsed = routingContractSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const keys = "keys" in issue && Array.isArray(issue.keys) ? ` (${issue.keys.join(", ")})` : "";
-    const field = ["routing_contract", ...issue.path.map(String)].join(".");
-    throw badContract(
-      `invalid routing_contract field ${field}${keys}: ${issue.message}; fix the contract`,
-      field,
-    );
-  }
-  return parsed.data;
-}
-
-function badContract(message: string, param: string | null): RouterError {
-  return new RouterError(400, "INVALID_ROUTING_CONTRACT", message, {
-    param,
-    failureType: "validation_error",
-    stage: "parse",
-    shouldRetry: false,
-  });
-}
-
-function tooLarge(maxBytes: number): RouterError {
-  return new RouterError(
-    413,
-    "REQUEST_TOO_LARGE",
-    `the request body exceeds ${maxBytes} bytes; send a smaller request`,
-    {
-      failureType: "validation_error",
-      stage: "parse",
-      shouldRetry: false,
-    },
-  );
-}
-
-function clientGone(): RouterError {
-  return new RouterError(499, "CLIENT_DISCONNECTED", "the client disconnected before the answer was ready", {
-    failureType: "client_disconnect",
-    stage: "execute",
-    shouldRetry: false,
-  });
 }
 
 function edrFailure(): RouterError {
