@@ -275,12 +275,14 @@ export class ChatHandler {
     let opening: Uint8Array | null = clientEncoder.start();
     let finished = false;
     const attempt = exchange.attempts[exchange.attempts.length - 1];
+    // The attempt's duration so far ran to its first event; the streaming time is added when it ends.
+    const streamingSince = performance.now();
     const finish = (): void => {
       finished = true;
       slot?.release();
       started.endAttempt();
       clientSignal.removeEventListener("abort", onClientGone);
-      if (attempt) attempt.duration_ms = round(performance.now() - exchange.startedAt);
+      if (attempt) attempt.duration_ms = round(attempt.duration_ms + performance.now() - streamingSince);
     };
     const recordDisconnect = async () => {
       exchange.failure ??= { ...STREAM_DISCONNECT };
