@@ -141,13 +141,11 @@ async function main(): Promise<number> {
   }
 
   async function findRecord(requestId: string): Promise<EdrRecord> {
-    // Files are materialized right after the record is durable in the log; wait for this one.
-    for (let i = 0; i < 500; i++) {
-      const path = await locate(requestId);
-      if (path) return JSON.parse(await Deno.readTextFile(path));
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    throw new Error(`no EDR found for ${requestId}`);
+    // Files follow the durable log in quiet moments; flush() writes them now.
+    await router.edr.flush();
+    const path = await locate(requestId);
+    if (!path) throw new Error(`no EDR found for ${requestId}`);
+    return JSON.parse(await Deno.readTextFile(path));
   }
 
   function recordPath(requestId: string): string {

@@ -14,6 +14,7 @@ import { dirname, join, resolve } from "node:path";
 import {
   EXIT_CODES,
   ollamaBaseUrl,
+  REPLAY_FLAGS,
   REPLAY_USAGE,
   replayPermissionArgs,
   resolveArtifactsDir,
@@ -26,14 +27,7 @@ async function main(args: string[]): Promise<number> {
       args,
       allowPositionals: true,
       strict: true,
-      options: {
-        "allow-side-effects": { type: "boolean", default: false },
-        "allow-network": { type: "boolean", default: false },
-        json: { type: "boolean", default: false },
-        all: { type: "string" },
-        artifacts: { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
+      options: { ...REPLAY_FLAGS, help: { type: "boolean", short: "h", default: false } },
     });
   } catch (error) {
     console.error(`${(error as Error).message}\n${REPLAY_USAGE}`);

@@ -75,7 +75,7 @@ function modelIndex(policy: Policy): Map<string, ModelPolicy> {
 }
 
 /** Capabilities the request needs: the contract's `requires` plus what its content implies. */
-export function requiredCapabilities(input: DecisionInput): Capability[] {
+function requiredCapabilities(input: DecisionInput): Capability[] {
   const needs = new Set<Capability>(input.contract.requires);
   const f = input.features;
   if (f.has_tools) needs.add("tool_calls");

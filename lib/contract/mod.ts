@@ -25,6 +25,5 @@ export {
   type HealthView,
   type Rejection,
   type RequestFeatures,
-  requiredCapabilities,
   type SlotView,
 } from "./decide.ts";

@@ -17,9 +17,8 @@ import {
   type ChatResult,
   type ProviderAdapter,
   type StreamEvent,
-  UpstreamError,
 } from "./types.ts";
-import { streamCutError, upstreamCall, upstreamFailure } from "./upstream_errors.ts";
+import { readJsonAnswer, streamCutError, upstreamCall, upstreamFailure } from "./upstream_errors.ts";
 
 /** The API version header value the adapter speaks. */
 export const ANTHROPIC_VERSION = "2023-06-01";
@@ -73,25 +72,7 @@ export class AnthropicAdapter implements ProviderAdapter {
   /** Runs a non-streamed Messages call. */
   async complete(request: ChatRequest, options: CallOptions): Promise<ChatResult> {
     const call = await this.#start(request, options, false);
-    let message: AnthropicResponseMessage;
-    try {
-      message = await call.response.json() as AnthropicResponseMessage;
-    } catch (error) {
-      if (error instanceof SyntaxError && !options.signal.aborted && !call.signal.aborted) {
-        // A 200 whose body is not whole JSON (a cut connection): nothing reached the client yet.
-        throw new UpstreamError("anthropic sent an incomplete or malformed answer; retry the request", {
-          status: 502,
-          code: "UPSTREAM_BAD_RESPONSE",
-          type: "server_error",
-          fallback: true,
-        });
-      }
-      throw upstreamFailure("anthropic", error, {
-        signal: options.signal,
-        afterFirstByte: false,
-        callSignal: call.signal,
-      });
-    }
+    const message = await readJsonAnswer<AnthropicResponseMessage>("anthropic", call, options);
     return fromAnthropicResponse(message, options.model);
   }
 

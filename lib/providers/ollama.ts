@@ -21,6 +21,7 @@ import {
 import {
   answerError,
   drain,
+  readJsonAnswer,
   streamCutError,
   streamError,
   upstreamCall,
@@ -245,16 +246,7 @@ export class OllamaAdapter implements ProviderAdapter {
   /** Runs a non-streamed `/api/chat` call. */
   async complete(request: ChatRequest, options: CallOptions): Promise<ChatResult> {
     const call = await this.#start(request, options, false);
-    let chunk: OllamaChunk;
-    try {
-      chunk = await call.response.json() as OllamaChunk;
-    } catch (error) {
-      throw upstreamFailure("local", error, {
-        signal: options.signal,
-        stage: "body",
-        callSignal: call.signal,
-      });
-    }
+    const chunk = await readJsonAnswer<OllamaChunk>("local", call, options);
     if (chunk.error !== undefined) throw answerError("local", errorText(chunk.error));
     const toolCalls = (chunk.message?.tool_calls ?? []).map(toToolCall);
     const text = chunk.message?.content ?? "";

@@ -17,6 +17,7 @@ import {
   answerError,
   drain,
   readErrorBody,
+  readJsonAnswer,
   streamCutError,
   streamError,
   upstreamCall,
@@ -116,16 +117,7 @@ export class OpenAIAdapter implements ProviderAdapter {
   /** Runs a non-streamed chat completion. */
   async complete(request: ChatRequest, options: CallOptions): Promise<ChatResult> {
     const call = await this.#start(request, options, false);
-    let body: OpenAIBody;
-    try {
-      body = await call.response.json() as OpenAIBody;
-    } catch (error) {
-      throw upstreamFailure("openai", error, {
-        signal: options.signal,
-        stage: "body",
-        callSignal: call.signal,
-      });
-    }
+    const body = await readJsonAnswer<OpenAIBody>("openai", call, options);
     if (body.error !== undefined && body.error !== null) {
       throw answerError("openai", readErrorBody(body).message ?? "unknown error", {
         secrets: [this.#apiKey],

@@ -319,6 +319,23 @@ export function upstreamFailure(
   return streamCutError(provider);
 }
 
+/** Reads a started call's whole JSON answer; a cut or malformed body is a fallback-worthy failure. */
+export async function readJsonAnswer<T>(
+  provider: ProviderName,
+  call: UpstreamCall,
+  options: CallOptions,
+): Promise<T> {
+  try {
+    return await call.response.json() as T;
+  } catch (error) {
+    throw upstreamFailure(provider, error, {
+      signal: options.signal,
+      stage: "body",
+      callSignal: call.signal,
+    });
+  }
+}
+
 /** A started upstream call: the 2xx response and the signal its body is read under. */
 export interface UpstreamCall {
   response: Response;

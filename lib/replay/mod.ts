@@ -53,4 +53,4 @@ export {
   type ReplayPermissionInputs,
   resolveArtifactsDir,
 } from "./launch.ts";
-export { REPLAY_USAGE, runReplayCli, type RunReplayCliOptions } from "./run_cli.ts";
+export { REPLAY_FLAGS, REPLAY_USAGE, runReplayCli, type RunReplayCliOptions } from "./run_cli.ts";

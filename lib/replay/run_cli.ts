@@ -21,6 +21,15 @@ export interface RunReplayCliOptions {
 }
 
 /** The usage text of `deno task replay`. */
+/** The flags `deno task replay` takes; the launcher and the sandboxed runner parse the same ones. */
+export const REPLAY_FLAGS = {
+  "allow-side-effects": { type: "boolean", default: false },
+  "allow-network": { type: "boolean", default: false },
+  json: { type: "boolean", default: false },
+  all: { type: "string" },
+  artifacts: { type: "string" },
+} as const;
+
 export const REPLAY_USAGE = [
   "usage: deno task replay <edr.json> [--allow-side-effects] [--allow-network] [--json] [--artifacts DIR]",
   "       deno task replay --all <dir> [--allow-side-effects] [--allow-network] [--json] [--artifacts DIR]",
@@ -39,14 +48,7 @@ export async function runReplayCli(args: string[], options: RunReplayCliOptions 
       args,
       allowPositionals: true,
       strict: true,
-      options: {
-        "allow-side-effects": { type: "boolean", default: false },
-        "allow-network": { type: "boolean", default: false },
-        json: { type: "boolean", default: false },
-        all: { type: "string" },
-        artifacts: { type: "string" },
-        "ollama-url": { type: "string" },
-      },
+      options: { ...REPLAY_FLAGS, "ollama-url": { type: "string" } },
     });
   } catch (error) {
     err(`${(error as Error).message}\n${REPLAY_USAGE}`);
