@@ -3,8 +3,57 @@
 import canonicalize from "canonicalize";
 import { createHash } from "node:crypto";
 
-/** Serializes a JSON value per RFC 8785; throws on values JSON cannot carry (undefined, NaN, cycles). */
+/** Deeper values are rare enough that the library's walk is the better path for them. */
+const MAX_FAST_DEPTH = 32;
+
+/**
+ * True when `JSON.stringify(value)` is already the RFC 8785 text: plain objects whose keys are in
+ * UTF-16 code-unit order and hold no `undefined`, arrays without holes' stand-ins, finite numbers,
+ * well-formed strings. RFC 8785 takes its string and number forms from ECMAScript's JSON.stringify,
+ * so only member order, and the values JSON.stringify would quietly drop or rewrite, can differ.
+ */
+function isCanonicallyOrdered(value: unknown, depth: number): boolean {
+  switch (typeof value) {
+    case "string":
+      return value.isWellFormed();
+    case "number":
+      return Number.isFinite(value);
+    case "boolean":
+      return true;
+    case "object": {
+      if (value === null) return true;
+      if (depth > MAX_FAST_DEPTH) return false;
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) {
+          if (!isCanonicallyOrdered(value[i], depth + 1)) return false;
+        }
+        return true;
+      }
+      const proto = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) return false;
+      let previous: string | null = null;
+      for (const key in value) {
+        if (previous !== null && !(previous < key)) return false;
+        if (!key.isWellFormed()) return false;
+        const member = (value as Record<string, unknown>)[key];
+        // JSON.stringify drops undefined members and calls toJSON; both are the library's to judge.
+        if (member === undefined || !isCanonicallyOrdered(member, depth + 1)) return false;
+        previous = key;
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+/**
+ * Serializes a JSON value per RFC 8785; throws on values JSON cannot carry (undefined, NaN, cycles).
+ * Values already in canonical member order, which is how the router builds its records, take V8's
+ * native JSON.stringify; anything else goes through the `canonicalize` library.
+ */
 export function canonicalJson(value: unknown): string {
+  if (isCanonicallyOrdered(value, 0)) return JSON.stringify(value);
   const text = canonicalize(value);
   if (text === undefined) {
     throw new TypeError("value has no JSON representation; pass a JSON object, array or primitive");

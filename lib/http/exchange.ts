@@ -119,6 +119,9 @@ export class Exchange {
       : rejected
       ? "rejected"
       : "failed";
+    // Every nested object is built with its members in RFC 8785 order, so sealing the record takes
+    // the native JSON.stringify path instead of sorting each object again (see lib/edr/canonical.ts).
+    const served = this.served;
     const draft: EdrDraft = {
       edr_version: EDR_VERSION,
       timestamp: new Date(this.receivedAtMs).toISOString(),
@@ -128,41 +131,51 @@ export class Exchange {
       contract_hash: this.contract ? contractHash(this.contract) : null,
       policy_version: policy.version,
       policy_hash: policy.hash,
-      effective_contract: this.contract,
+      effective_contract: this.contract ? orderedContract(this.contract) : null,
       decision: {
-        provider: this.served?.provider ?? null,
-        model: this.served?.model ?? null,
-        protocol: this.served?.protocol ?? null,
+        model: served?.model ?? null,
         path,
+        protocol: served?.protocol ?? null,
+        provider: served?.provider ?? null,
       },
       decision_factors: this.decision?.factors ?? [],
       constraints_applied: this.decision?.constraints ?? [],
-      candidates: this.decision?.candidates ?? [],
+      candidates:
+        this.decision?.candidates.map((c) => ({ heavy: c.heavy, model: c.model, provider: c.provider })) ??
+          [],
       decision_inputs: {
+        authority: this.authority ? orderedAuthority(this.authority) : null,
+        features: this.features ? orderedFeatures(this.features) : null,
         health: this.health ? edrHealth(this.health) : null,
-        slot: this.slotSnapshot,
-        features: this.features,
-        keys: this.keys,
-        authority: this.authority,
+        keys: { anthropic: this.keys.anthropic, openai: this.keys.openai },
+        slot: this.slotSnapshot ? orderedSlotSnapshot(this.slotSnapshot) : null,
       },
-      attempts: this.attempts,
-      slot: this.slotOutcome,
+      attempts: this.attempts.map(orderedAttempt),
+      slot: this.slotOutcome ? orderedSlotOutcome(this.slotOutcome) : null,
       input_hash: inputHash,
       output_hash: this.output ? outputHashOf(this.output) : null,
-      usage: this.usage,
+      usage: this.usage
+        ? {
+          completion_tokens: this.usage.completion_tokens,
+          prompt_tokens: this.usage.prompt_tokens,
+          total_tokens: this.usage.total_tokens,
+        }
+        : null,
       timings: {
         decide_ms: this.decideMs,
         first_byte_ms: this.firstByteMs,
         total_ms: round(performance.now() - this.startedAt),
       },
       environment: {
-        router_version: ROUTER_VERSION,
-        ollama_version: this.health?.ollama_version ?? null,
         model_digest: this.modelDigest,
-        seed: chat?.seed ?? null,
+        ollama_version: this.health?.ollama_version ?? null,
         options: chat ? samplingOptions(chat) : {},
+        router_version: ROUTER_VERSION,
+        seed: chat?.seed ?? null,
       },
-      failure: this.failure,
+      failure: this.failure
+        ? { message: this.failure.message, stage: this.failure.stage, type: this.failure.type }
+        : null,
       side_effects: "none",
       replay: {
         replayable: captured,
@@ -179,31 +192,102 @@ export function round(ms: number): number {
 }
 
 function samplingOptions(chat: ChatRequest): EdrSamplingOptions {
+  // Members in RFC 8785 order (see #draft).
   const options: EdrSamplingOptions = {};
-  if (chat.temperature !== undefined) options.temperature = chat.temperature;
-  if (chat.top_p !== undefined) options.top_p = chat.top_p;
-  if (chat.seed !== undefined) options.seed = chat.seed;
+  if (chat.frequency_penalty !== undefined) options.frequency_penalty = chat.frequency_penalty;
   const maxTokens = chat.max_completion_tokens ?? chat.max_tokens;
   if (maxTokens !== undefined) options.max_tokens = maxTokens;
-  if (chat.stop !== undefined) options.stop = chat.stop;
   if (chat.presence_penalty !== undefined) options.presence_penalty = chat.presence_penalty;
-  if (chat.frequency_penalty !== undefined) options.frequency_penalty = chat.frequency_penalty;
+  if (chat.seed !== undefined) options.seed = chat.seed;
+  if (chat.stop !== undefined) options.stop = chat.stop;
+  if (chat.temperature !== undefined) options.temperature = chat.temperature;
+  if (chat.top_p !== undefined) options.top_p = chat.top_p;
   return options;
 }
 
 /** The EDR keeps what decide() and replay read of the health snapshot (not the loaded-models list). */
 function edrHealth(snapshot: HealthView): EdrHealthSnapshot {
   return {
-    state: snapshot.state,
-    // The gate shares these arrays between snapshots and never mutates them; the record only reads them.
-    reasons: snapshot.reasons as string[],
     age_ms: snapshot.age_ms,
     circuit: snapshot.circuit,
-    ollama_version: snapshot.ollama_version,
+    installed: snapshot.installed.map((m) => ({
+      digest: m.digest,
+      name: m.name,
+      parameter_size_b: m.parameter_size_b,
+    })),
     memory_used_pct: snapshot.memory_used_pct,
+    ollama_version: snapshot.ollama_version,
+    // The gate shares these arrays between snapshots and never mutates them; the record only reads them.
+    reasons: snapshot.reasons as string[],
+    state: snapshot.state,
     swap_used_mb: snapshot.swap_used_mb,
-    installed: snapshot.installed as EdrHealthSnapshot["installed"],
   };
+}
+
+function orderedAttempt(a: EdrAttempt): EdrAttempt {
+  return {
+    duration_ms: a.duration_ms,
+    error_code: a.error_code,
+    model: a.model,
+    outcome: a.outcome,
+    provider: a.provider,
+    status: a.status,
+  };
+}
+
+function orderedAuthority(a: EdrAuthority): EdrAuthority {
+  return {
+    issued_by: a.issued_by,
+    lease_id_sha256: a.lease_id_sha256,
+    scopes: a.scopes,
+    signed: a.signed,
+    ttl: a.ttl,
+  };
+}
+
+function orderedFeatures(f: RequestFeatures): RequestFeatures {
+  return {
+    estimated_prompt_tokens: f.estimated_prompt_tokens,
+    has_images: f.has_images,
+    has_tools: f.has_tools,
+    json_mode: f.json_mode,
+    max_output_tokens: f.max_output_tokens,
+    requested_model: f.requested_model,
+    stream: f.stream,
+  };
+}
+
+function orderedSlotSnapshot(s: EdrSlotSnapshot): EdrSlotSnapshot {
+  return { busy: s.busy, max_queue: s.max_queue, queue_depth: s.queue_depth, when_busy: s.when_busy };
+}
+
+function orderedSlotOutcome(s: EdrSlotOutcome): EdrSlotOutcome {
+  return {
+    heavy: s.heavy,
+    outcome: s.outcome,
+    queue_depth_at_entry: s.queue_depth_at_entry,
+    waited_ms: s.waited_ms,
+  };
+}
+
+const orderedContracts = new WeakMap<EffectiveContract, EffectiveContract>();
+
+/** Most requests share the policy's default contract object, so its ordered copy is made once. */
+function orderedContract(contract: EffectiveContract): EffectiveContract {
+  let ordered = orderedContracts.get(contract);
+  if (ordered === undefined) {
+    ordered = {
+      authority_required: contract.authority_required,
+      classification: contract.classification,
+      latency: contract.latency,
+      max_cost_usd: contract.max_cost_usd,
+      model_preferences: contract.model_preferences,
+      provider_allowlist: contract.provider_allowlist,
+      requires: contract.requires,
+    };
+    orderedContracts.set(contract, ordered);
+  }
+  return ordered;
 }
 
 const contractHashes = new WeakMap<EffectiveContract, string>();

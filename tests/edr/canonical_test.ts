@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import canonicalize from "canonicalize";
+import fc from "fast-check";
 import { canonicalJson, hashCanonical, sha256Hex } from "../../lib/edr/mod.ts";
 
 function fromIeee(hex: string): number {
@@ -92,6 +94,33 @@ Deno.test("canonical JSON follows RFC 8785", async (t) => {
 
   await t.step("nested objects sort at every level and arrays keep their order", () => {
     assert.equal(canonicalJson({ b: [3, { z: 1, a: 2 }], a: null }), '{"a":null,"b":[3,{"a":2,"z":1}]}');
+  });
+});
+
+Deno.test("the native fast path agrees with the canonicalize library on every input", async (t) => {
+  await t.step("random JSON values, including ones whose keys are already in order", () => {
+    const sortedDeep = (value: unknown): unknown => JSON.parse(canonicalize(value)!);
+    fc.assert(
+      fc.property(fc.jsonValue(), fc.boolean(), (value, presort) => {
+        const input = presort ? sortedDeep(value) : value;
+        assert.equal(canonicalJson(input), canonicalize(input));
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  await t.step("integer-like keys, which JavaScript enumerates first, still sort as strings", () => {
+    assert.equal(canonicalJson({ "10": 1, "9": 2, a: 3 }), '{"10":1,"9":2,"a":3}');
+  });
+
+  await t.step("values JSON.stringify would rewrite are left to the library", () => {
+    assert.throws(() => canonicalJson({ a: "\ud800" }), /surrogate/i);
+    assert.throws(() => canonicalJson({ ["\udc00"]: 1 }), /surrogate/i);
+    assert.equal(canonicalJson({ a: undefined, b: 1 }), '{"b":1}');
+    assert.equal(canonicalJson({ at: new Date(0) }), '{"at":"1970-01-01T00:00:00.000Z"}');
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    assert.throws(() => canonicalJson(cyclic), /circular/i);
   });
 });
 
