@@ -4,10 +4,12 @@ import { EdrWriter, writePolicySnapshot } from "../edr/mod.ts";
 import { HealthGate, type HealthGateOptions } from "../health/mod.ts";
 import {
   AnthropicAdapter,
+  Http1Agent,
   OllamaAdapter,
   OpenAIAdapter,
   type ProviderAdapter,
   type ProviderName,
+  routedUpstreamFetch,
 } from "../providers/mod.ts";
 import { HeavySlot } from "../slot/mod.ts";
 import { ChatHandler } from "./chat_handler.ts";
@@ -69,17 +71,26 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
     ...options.health,
   });
   const slot = new HeavySlot(policy.slot);
+  // Plain-http upstreams (Ollama, a LAN OpenAI-compatible server) go through our keep-alive HTTP/1.1
+  // client, the cheapest transport measured; https goes through fetch.
+  const http1 = new Http1Agent();
+  const upstreamFetch = routedUpstreamFetch(http1);
   const adapters: Partial<Record<ProviderName, ProviderAdapter>> = {
-    local: new OllamaAdapter({ baseUrl: config.ollamaUrl }),
+    local: new OllamaAdapter({ baseUrl: config.ollamaUrl, fetch: upstreamFetch }),
   };
   if (config.anthropicApiKey) {
     adapters.anthropic = new AnthropicAdapter({
       baseUrl: config.anthropicBaseUrl,
       apiKey: config.anthropicApiKey,
+      fetch: upstreamFetch,
     });
   }
   if (config.openaiApiKey) {
-    adapters.openai = new OpenAIAdapter({ baseUrl: config.openaiBaseUrl, apiKey: config.openaiApiKey });
+    adapters.openai = new OpenAIAdapter({
+      baseUrl: config.openaiBaseUrl,
+      apiKey: config.openaiApiKey,
+      fetch: upstreamFetch,
+    });
   }
   Object.assign(adapters, options.adapters);
   const secrets = options.secrets ?? {};
@@ -121,6 +132,7 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
     close() {
       closing ??= (async () => {
         await server.shutdown();
+        http1.close();
         await health.stop();
         await edr.close();
         await leases.close();

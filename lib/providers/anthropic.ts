@@ -4,6 +4,7 @@
  * 413 stay client errors, 401/403 → 502, 429 and 529 and 5xx fall back) in `upstream_errors.ts`.
  */
 
+import type { UpstreamFetch } from "./http1_client.ts";
 import { toAnthropicRequest } from "./anthropic_request.ts";
 import {
   anthropicEventsToStream,
@@ -30,7 +31,7 @@ export interface AnthropicAdapterOptions {
   /** Sent as `x-api-key`; never logged or echoed. */
   apiKey: string;
   /** The fetch to use (tests inject one); defaults to the global fetch. */
-  fetch?: typeof fetch;
+  fetch?: UpstreamFetch;
 }
 
 /** The Anthropic provider adapter (`/v1/messages`). */
@@ -41,7 +42,7 @@ export class AnthropicAdapter implements ProviderAdapter {
   readonly protocol = "anthropic_messages" as const;
   #baseUrl: string;
   #apiKey: string;
-  #fetch?: typeof fetch;
+  #fetch?: UpstreamFetch;
 
   /** Builds an adapter for the Anthropic API at `baseUrl`. */
   constructor(options: AnthropicAdapterOptions) {

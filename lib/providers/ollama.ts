@@ -3,6 +3,7 @@
  * shape (system messages, bare base64 images, tool-call arguments as objects, `options`) and its
  * JSON or NDJSON answers back into canonical results and events.
  */
+import type { UpstreamFetch } from "./http1_client.ts";
 import { createHash } from "node:crypto";
 import { parseNdjson } from "./ndjson.ts";
 import {
@@ -33,7 +34,7 @@ export interface OllamaAdapterOptions {
   /** Ollama's base URL (`http://host:port`; a bare `host:port` is accepted, as `OLLAMA_HOST` allows). */
   baseUrl: string;
   /** The fetch to use (tests inject one); defaults to the global fetch. */
-  fetch?: typeof fetch;
+  fetch?: UpstreamFetch;
 }
 
 /** One message in Ollama's `/api/chat` shape. */
@@ -223,7 +224,7 @@ export class OllamaAdapter implements ProviderAdapter {
   /** Always `ollama_chat`. */
   readonly protocol = "ollama_chat" as const;
   #baseUrl: string;
-  #fetch?: typeof fetch;
+  #fetch?: UpstreamFetch;
 
   /** Builds an adapter for the Ollama host at `baseUrl`. */
   constructor(options: OllamaAdapterOptions) {

@@ -2,6 +2,7 @@
  * The OpenAI provider: `POST {baseUrl}/chat/completions`. Our canonical request already is OpenAI's
  * shape, so the request passes through; answers and SSE chunks become canonical results and events.
  */
+import type { UpstreamFetch } from "./http1_client.ts";
 import { parseSse } from "./sse.ts";
 import type {
   CallOptions,
@@ -31,7 +32,7 @@ export interface OpenAIAdapterOptions {
   /** The router's OpenAI API key. */
   apiKey: string;
   /** The fetch to use (tests inject one); defaults to the global fetch. */
-  fetch?: typeof fetch;
+  fetch?: UpstreamFetch;
 }
 
 interface OpenAIToolCallDelta {
@@ -93,7 +94,7 @@ export class OpenAIAdapter implements ProviderAdapter {
   readonly protocol = "openai_chat" as const;
   #baseUrl: string;
   #apiKey: string;
-  #fetch?: typeof fetch;
+  #fetch?: UpstreamFetch;
 
   /** Builds an adapter for the OpenAI-compatible endpoint at `baseUrl`. */
   constructor(options: OpenAIAdapterOptions) {

@@ -3,6 +3,7 @@
  * `UpstreamError`s that say what our client should see and whether the next candidate may try.
  * Shared by every provider adapter.
  */
+import type { UpstreamFetch, UpstreamInit, UpstreamResponse } from "./http1_client.ts";
 import { type CallOptions, type ProviderName, UpstreamError } from "./types.ts";
 
 const LABELS: Record<ProviderName, string> = { local: "ollama", openai: "openai", anthropic: "anthropic" };
@@ -11,8 +12,8 @@ const LABELS: Record<ProviderName, string> = { local: "ollama", openai: "openai"
 export interface UpstreamFetchOptions extends CallOptions {
   /** Which provider is being called, for error mapping. */
   provider: ProviderName;
-  /** The fetch to use (tests inject one); defaults to the global fetch. */
-  fetch?: typeof fetch;
+  /** The transport to use (the server passes its HTTP/1.1 agent; tests inject fakes); defaults to the global fetch. */
+  fetch?: UpstreamFetch;
   /** Secrets (API keys) to scrub from any upstream message before it reaches the client. */
   secrets?: string[];
 }
@@ -338,7 +339,7 @@ export async function readJsonAnswer<T>(
 
 /** A started upstream call: the 2xx response and the signal its body is read under. */
 export interface UpstreamCall {
-  response: Response;
+  response: UpstreamResponse;
   /** Aborts on the caller's signal or the total timeout; pass it to `upstreamFailure` as `callSignal`. */
   signal: AbortSignal;
 }
@@ -349,7 +350,7 @@ export interface UpstreamCall {
  */
 export async function upstreamCall(
   url: string,
-  init: RequestInit,
+  init: UpstreamInit,
   options: UpstreamFetchOptions,
 ): Promise<UpstreamCall> {
   if (options.signal.aborted) throw clientAbortedError();
@@ -368,7 +369,7 @@ export async function upstreamCall(
   }, { once: true });
   const signal = call.signal;
   const firstByteTimer = setTimeout(() => call.abort(FIRST_BYTE_TIMEOUT), options.firstByteTimeoutMs);
-  let response: Response;
+  let response: UpstreamResponse;
   try {
     response = await (options.fetch ?? fetch)(url, { ...init, signal });
   } catch (error) {
@@ -408,9 +409,9 @@ export async function upstreamCall(
  */
 export async function upstreamFetch(
   url: string,
-  init: RequestInit,
+  init: UpstreamInit,
   options: UpstreamFetchOptions,
-): Promise<Response> {
+): Promise<UpstreamResponse> {
   return (await upstreamCall(url, init, options)).response;
 }
 

@@ -14,7 +14,7 @@ import {
   validateEdr,
 } from "../edr/mod.ts";
 import { decide, policySchema } from "../contract/mod.ts";
-import { type ChatRequest, OllamaAdapter } from "../providers/mod.ts";
+import { type ChatRequest, OllamaAdapter, type UpstreamFetch } from "../providers/mod.ts";
 import { ROUTER_VERSION } from "../version.ts";
 import { isInside, reportPathOf, resolvePointer } from "./paths.ts";
 import { REASON_CODES, type ReasonCode, type ReplayStatus } from "./reason_codes.ts";
@@ -489,7 +489,7 @@ async function reExecute(
   if (record.environment.seed !== null) recordedOptions.seed = record.environment.seed;
   // The adapter speaks canonical fields only; the recorded options are Ollama's own names and may
   // include ones a ChatRequest cannot carry (num_ctx, top_k, …), so they are merged into the wire body.
-  const patchedFetch: typeof fetch = (url, init) => {
+  const patchedFetch: UpstreamFetch = (url, init) => {
     if (init?.body !== undefined && typeof init.body === "string") {
       const body = JSON.parse(init.body) as { options?: Record<string, unknown> };
       body.options = { ...(body.options ?? {}), ...recordedOptions };
