@@ -13,6 +13,7 @@ const scope = globalThis as unknown as {
 };
 
 const madeDirs = new Set<string>();
+const NEWLINE = 0x0a;
 let counter = 0;
 
 function exists(path: string): boolean {
@@ -25,7 +26,7 @@ function exists(path: string): boolean {
   }
 }
 
-function createAtomically(tmpDir: string, path: string, text: string, checkFirst: boolean): boolean {
+function createAtomically(tmpDir: string, path: string, content: Uint8Array, checkFirst: boolean): boolean {
   if (checkFirst && exists(path)) return false;
   const dir = path.slice(0, path.lastIndexOf("/"));
   if (!madeDirs.has(dir)) {
@@ -33,7 +34,7 @@ function createAtomically(tmpDir: string, path: string, text: string, checkFirst
     madeDirs.add(dir);
   }
   const tmp = `${tmpDir}/${Deno.pid}-w${++counter}.part`;
-  Deno.writeTextFileSync(tmp, text, { createNew: true });
+  Deno.writeFileSync(tmp, content, { createNew: true });
   try {
     Deno.linkSync(tmp, path);
     return true;
@@ -50,24 +51,39 @@ function createAtomically(tmpDir: string, path: string, text: string, checkFirst
   }
 }
 
-function run(tmpDir: string, job: MaterializeJob, checkFirst: boolean, reply: MaterializeReply): void {
+/** The record's text and the newline its file ends with. */
+function recordFile(bytes: Uint8Array, job: MaterializeJob): Uint8Array {
+  const content = new Uint8Array(job.textEnd - job.textStart + 1);
+  content.set(bytes.subarray(job.textStart, job.textEnd));
+  content[content.length - 1] = NEWLINE;
+  return content;
+}
+
+function run(
+  tmpDir: string,
+  bytes: Uint8Array,
+  job: MaterializeJob,
+  checkFirst: boolean,
+  reply: MaterializeReply,
+): void {
   try {
-    if (createAtomically(tmpDir, job.path, job.text, checkFirst)) reply.files++;
+    if (createAtomically(tmpDir, job.path, recordFile(bytes, job), checkFirst)) reply.files++;
   } catch (error) {
     reply.errors.push({ sequence: job.sequence, inputHash: job.inputHash, reason: String(error) });
     return;
   }
-  if (job.inputPath === null || job.inputText === null) return;
+  if (job.inputPath === null) return;
   try {
-    if (createAtomically(tmpDir, job.inputPath, job.inputText, true)) reply.inputs++;
+    const input = bytes.subarray(job.inputStart, job.inputEnd);
+    if (createAtomically(tmpDir, job.inputPath, input, true)) reply.inputs++;
   } catch (error) {
     reply.errors.push({ sequence: job.sequence, inputHash: job.inputHash, reason: String(error) });
   }
 }
 
 scope.onmessage = (event) => {
-  const { id, tmpDir, jobs, checkFirst } = event.data;
+  const { id, tmpDir, bytes, jobs, checkFirst } = event.data;
   const reply: MaterializeReply = { id, files: 0, inputs: 0, errors: [] };
-  for (const job of jobs) run(tmpDir, job, checkFirst, reply);
+  for (const job of jobs) run(tmpDir, bytes, job, checkFirst, reply);
   scope.postMessage(reply);
 };

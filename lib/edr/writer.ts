@@ -9,6 +9,7 @@
 import { canonicalJson, sha256Hex } from "./canonical.ts";
 import { computeEdrHash, edrDay, edrPath, sealDraft } from "./hashes.ts";
 import type { MaterializeJob, MaterializeReply } from "./materializer_protocol.ts";
+import { Utf8Builder } from "./utf8_builder.ts";
 import { validateEdr } from "./schema.ts";
 import type { EdrDraft, EdrRecord } from "./types.ts";
 
@@ -106,6 +107,16 @@ interface Pending {
   inputHash: string | null;
   resolve: (record: EdrRecord) => void;
   reject: (error: unknown) => void;
+  /** Where `text` landed in its day's WAL bytes, once appended. */
+  textRange?: [number, number];
+  /** Where `inputText` landed in the WAL bytes, when this line carried it. */
+  inputRange?: [number, number];
+}
+
+/** Jobs whose texts are byte ranges of `bytes` (one WAL batch for one day). */
+interface JobBatch {
+  bytes: Uint8Array<ArrayBuffer>;
+  jobs: MaterializeJob[];
 }
 
 interface WalHandle {
@@ -213,7 +224,8 @@ export class EdrWriter {
   #nextJobId = 0;
   readonly #idleMs: number;
   readonly #maxDeferred: number;
-  #deferred: MaterializeJob[] = [];
+  #deferred: JobBatch[] = [];
+  #deferredCount = 0;
   #idleTimer: ReturnType<typeof setTimeout> | null = null;
   #lastDurableAt = 0;
   #inflight = new Map<number, { count: number; resolve: (reply: MaterializeReply) => void }>();
@@ -322,7 +334,7 @@ export class EdrWriter {
     return {
       ...this.#stats,
       pending_wal: this.#queue.length,
-      pending_materialize: this.#backlog() + this.#deferred.length,
+      pending_materialize: this.#backlog() + this.#deferredCount,
       broken: this.#broken !== null,
       recovery: { ...this.#recovery },
     };
@@ -374,8 +386,9 @@ export class EdrWriter {
         }
         const batch = this.#queue;
         this.#queue = [];
+        let walBytes: Map<string, Utf8Builder>;
         try {
-          await this.#append(batch);
+          walBytes = await this.#append(batch);
         } catch (error) {
           this.#fail(batch, error);
           continue;
@@ -387,7 +400,7 @@ export class EdrWriter {
           this.#durable.set(p.day, { sequence: p.record.sequence, edrHash: p.record.edr_hash });
         }
         for (const p of batch) p.resolve(p.record);
-        this.#materializeLater(batch);
+        this.#materializeLater(batch, walBytes);
       }
     } finally {
       this.#running = false;
@@ -417,25 +430,32 @@ export class EdrWriter {
     for (const p of rest) p.reject(failure);
   }
 
-  async #append(batch: Pending[]): Promise<void> {
-    const byDay = new Map<string, string[]>();
+  async #append(batch: Pending[]): Promise<Map<string, Utf8Builder>> {
+    const byDay = new Map<string, Utf8Builder>();
     // An input already in the log is durable there; repeating it would only grow the log and the sync.
     const newInputs = new Set<string>();
     for (const p of batch) {
       const logInput = p.inputText !== null && !this.#walInputs.has(p.inputHash!) &&
         !newInputs.has(p.inputHash!);
       if (logInput) newInputs.add(p.inputHash!);
-      const line = logInput ? `{"input":${p.inputText},"record":${p.text}}` : `{"record":${p.text}}`;
-      let lines = byDay.get(p.day);
-      if (!lines) byDay.set(p.day, lines = []);
-      lines.push(line);
+      let bytes = byDay.get(p.day);
+      if (!bytes) byDay.set(p.day, bytes = new Utf8Builder(batch.length * 4096));
+      if (logInput) {
+        bytes.append('{"input":');
+        p.inputRange = bytes.append(p.inputText!);
+        bytes.append(',"record":');
+      } else {
+        bytes.append('{"record":');
+      }
+      p.textRange = bytes.append(p.text);
+      bytes.append("}\n");
     }
     this.#closeIdleWal(byDay);
     const written: Array<{ day: string; handle: WalHandle; before: number }> = [];
     try {
-      for (const [day, lines] of byDay) {
+      for (const [day, builder] of byDay) {
         const handle = await this.#walHandle(day);
-        const bytes = encoder.encode(lines.join("\n") + "\n");
+        const bytes = builder.view();
         written.push({ day, handle, before: handle.size });
         writeAll(handle.file, bytes);
         handle.size += bytes.length;
@@ -446,6 +466,7 @@ export class EdrWriter {
       throw error;
     }
     for (const hash of newInputs) this.#walInputs.add(hash);
+    return byDay;
   }
 
   async #rollback(
@@ -528,12 +549,15 @@ export class EdrWriter {
     return worker;
   }
 
-  #post(jobs: MaterializeJob[], checkFirst: boolean): Promise<MaterializeReply> {
+  #post({ bytes, jobs }: JobBatch, checkFirst: boolean): Promise<MaterializeReply> {
     const id = ++this.#nextJobId;
     const done = Promise.withResolvers<MaterializeReply>();
     this.#inflight.set(id, { count: jobs.length, resolve: done.resolve });
     this.#backlogCount += jobs.length;
-    this.#materializer().postMessage({ id, tmpDir: `${this.#dir}/tmp`, jobs, checkFirst });
+    // The buffer belongs to this batch alone, so it moves to the worker instead of being copied.
+    this.#materializer().postMessage({ id, tmpDir: `${this.#dir}/tmp`, bytes, jobs, checkFirst }, [
+      bytes.buffer,
+    ]);
     return done.promise;
   }
 
@@ -589,28 +613,57 @@ export class EdrWriter {
     }
   }
 
-  #job(record: EdrRecord, text: string, inputText: string | null, inputHash: string | null): MaterializeJob {
-    const withInput = inputText !== null && inputHash !== null && !this.#knownInputs.has(inputHash);
-    if (withInput) this.#knownInputs.add(inputHash!);
+  /**
+   * A job for one record whose text is `textRange` of `bytes`. Its captured input comes along unless it
+   * is already on disk or queued; when this batch's WAL bytes do not carry it, it is appended past them.
+   */
+  #job(
+    record: EdrRecord,
+    bytes: Utf8Builder,
+    textRange: [number, number],
+    input: { text: string; hash: string; range?: [number, number] } | null,
+  ): MaterializeJob {
+    const withInput = input !== null && !this.#knownInputs.has(input.hash);
+    let inputRange: [number, number] = [0, 0];
+    if (withInput) {
+      this.#knownInputs.add(input.hash);
+      inputRange = input.range ?? bytes.append(input.text);
+    }
     return {
       sequence: record.sequence,
       path: `${this.#dir}/${edrPath(record)}`,
-      text: text + "\n",
-      inputPath: withInput ? `${this.#dir}/inputs/${inputHash}.json` : null,
-      inputText: withInput ? inputText : null,
-      inputHash: withInput ? inputHash : null,
+      textStart: textRange[0],
+      textEnd: textRange[1],
+      inputPath: withInput ? `${this.#dir}/inputs/${input.hash}.json` : null,
+      inputStart: inputRange[0],
+      inputEnd: inputRange[1],
+      inputHash: withInput ? input.hash : null,
     };
   }
 
-  #materializeLater(batch: Pending[]): void {
-    const jobs = batch.map((p) => this.#job(p.record, p.text, p.inputText, p.inputHash));
-    if (this.#idleMs === 0 || this.#closed) {
-      this.#postJobs(jobs);
-      return;
+  #materializeLater(batch: Pending[], walBytes: Map<string, Utf8Builder>): void {
+    const jobsByDay = new Map<string, MaterializeJob[]>();
+    for (const p of batch) {
+      const bytes = walBytes.get(p.day)!;
+      const input = p.inputText === null
+        ? null
+        : { text: p.inputText, hash: p.inputHash!, range: p.inputRange };
+      let jobs = jobsByDay.get(p.day);
+      if (!jobs) jobsByDay.set(p.day, jobs = []);
+      jobs.push(this.#job(p.record, bytes, p.textRange!, input));
     }
-    for (const job of jobs) this.#deferred.push(job);
+    for (const [day, jobs] of jobsByDay) {
+      const jobBatch = { bytes: walBytes.get(day)!.finish(), jobs };
+      if (this.#idleMs === 0 || this.#closed) {
+        this.#postJobs(jobBatch);
+        continue;
+      }
+      this.#deferred.push(jobBatch);
+      this.#deferredCount += jobs.length;
+    }
+    if (this.#idleMs === 0 || this.#closed) return;
     this.#lastDurableAt = performance.now();
-    if (this.#deferred.length >= this.#maxDeferred) this.#postDeferred();
+    if (this.#deferredCount >= this.#maxDeferred) this.#postDeferred();
     else if (this.#idleTimer === null) this.#scheduleIdleCheck(this.#idleMs);
   }
 
@@ -631,14 +684,14 @@ export class EdrWriter {
       clearTimeout(this.#idleTimer);
       this.#idleTimer = null;
     }
-    if (this.#deferred.length === 0) return;
-    const jobs = this.#deferred;
+    const batches = this.#deferred;
     this.#deferred = [];
-    this.#postJobs(jobs);
+    this.#deferredCount = 0;
+    for (const batch of batches) this.#postJobs(batch);
   }
 
-  #postJobs(jobs: MaterializeJob[]): void {
-    this.#post(jobs, false).then((reply) => {
+  #postJobs(batch: JobBatch): void {
+    this.#post(batch, false).then((reply) => {
       this.#stats.materialized += reply.files;
       this.#stats.inputs_written += reply.inputs;
       if (reply.errors.length === 0) return;
@@ -749,13 +802,20 @@ export class EdrWriter {
     this.#recovery.records += entries.length;
     const replies: Promise<MaterializeReply>[] = [];
     for (let i = 0; i < entries.length; i += 1024) {
+      const bytes = new Utf8Builder();
       const jobs = entries.slice(i, i + 1024).map(({ record, input }) => {
         const inputText = input === undefined ? null : canonicalJson(input);
         const inputHash = inputText === null ? null : sha256Hex(inputText);
         if (inputHash !== null) this.#walInputs.add(inputHash);
-        return this.#job(record, canonicalJson(record), inputText, inputHash);
+        const textRange = bytes.append(canonicalJson(record));
+        return this.#job(
+          record,
+          bytes,
+          textRange,
+          inputText === null ? null : { text: inputText, hash: inputHash! },
+        );
       });
-      replies.push(this.#post(jobs, true));
+      replies.push(this.#post({ bytes: bytes.finish(), jobs }, true));
     }
     for (const reply of await Promise.all(replies)) {
       this.#recovery.files_restored += reply.files;
