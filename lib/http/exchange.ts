@@ -140,27 +140,19 @@ export class Exchange {
       },
       decision_factors: this.decision?.factors ?? [],
       constraints_applied: this.decision?.constraints ?? [],
-      candidates:
-        this.decision?.candidates.map((c) => ({ heavy: c.heavy, model: c.model, provider: c.provider })) ??
-          [],
+      candidates: this.decision?.candidates.map(orderedCopy) ?? [],
       decision_inputs: {
-        authority: this.authority ? orderedAuthority(this.authority) : null,
-        features: this.features ? orderedFeatures(this.features) : null,
+        authority: this.authority ? orderedCopy(this.authority) : null,
+        features: this.features ? orderedCopy(this.features) : null,
         health: this.health ? edrHealth(this.health) : null,
         keys: { anthropic: this.keys.anthropic, openai: this.keys.openai },
-        slot: this.slotSnapshot ? orderedSlotSnapshot(this.slotSnapshot) : null,
+        slot: this.slotSnapshot ? orderedCopy(this.slotSnapshot) : null,
       },
-      attempts: this.attempts.map(orderedAttempt),
-      slot: this.slotOutcome ? orderedSlotOutcome(this.slotOutcome) : null,
+      attempts: this.attempts.map(orderedCopy),
+      slot: this.slotOutcome ? orderedCopy(this.slotOutcome) : null,
       input_hash: inputHash,
       output_hash: this.output ? outputHashOf(this.output) : null,
-      usage: this.usage
-        ? {
-          completion_tokens: this.usage.completion_tokens,
-          prompt_tokens: this.usage.prompt_tokens,
-          total_tokens: this.usage.total_tokens,
-        }
-        : null,
+      usage: this.usage ? orderedCopy(this.usage) : null,
       timings: {
         decide_ms: this.decideMs,
         first_byte_ms: this.firstByteMs,
@@ -173,9 +165,7 @@ export class Exchange {
         router_version: ROUTER_VERSION,
         seed: chat?.seed ?? null,
       },
-      failure: this.failure
-        ? { message: this.failure.message, stage: this.failure.stage, type: this.failure.type }
-        : null,
+      failure: this.failure ? orderedCopy(this.failure) : null,
       side_effects: "none",
       replay: {
         replayable: captured,
@@ -210,11 +200,7 @@ function edrHealth(snapshot: HealthView): EdrHealthSnapshot {
   return {
     age_ms: snapshot.age_ms,
     circuit: snapshot.circuit,
-    installed: snapshot.installed.map((m) => ({
-      digest: m.digest,
-      name: m.name,
-      parameter_size_b: m.parameter_size_b,
-    })),
+    installed: snapshot.installed.map(orderedCopy),
     memory_used_pct: snapshot.memory_used_pct,
     ollama_version: snapshot.ollama_version,
     // The gate shares these arrays between snapshots and never mutates them; the record only reads them.
@@ -224,50 +210,14 @@ function edrHealth(snapshot: HealthView): EdrHealthSnapshot {
   };
 }
 
-function orderedAttempt(a: EdrAttempt): EdrAttempt {
-  return {
-    duration_ms: a.duration_ms,
-    error_code: a.error_code,
-    model: a.model,
-    outcome: a.outcome,
-    provider: a.provider,
-    status: a.status,
-  };
-}
-
-function orderedAuthority(a: EdrAuthority): EdrAuthority {
-  return {
-    issued_by: a.issued_by,
-    lease_id_sha256: a.lease_id_sha256,
-    scopes: a.scopes,
-    signed: a.signed,
-    ttl: a.ttl,
-  };
-}
-
-function orderedFeatures(f: RequestFeatures): RequestFeatures {
-  return {
-    estimated_prompt_tokens: f.estimated_prompt_tokens,
-    has_images: f.has_images,
-    has_tools: f.has_tools,
-    json_mode: f.json_mode,
-    max_output_tokens: f.max_output_tokens,
-    requested_model: f.requested_model,
-    stream: f.stream,
-  };
-}
-
-function orderedSlotSnapshot(s: EdrSlotSnapshot): EdrSlotSnapshot {
-  return { busy: s.busy, max_queue: s.max_queue, queue_depth: s.queue_depth, when_busy: s.when_busy };
-}
-
-function orderedSlotOutcome(s: EdrSlotOutcome): EdrSlotOutcome {
-  return {
-    heavy: s.heavy,
-    outcome: s.outcome,
-    queue_depth_at_entry: s.queue_depth_at_entry,
-    waited_ms: s.waited_ms,
-  };
+/**
+ * A copy of a flat record object with its members in RFC 8785 order, so sealing takes the native
+ * JSON.stringify path (see lib/edr/canonical.ts). Same members as the original, only reordered.
+ */
+function orderedCopy<T extends object>(value: T): T {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(value).sort()) out[key] = (value as Record<string, unknown>)[key];
+  return out as T;
 }
 
 const orderedContracts = new WeakMap<EffectiveContract, EffectiveContract>();
@@ -276,15 +226,7 @@ const orderedContracts = new WeakMap<EffectiveContract, EffectiveContract>();
 function orderedContract(contract: EffectiveContract): EffectiveContract {
   let ordered = orderedContracts.get(contract);
   if (ordered === undefined) {
-    ordered = {
-      authority_required: contract.authority_required,
-      classification: contract.classification,
-      latency: contract.latency,
-      max_cost_usd: contract.max_cost_usd,
-      model_preferences: contract.model_preferences,
-      provider_allowlist: contract.provider_allowlist,
-      requires: contract.requires,
-    };
+    ordered = orderedCopy(contract);
     orderedContracts.set(contract, ordered);
   }
   return ordered;

@@ -452,8 +452,7 @@ export class Http1Agent {
       if (!(error instanceof StaleConnection)) throw error;
       // The server closed the idle socket before reading our request: a fresh connection is safe.
       connection = await this.#connect(target, signal);
-      const response = await this.#exchange(connection, method, request, signal);
-      return response;
+      return await this.#exchange(connection, method, request, signal);
     }
   };
 
