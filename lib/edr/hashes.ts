@@ -60,14 +60,15 @@ function normalizeArguments(args: unknown): string {
  * empty text content counts as null because providers differ in how they say "no text".
  */
 export function outputHashOf(output: OutputForHash): string {
+  // Members in RFC 8785 order, so canonicalJson takes its native path.
   const toolCalls = (output.tool_calls ?? []).map((call) => {
     const fn = "function" in call ? call.function : call;
-    return { name: fn.name, arguments: normalizeArguments(fn.arguments) };
+    return { arguments: normalizeArguments(fn.arguments), name: fn.name };
   });
   return hashCanonical({
     content: output.content === "" ? null : output.content,
-    tool_calls: toolCalls,
     finish_reason: output.finish_reason,
+    tool_calls: toolCalls,
   });
 }
 

@@ -1,0 +1,104 @@
+import assert from "node:assert/strict";
+import { canonicalJson } from "../../lib/edr/mod.ts";
+import { chatRequestSchema, withoutNullFields } from "../../lib/http/chat_request_schema.ts";
+
+function parse(body: Record<string, unknown>) {
+  return chatRequestSchema.safeParse(withoutNullFields(body));
+}
+
+const richBody = {
+  model: "auto",
+  messages: [
+    { role: "system", content: "Be brief." },
+    {
+      role: "user",
+      content: [
+        { type: "text", text: "What is in this image?" },
+        { type: "image_url", image_url: { url: "data:image/png;base64,AAAA", detail: "low" } },
+      ],
+    },
+    {
+      role: "assistant",
+      tool_calls: [{ id: "call_1", type: "function", function: { name: "lookup", arguments: '{"q":"x"}' } }],
+    },
+    { role: "tool", tool_call_id: "call_1", content: "found" },
+  ],
+  tools: [{
+    type: "function",
+    function: { name: "lookup", description: "Looks up", parameters: { properties: {}, type: "object" } },
+  }],
+  tool_choice: { type: "function", function: { name: "lookup" } },
+  response_format: { type: "json_schema", json_schema: { name: "answer", schema: { type: "object" } } },
+  temperature: 0.2,
+  top_p: 0.9,
+  seed: 7,
+  stop: ["\n\n"],
+  max_completion_tokens: 64,
+  stream: true,
+  stream_options: { include_usage: true },
+  user: "u1",
+};
+
+Deno.test("chat request schema", async (t) => {
+  await t.step("null settings, as SDKs send them, read as not set", () => {
+    const result = parse({
+      messages: [{ role: "user", content: "hi" }],
+      temperature: null,
+      top_p: null,
+      n: null,
+      stop: null,
+      seed: null,
+      max_tokens: null,
+      max_completion_tokens: null,
+      presence_penalty: null,
+      frequency_penalty: null,
+      stream: null,
+      stream_options: null,
+      tools: [{ type: "function", function: { name: "f", strict: null } }],
+      response_format: { type: "json_schema", json_schema: { name: "a", strict: null } },
+    });
+    assert.ok(result.success, JSON.stringify(!result.success && result.error.issues));
+    assert.deepEqual(result.data, {
+      messages: [{ content: "hi", role: "user" }],
+      response_format: { json_schema: { name: "a" }, type: "json_schema" },
+      tools: [{ function: { name: "f" }, type: "function" }],
+    });
+  });
+
+  await t.step("the caller's body is left as it was", () => {
+    const body = { messages: [{ role: "user", content: "hi" }], temperature: null };
+    parse(body);
+    assert.deepEqual(body, { messages: [{ role: "user", content: "hi" }], temperature: null });
+  });
+
+  await t.step("an assistant turn without content reads as content null", () => {
+    const result = parse(richBody);
+    assert.ok(result.success);
+    assert.equal(result.data.messages[2].content, null);
+  });
+
+  await t.step("a parsed request is already in RFC 8785 member order", () => {
+    // The input hash relies on this to take JSON.stringify instead of re-sorting every object.
+    const result = parse(richBody);
+    assert.ok(result.success);
+    assert.equal(JSON.stringify(result.data), canonicalJson(result.data));
+    const minimal = parse({ model: "m", messages: [{ role: "user", content: "hi" }] });
+    assert.ok(minimal.success);
+    assert.equal(JSON.stringify(minimal.data), canonicalJson(minimal.data));
+  });
+
+  await t.step("a bad setting is rejected at its own path", () => {
+    const cases: Array<[Record<string, unknown>, string]> = [
+      [{ temperature: 3 }, "temperature"],
+      [{ stop: ["a", "b", "c", "d", "e"] }, "stop"],
+      [{ stream: "yes" }, "stream"],
+      [{ tools: [{ type: "function", function: { name: "bad name" } }] }, "tools.0.function.name"],
+      [{ tools: [{ type: "function", function: { name: "f", strict: "no" } }] }, "tools.0.function.strict"],
+    ];
+    for (const [extra, path] of cases) {
+      const result = parse({ messages: [{ role: "user", content: "hi" }], ...extra });
+      assert.ok(!result.success, `${path} should be rejected`);
+      assert.equal(result.error.issues[0].path.join("."), path);
+    }
+  });
+});
