@@ -85,8 +85,12 @@ export function edrDay(timestamp: string): string {
 
 /** Path of a record's file relative to the artifacts dir: `edr/YYYY/MM/DD/<decision_core_hash>.json`. */
 export function edrPath(record: Pick<EdrRecord, "timestamp" | "decision_core_hash">): string {
-  const day = edrDay(record.timestamp);
-  return `edr/${day.slice(0, 4)}/${day.slice(5, 7)}/${day.slice(8, 10)}/${record.decision_core_hash}.json`;
+  return edrPathOn(edrDay(record.timestamp), record.decision_core_hash);
+}
+
+/** The same path from the record's UTC day (`YYYY-MM-DD`) and its decision core hash. */
+export function edrPathOn(day: string, decisionCoreHash: string): string {
+  return `edr/${day.slice(0, 4)}/${day.slice(5, 7)}/${day.slice(8, 10)}/${decisionCoreHash}.json`;
 }
 
 /** A sealed record with its canonical text, as the writer needs it. */

@@ -1,28 +1,21 @@
 /** Messages between the EDR writer and its materializer worker. */
 
-/** One record file (and maybe its captured input) to create; texts are byte ranges of the request's `bytes`. */
-export interface MaterializeJob {
-  sequence: number;
-  path: string;
-  /** The record's canonical text is `bytes[textStart, textEnd)`; its file gets a newline after it. */
-  textStart: number;
-  textEnd: number;
-  inputPath: string | null;
-  /** The captured input's canonical text is `bytes[inputStart, inputEnd)` when `inputPath` is set. */
-  inputStart: number;
-  inputEnd: number;
-  inputHash: string | null;
-}
-
 /**
- * A batch of jobs over one UTF-8 buffer (a WAL batch's own bytes, transferred rather than copied);
- * `checkFirst` skips files that already exist without writing a temp file (recovery).
+ * Create the per-request files of the WAL lines in `[start, end)` of `walPath` (whole lines, already
+ * durable). `lines`, when given, lists `[lineStart, lineEnd)` offset pairs (without the newline) and only
+ * those lines are used (recovery passes the lines it verified). `checkFirst` skips record files that
+ * already exist without writing a temp file (recovery).
  */
 export interface MaterializeRequest {
   id: number;
-  tmpDir: string;
-  bytes: Uint8Array;
-  jobs: MaterializeJob[];
+  walPath: string;
+  /** The UTC day the WAL belongs to (`YYYY-MM-DD`), which is the day of every record in it. */
+  day: string;
+  start: number;
+  end: number;
+  lines: number[] | null;
+  /** The artifacts directory (holding `edr/`, `inputs/` and `tmp/`). */
+  dir: string;
   checkFirst: boolean;
 }
 
@@ -31,5 +24,5 @@ export interface MaterializeReply {
   id: number;
   files: number;
   inputs: number;
-  errors: Array<{ sequence: number; inputHash: string | null; reason: string }>;
+  errors: string[];
 }

@@ -1,42 +1,40 @@
-/** Builds one UTF-8 buffer from many strings and says where each landed. */
+/** Builds one UTF-8 buffer from many strings, reusing its memory from one use to the next. */
 
 const encoder = new TextEncoder();
+const INITIAL_CAPACITY = 64 * 1024;
+/** A buffer that grew past this for one huge batch is not kept for the small ones that follow. */
+const MAX_KEPT_CAPACITY = 4 * 1024 * 1024;
 
 /**
- * Appends strings as UTF-8 and returns each one's byte range. The EDR writer encodes a WAL batch with
- * it and keeps the ranges: the per-request files are later cut from the same bytes, so no record text
- * stays on the JS heap while it waits (long-lived strings were most of the writer's GC work).
+ * Appends strings as UTF-8 into one growing buffer. The EDR writer encodes each WAL batch into the same
+ * builder, so a batch costs one `encodeInto` per string and no allocation once the buffer is big enough.
  */
 export class Utf8Builder {
-  #bytes: Uint8Array<ArrayBuffer>;
+  #bytes = new Uint8Array(INITIAL_CAPACITY);
   #length = 0;
-
-  constructor(capacity = 64 * 1024) {
-    this.#bytes = new Uint8Array(capacity);
-  }
 
   /** Bytes written so far. */
   get length(): number {
     return this.#length;
   }
 
-  /** Appends `text` and returns its `[start, end)` byte range. */
-  append(text: string): [number, number] {
+  /** Empties the builder for the next use and returns it. */
+  reset(): this {
+    this.#length = 0;
+    if (this.#bytes.length > MAX_KEPT_CAPACITY) this.#bytes = new Uint8Array(INITIAL_CAPACITY);
+    return this;
+  }
+
+  /** Appends `text` as UTF-8. */
+  append(text: string): void {
     // A UTF-16 code unit never needs more than 3 UTF-8 bytes.
     this.#reserve(text.length * 3);
-    const start = this.#length;
-    this.#length += encoder.encodeInto(text, this.#bytes.subarray(start)).written;
-    return [start, this.#length];
+    this.#length += encoder.encodeInto(text, this.#bytes.subarray(this.#length)).written;
   }
 
-  /** A view of the bytes written so far (valid until the next append). */
+  /** A view of the bytes written so far (valid until the next append or reset). */
   view(): Uint8Array {
     return this.#bytes.subarray(0, this.#length);
-  }
-
-  /** An exact-size copy of the bytes written so far, safe to keep or transfer. */
-  finish(): Uint8Array<ArrayBuffer> {
-    return this.#bytes.slice(0, this.#length);
   }
 
   #reserve(extra: number): void {

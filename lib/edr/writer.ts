@@ -7,8 +7,8 @@
  */
 
 import { canonicalJson, sha256Hex } from "./canonical.ts";
-import { computeEdrHash, edrDay, edrPath, sealDraft } from "./hashes.ts";
-import type { MaterializeJob, MaterializeReply } from "./materializer_protocol.ts";
+import { computeEdrHash, edrDay, sealDraft } from "./hashes.ts";
+import type { MaterializeReply, MaterializeRequest } from "./materializer_protocol.ts";
 import { Utf8Builder } from "./utf8_builder.ts";
 import { validateEdr } from "./schema.ts";
 import type { EdrDraft, EdrRecord } from "./types.ts";
@@ -107,16 +107,13 @@ interface Pending {
   inputHash: string | null;
   resolve: (record: EdrRecord) => void;
   reject: (error: unknown) => void;
-  /** Where `text` landed in its day's WAL bytes, once appended. */
-  textRange?: [number, number];
-  /** Where `inputText` landed in the WAL bytes, when this line carried it. */
-  inputRange?: [number, number];
 }
 
-/** Jobs whose texts are byte ranges of `bytes` (one WAL batch for one day). */
-interface JobBatch {
-  bytes: Uint8Array<ArrayBuffer>;
-  jobs: MaterializeJob[];
+/** Durable WAL lines of one day whose files are not yet asked for: `[start, end)` holds `count` records. */
+interface UnpostedRange {
+  start: number;
+  end: number;
+  count: number;
 }
 
 interface WalHandle {
@@ -125,6 +122,8 @@ interface WalHandle {
 }
 
 const WAL_NAME = /^(\d{4}-\d{2}-\d{2})\.log$/;
+const MAX_REMEMBERED_INPUTS = 100_000;
+const RESTORE_CHUNK_LINES = 4096;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -224,8 +223,13 @@ export class EdrWriter {
   #nextJobId = 0;
   readonly #idleMs: number;
   readonly #maxDeferred: number;
-  #deferred: JobBatch[] = [];
+  /** Per day, the durable WAL lines whose files have not been asked of the worker yet. */
+  #unposted = new Map<string, UnpostedRange>();
+  /** Per day, the WAL offset up to which files were asked for (or restored at open). */
+  #postedTo = new Map<string, number>();
   #deferredCount = 0;
+  /** Reused for every batch's WAL bytes: nothing keeps them once they are written. */
+  #walBuffer = new Utf8Builder();
   #idleTimer: ReturnType<typeof setTimeout> | null = null;
   #lastDurableAt = 0;
   #inflight = new Map<number, { count: number; resolve: (reply: MaterializeReply) => void }>();
@@ -234,7 +238,6 @@ export class EdrWriter {
   #flushWaiters: Array<{ id: number; wake: () => void }> = [];
   #lastCommit: Promise<unknown> = Promise.resolve();
   #backlogWaiter: (() => void) | null = null;
-  #knownInputs = new Set<string>();
   /** Inputs some WAL line already carries (so later lines for the same input leave it out). */
   #walInputs = new Set<string>();
   #stats = {
@@ -386,9 +389,8 @@ export class EdrWriter {
         }
         const batch = this.#queue;
         this.#queue = [];
-        let walBytes: Map<string, Utf8Builder>;
         try {
-          walBytes = await this.#append(batch);
+          await this.#append(batch);
         } catch (error) {
           this.#fail(batch, error);
           continue;
@@ -400,7 +402,7 @@ export class EdrWriter {
           this.#durable.set(p.day, { sequence: p.record.sequence, edrHash: p.record.edr_hash });
         }
         for (const p of batch) p.resolve(p.record);
-        this.#materializeLater(batch, walBytes);
+        this.#materializeLater(batch);
       }
     } finally {
       this.#running = false;
@@ -430,7 +432,7 @@ export class EdrWriter {
     for (const p of rest) p.reject(failure);
   }
 
-  async #append(batch: Pending[]): Promise<Map<string, Utf8Builder>> {
+  async #append(batch: Pending[]): Promise<void> {
     const byDay = new Map<string, Utf8Builder>();
     // An input already in the log is durable there; repeating it would only grow the log and the sync.
     const newInputs = new Set<string>();
@@ -439,15 +441,19 @@ export class EdrWriter {
         !newInputs.has(p.inputHash!);
       if (logInput) newInputs.add(p.inputHash!);
       let bytes = byDay.get(p.day);
-      if (!bytes) byDay.set(p.day, bytes = new Utf8Builder(batch.length * 4096));
+      if (!bytes) {
+        // A batch spans two days only around midnight; the second day gets a buffer of its own.
+        bytes = byDay.size === 0 ? this.#walBuffer.reset() : new Utf8Builder();
+        byDay.set(p.day, bytes);
+      }
       if (logInput) {
         bytes.append('{"input":');
-        p.inputRange = bytes.append(p.inputText!);
+        bytes.append(p.inputText!);
         bytes.append(',"record":');
       } else {
         bytes.append('{"record":');
       }
-      p.textRange = bytes.append(p.text);
+      bytes.append(p.text);
       bytes.append("}\n");
     }
     this.#closeIdleWal(byDay);
@@ -465,8 +471,13 @@ export class EdrWriter {
       await this.#rollback(written, error);
       throw error;
     }
-    for (const hash of newInputs) this.#walInputs.add(hash);
-    return byDay;
+    for (const hash of newInputs) this.#rememberWalInput(hash);
+  }
+
+  #rememberWalInput(hash: string): void {
+    // Bounded: forgetting only means a later line repeats an input the WAL already has.
+    if (this.#walInputs.size >= MAX_REMEMBERED_INPUTS) this.#walInputs.clear();
+    this.#walInputs.add(hash);
   }
 
   async #rollback(
@@ -507,7 +518,7 @@ export class EdrWriter {
   async #walHandle(day: string): Promise<WalHandle> {
     const cached = this.#wal.get(day);
     if (cached) return cached;
-    const path = `${this.#dir}/wal/${day}.log`;
+    const path = this.#walPath(day);
     let file: Deno.FsFile;
     try {
       file = await Deno.open(path, { append: true, create: true });
@@ -530,6 +541,8 @@ export class EdrWriter {
     }
     const handle = { file, size };
     this.#wal.set(day, handle);
+    // Lines already in the file were restored by open() or asked for before the handle was last closed.
+    if (!this.#postedTo.has(day)) this.#postedTo.set(day, size);
     return handle;
   }
 
@@ -549,15 +562,13 @@ export class EdrWriter {
     return worker;
   }
 
-  #post({ bytes, jobs }: JobBatch, checkFirst: boolean): Promise<MaterializeReply> {
+  /** Asks the worker for the files of `count` records in the WAL lines of `request`. */
+  #post(request: Omit<MaterializeRequest, "id" | "dir">, count: number): Promise<MaterializeReply> {
     const id = ++this.#nextJobId;
     const done = Promise.withResolvers<MaterializeReply>();
-    this.#inflight.set(id, { count: jobs.length, resolve: done.resolve });
-    this.#backlogCount += jobs.length;
-    // The buffer belongs to this batch alone, so it moves to the worker instead of being copied.
-    this.#materializer().postMessage({ id, tmpDir: `${this.#dir}/tmp`, bytes, jobs, checkFirst }, [
-      bytes.buffer,
-    ]);
+    this.#inflight.set(id, { count, resolve: done.resolve });
+    this.#backlogCount += count;
+    this.#materializer().postMessage({ ...request, id, dir: this.#dir } satisfies MaterializeRequest);
     return done.promise;
   }
 
@@ -571,9 +582,6 @@ export class EdrWriter {
     if (!entry) return;
     this.#inflight.delete(reply.id);
     this.#backlogCount -= entry.count;
-    for (const failure of reply.errors) {
-      if (failure.inputHash) this.#knownInputs.delete(failure.inputHash);
-    }
     entry.resolve(reply);
     if (this.#backlogWaiter && this.#backlogCount <= this.#maxBacklog) {
       const wake = this.#backlogWaiter;
@@ -605,63 +613,30 @@ export class EdrWriter {
         id,
         files: 0,
         inputs: 0,
-        errors: Array.from(
-          { length: entry.count },
-          () => ({ sequence: 0, inputHash: null, reason: message }),
-        ),
+        errors: Array.from({ length: entry.count }, () => message),
       });
     }
   }
 
-  /**
-   * A job for one record whose text is `textRange` of `bytes`. Its captured input comes along unless it
-   * is already on disk or queued; when this batch's WAL bytes do not carry it, it is appended past them.
-   */
-  #job(
-    record: EdrRecord,
-    bytes: Utf8Builder,
-    textRange: [number, number],
-    input: { text: string; hash: string; range?: [number, number] } | null,
-  ): MaterializeJob {
-    const withInput = input !== null && !this.#knownInputs.has(input.hash);
-    let inputRange: [number, number] = [0, 0];
-    if (withInput) {
-      this.#knownInputs.add(input.hash);
-      inputRange = input.range ?? bytes.append(input.text);
-    }
-    return {
-      sequence: record.sequence,
-      path: `${this.#dir}/${edrPath(record)}`,
-      textStart: textRange[0],
-      textEnd: textRange[1],
-      inputPath: withInput ? `${this.#dir}/inputs/${input.hash}.json` : null,
-      inputStart: inputRange[0],
-      inputEnd: inputRange[1],
-      inputHash: withInput ? input.hash : null,
-    };
-  }
-
-  #materializeLater(batch: Pending[], walBytes: Map<string, Utf8Builder>): void {
-    const jobsByDay = new Map<string, MaterializeJob[]>();
+  /** Notes the files a durable batch still needs; the worker reads their lines back from the WAL. */
+  #materializeLater(batch: Pending[]): void {
     for (const p of batch) {
-      const bytes = walBytes.get(p.day)!;
-      const input = p.inputText === null
-        ? null
-        : { text: p.inputText, hash: p.inputHash!, range: p.inputRange };
-      let jobs = jobsByDay.get(p.day);
-      if (!jobs) jobsByDay.set(p.day, jobs = []);
-      jobs.push(this.#job(p.record, bytes, p.textRange!, input));
-    }
-    for (const [day, jobs] of jobsByDay) {
-      const jobBatch = { bytes: walBytes.get(day)!.finish(), jobs };
-      if (this.#idleMs === 0 || this.#closed) {
-        this.#postJobs(jobBatch);
-        continue;
+      let range = this.#unposted.get(p.day);
+      if (!range) {
+        const start = this.#postedTo.get(p.day)!;
+        this.#unposted.set(p.day, range = { start, end: start, count: 0 });
       }
-      this.#deferred.push(jobBatch);
-      this.#deferredCount += jobs.length;
+      range.count++;
     }
-    if (this.#idleMs === 0 || this.#closed) return;
+    for (const [day, range] of this.#unposted) {
+      const handle = this.#wal.get(day);
+      if (handle) range.end = handle.size;
+    }
+    this.#deferredCount += batch.length;
+    if (this.#idleMs === 0 || this.#closed) {
+      this.#postDeferred();
+      return;
+    }
     this.#lastDurableAt = performance.now();
     if (this.#deferredCount >= this.#maxDeferred) this.#postDeferred();
     else if (this.#idleTimer === null) this.#scheduleIdleCheck(this.#idleMs);
@@ -684,25 +659,29 @@ export class EdrWriter {
       clearTimeout(this.#idleTimer);
       this.#idleTimer = null;
     }
-    const batches = this.#deferred;
-    this.#deferred = [];
+    const ranges = this.#unposted;
+    this.#unposted = new Map();
     this.#deferredCount = 0;
-    for (const batch of batches) this.#postJobs(batch);
+    for (const [day, { start, end, count }] of ranges) {
+      this.#postedTo.set(day, end);
+      const request = { walPath: this.#walPath(day), day, start, end, lines: null, checkFirst: false };
+      this.#post(request, count).then((reply) => {
+        this.#stats.materialized += reply.files;
+        this.#stats.inputs_written += reply.inputs;
+        if (reply.errors.length === 0) return;
+        this.#stats.materialize_errors += reply.errors.length;
+        this.#log({
+          level: "error",
+          msg: "edr file materialization failed; the wal keeps the records and open() restores them",
+          reason: reply.errors[0],
+          failures: reply.errors.length,
+        });
+      });
+    }
   }
 
-  #postJobs(batch: JobBatch): void {
-    this.#post(batch, false).then((reply) => {
-      this.#stats.materialized += reply.files;
-      this.#stats.inputs_written += reply.inputs;
-      if (reply.errors.length === 0) return;
-      this.#stats.materialize_errors += reply.errors.length;
-      this.#log({
-        level: "error",
-        msg: "edr file materialization failed; the wal keeps the records and open() restores them",
-        reason: reply.errors[0].reason,
-        failures: reply.errors.length,
-      });
-    });
+  #walPath(day: string): string {
+    return `${this.#dir}/wal/${day}.log`;
   }
 
   async #close(): Promise<void> {
@@ -747,10 +726,11 @@ export class EdrWriter {
   }
 
   async #recoverWal(name: string): Promise<void> {
-    const path = `${this.#dir}/wal/${name}`;
+    const day = name.slice(0, 10);
+    const path = this.#walPath(day);
     const bytes = await Deno.readFile(path);
     this.#recovery.wal_files++;
-    const entries: Array<{ record: EdrRecord; input: unknown }> = [];
+    const entries: Array<{ record: EdrRecord; start: number; end: number }> = [];
     let start = 0;
     let lineNo = 0;
     while (start < bytes.length) {
@@ -758,8 +738,14 @@ export class EdrWriter {
       if (end === -1) break;
       lineNo++;
       const entry = this.#parseLine(bytes.subarray(start, end));
-      if (entry) entries.push(entry);
-      else {
+      if (entry && edrDay(entry.record.timestamp) === day) {
+        entries.push({ record: entry.record, start, end });
+        // The line's input is stored under the hash its record points to.
+        const pointer = entry.record.replay?.required_inputs_pointer;
+        if (entry.input !== undefined && pointer) {
+          this.#rememberWalInput(pointer.slice("inputs/".length, -".json".length));
+        }
+      } else {
         this.#recovery.corrupt_lines++;
         this.#log({
           level: "warn",
@@ -787,8 +773,8 @@ export class EdrWriter {
         file.close();
       }
     }
+    this.#postedTo.set(day, start);
     for (const { record } of entries) {
-      const day = edrDay(record.timestamp);
       const head = this.#heads.get(day);
       const linked = head
         ? record.sequence === head.sequence + 1 && record.prev_edr_hash === head.edrHash
@@ -800,22 +786,20 @@ export class EdrWriter {
       this.#heads.set(day, { sequence: record.sequence, edrHash: record.edr_hash });
     }
     this.#recovery.records += entries.length;
+    // Only verified lines are restored, in chunks so no one message holds a whole large WAL.
     const replies: Promise<MaterializeReply>[] = [];
-    for (let i = 0; i < entries.length; i += 1024) {
-      const bytes = new Utf8Builder();
-      const jobs = entries.slice(i, i + 1024).map(({ record, input }) => {
-        const inputText = input === undefined ? null : canonicalJson(input);
-        const inputHash = inputText === null ? null : sha256Hex(inputText);
-        if (inputHash !== null) this.#walInputs.add(inputHash);
-        const textRange = bytes.append(canonicalJson(record));
-        return this.#job(
-          record,
-          bytes,
-          textRange,
-          inputText === null ? null : { text: inputText, hash: inputHash! },
-        );
-      });
-      replies.push(this.#post({ bytes: bytes.finish(), jobs }, true));
+    for (let i = 0; i < entries.length; i += RESTORE_CHUNK_LINES) {
+      const chunk = entries.slice(i, i + RESTORE_CHUNK_LINES);
+      const lines = chunk.flatMap((entry) => [entry.start, entry.end]);
+      const request = {
+        walPath: path,
+        day,
+        start: chunk[0].start,
+        end: chunk[chunk.length - 1].end,
+        lines,
+        checkFirst: true,
+      };
+      replies.push(this.#post(request, chunk.length));
     }
     for (const reply of await Promise.all(replies)) {
       this.#recovery.files_restored += reply.files;
@@ -823,7 +807,7 @@ export class EdrWriter {
       if (reply.errors.length > 0) {
         throw new EdrWriteError(
           `cannot restore ${reply.errors.length} edr files from the wal (${
-            reply.errors[0].reason
+            reply.errors[0]
           }); make ${this.#dir} writable`,
         );
       }

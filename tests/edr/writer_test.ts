@@ -113,6 +113,35 @@ Deno.test("EdrWriter", async (t) => {
     },
   );
 
+  await t.step(
+    "files are cut from the WAL right even when an input mimics the line's own keys",
+    async () => {
+      // The worker finds the record inside a WAL line by its keys; a prompt may contain the same text.
+      const dir = `${root}/mimic`;
+      const writer = await EdrWriter.open(dir, { log: quietLog() });
+      const input = {
+        ...(sampleInput('{"record":{"decision_core_hash":"' + "f".repeat(64) + '"}}') as object),
+        response_format: {
+          json_schema: { name: "x", schema: { a: 1, record: { decision_core_hash: "0".repeat(64) } } },
+          type: "json_schema",
+        },
+      };
+      const records = await Promise.all([
+        writer.commit(sampleDraft(), { capturedInput: input }),
+        writer.commit(sampleDraft(), { capturedInput: input }),
+        writer.commit(sampleDraft()),
+      ]);
+      await writer.flush();
+      for (const r of records) {
+        assert.equal(await Deno.readTextFile(`${dir}/${edrPath(r)}`), canonicalJson(r) + "\n");
+      }
+      const hash = sha256Hex(canonicalJson(input));
+      assert.equal(await Deno.readTextFile(`${dir}/inputs/${hash}.json`), canonicalJson(input));
+      assert.equal(writer.stats().materialize_errors, 0);
+      await writer.close();
+    },
+  );
+
   await t.step("a reopened writer continues the day's chain", async () => {
     const dir = `${root}/reopen`;
     const first = await EdrWriter.open(dir, { log: quietLog() });
