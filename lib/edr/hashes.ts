@@ -100,35 +100,131 @@ export interface SealedRecord {
   text: string;
 }
 
+/** Members of a draft; typed so that a field added to `EdrDraft` must be listed here too. */
+const DRAFT_FIELDS: Record<keyof EdrDraft, true> = {
+  attempts: true,
+  candidates: true,
+  constraints_applied: true,
+  contract_hash: true,
+  decision: true,
+  decision_factors: true,
+  decision_inputs: true,
+  edr_version: true,
+  effective_contract: true,
+  endpoint: true,
+  environment: true,
+  failure: true,
+  input_hash: true,
+  output_hash: true,
+  policy_hash: true,
+  policy_version: true,
+  replay: true,
+  request_id: true,
+  side_effects: true,
+  slot: true,
+  stream: true,
+  timestamp: true,
+  timings: true,
+  usage: true,
+};
+
+function hasUnknownMembers(draft: EdrDraft): boolean {
+  for (const key in draft) if (!Object.hasOwn(DRAFT_FIELDS, key)) return true;
+  return false;
+}
+
 /**
- * Adds chain fields and both hashes to a draft. Canonicalizes each top-level value once and assembles
- * the core, the hashed body and the final text from those pieces, which is byte-identical to
- * canonicalizing each object whole (RFC 8785 sorts members and nests values verbatim).
+ * The same two halves for a draft with members the record does not define, sorted at run time, so the
+ * record keeps them and schema validation can name them.
+ */
+function halvesOfAnyDraft(
+  draft: EdrDraft,
+  chain: { sequence: number; prev_edr_hash: string | null; decision_core_hash: string },
+): [Record<string, unknown>, Record<string, unknown>] {
+  const members: Record<string, unknown> = { ...draft, ...chain };
+  const before: Record<string, unknown> = {};
+  const after: Record<string, unknown> = {};
+  for (const key of Object.keys(members).sort()) {
+    if (key === "edr_hash") continue;
+    (key < "edr_hash" ? before : after)[key] = members[key];
+  }
+  return [before, after];
+}
+
+// The objects below are written out member by member in RFC 8785 order rather than sorted at run time, so
+// sealing serializes each with one JSON.stringify (canonicalJson's native path) and makes no string per
+// member: under load the per-member strings were most of the seal's garbage-collection cost.
+
+function decisionCore(d: EdrDraft) {
+  return {
+    candidates: d.candidates,
+    constraints_applied: d.constraints_applied,
+    contract_hash: d.contract_hash,
+    decision: d.decision,
+    decision_factors: d.decision_factors,
+    decision_inputs: d.decision_inputs,
+    endpoint: d.endpoint,
+    input_hash: d.input_hash,
+    policy_hash: d.policy_hash,
+    request_id: d.request_id,
+    timestamp: d.timestamp,
+  };
+}
+
+/** The record's members that sort before `edr_hash`. */
+function membersBeforeEdrHash(d: EdrDraft, decisionCoreHash: string) {
+  return {
+    attempts: d.attempts,
+    candidates: d.candidates,
+    constraints_applied: d.constraints_applied,
+    contract_hash: d.contract_hash,
+    decision: d.decision,
+    decision_core_hash: decisionCoreHash,
+    decision_factors: d.decision_factors,
+    decision_inputs: d.decision_inputs,
+  };
+}
+
+/** The record's members that sort after `edr_hash`. */
+function membersAfterEdrHash(d: EdrDraft, sequence: number, prevEdrHash: string | null) {
+  return {
+    edr_version: d.edr_version,
+    effective_contract: d.effective_contract,
+    endpoint: d.endpoint,
+    environment: d.environment,
+    failure: d.failure,
+    input_hash: d.input_hash,
+    output_hash: d.output_hash,
+    policy_hash: d.policy_hash,
+    policy_version: d.policy_version,
+    prev_edr_hash: prevEdrHash,
+    replay: d.replay,
+    request_id: d.request_id,
+    sequence,
+    side_effects: d.side_effects,
+    slot: d.slot,
+    stream: d.stream,
+    timestamp: d.timestamp,
+    timings: d.timings,
+    usage: d.usage,
+  };
+}
+
+/**
+ * Adds chain fields and both hashes to a draft. The record is serialized once, as its members before and
+ * after `edr_hash`: the hashed body joins the two halves and the final text puts `edr_hash` between them,
+ * which is byte-identical to canonicalizing each whole object (RFC 8785 sorts members and nests values
+ * verbatim).
  */
 export function sealDraft(draft: EdrDraft, sequence: number, prevEdrHash: string | null): SealedRecord {
-  const members = new Map<string, string>();
-  const put = (key: string, value: unknown) => {
-    if (value === undefined) return;
-    members.set(key, JSON.stringify(key) + ":" + canonicalJson(value));
-  };
-  for (const key of Object.keys(draft)) put(key, (draft as unknown as Record<string, unknown>)[key]);
-  const coreParts: string[] = [];
-  for (const field of [...DECISION_CORE_FIELDS].sort()) {
-    const member = members.get(field);
-    if (member !== undefined) coreParts.push(member);
-  }
-  const decisionCoreHash = sha256Hex("{" + coreParts.join(",") + "}");
-  members.delete("edr_hash");
-  members.set("sequence", '"sequence":' + canonicalJson(sequence));
-  members.set("prev_edr_hash", '"prev_edr_hash":' + canonicalJson(prevEdrHash));
-  members.set("decision_core_hash", '"decision_core_hash":' + canonicalJson(decisionCoreHash));
-  const keys = [...members.keys()].sort();
-  const bodyText = "{" + keys.map((k) => members.get(k)).join(",") + "}";
-  const edrHash = sha256Hex(bodyText);
-  members.set("edr_hash", '"edr_hash":' + canonicalJson(edrHash));
-  keys.push("edr_hash");
-  keys.sort();
-  const text = "{" + keys.map((k) => members.get(k)).join(",") + "}";
+  const decisionCoreHash = sha256Hex(canonicalJson(decisionCore(draft)));
+  const [before, after] = hasUnknownMembers(draft)
+    ? halvesOfAnyDraft(draft, { sequence, prev_edr_hash: prevEdrHash, decision_core_hash: decisionCoreHash })
+    : [membersBeforeEdrHash(draft, decisionCoreHash), membersAfterEdrHash(draft, sequence, prevEdrHash)];
+  const head = canonicalJson(before).slice(0, -1);
+  const tail = canonicalJson(after).slice(1);
+  const edrHash = sha256Hex(`${head},${tail}`);
+  const text = `${head},"edr_hash":"${edrHash}",${tail}`;
   const record: EdrRecord = {
     ...draft,
     sequence,

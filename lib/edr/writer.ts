@@ -99,12 +99,10 @@ interface ChainHead {
   edrHash: string;
 }
 
+/** A sealed record whose WAL line is already encoded into the filling batch, waiting for its fdatasync. */
 interface Pending {
   day: string;
   record: EdrRecord;
-  text: string;
-  inputText: string | null;
-  inputHash: string | null;
   resolve: (record: EdrRecord) => void;
   reject: (error: unknown) => void;
 }
@@ -228,8 +226,13 @@ export class EdrWriter {
   /** Per day, the WAL offset up to which files were asked for (or restored at open). */
   #postedTo = new Map<string, number>();
   #deferredCount = 0;
-  /** Reused for every batch's WAL bytes: nothing keeps them once they are written. */
-  #walBuffer = new Utf8Builder();
+  /**
+   * Per day, the WAL lines of the records in `#queue`, encoded as each record is sealed: its text is
+   * dropped at once instead of surviving on the heap until its batch is written.
+   */
+  #filling = new Map<string, Utf8Builder>();
+  /** Emptied builders, reused for the next batches. */
+  #spareBuffers: Utf8Builder[] = [];
   #idleTimer: ReturnType<typeof setTimeout> | null = null;
   #lastDurableAt = 0;
   #inflight = new Map<number, { count: number; resolve: (reply: MaterializeReply) => void }>();
@@ -376,7 +379,41 @@ export class EdrWriter {
       }
     }
     this.#heads.set(day, { sequence, edrHash: record.edr_hash });
-    return { day, record, text, inputText, inputHash, resolve, reject };
+    this.#encodeLine(day, text, inputText, inputHash);
+    return { day, record, resolve, reject };
+  }
+
+  /** Appends a record's WAL line to the filling batch of its day. */
+  #encodeLine(day: string, text: string, inputText: string | null, inputHash: string | null): void {
+    let bytes = this.#filling.get(day);
+    if (!bytes) {
+      bytes = this.#spareBuffers.pop()?.reset() ?? new Utf8Builder();
+      this.#filling.set(day, bytes);
+    }
+    // An input already in the log is durable there (or will be with an earlier line); repeating it would
+    // only grow the log and the sync.
+    if (inputText !== null && !this.#walInputs.has(inputHash!)) {
+      this.#rememberWalInput(inputHash!);
+      bytes.append('{"input":');
+      bytes.append(inputText);
+      bytes.append(',"record":');
+    } else {
+      bytes.append('{"record":');
+    }
+    bytes.append(text);
+    bytes.append("}\n");
+  }
+
+  /** Takes the filling lines for writing and starts a new filling batch. */
+  #takeFilling(): Map<string, Utf8Builder> {
+    const lines = this.#filling;
+    this.#filling = new Map();
+    return lines;
+  }
+
+  #recycle(lines: Map<string, Utf8Builder>): void {
+    // Two builders cover the steady state (one written while the next fills); more only around midnight.
+    for (const bytes of lines.values()) if (this.#spareBuffers.length < 2) this.#spareBuffers.push(bytes);
   }
 
   async #run(): Promise<void> {
@@ -389,11 +426,14 @@ export class EdrWriter {
         }
         const batch = this.#queue;
         this.#queue = [];
+        const lines = this.#takeFilling();
         try {
-          await this.#append(batch);
+          await this.#append(lines);
         } catch (error) {
           this.#fail(batch, error);
           continue;
+        } finally {
+          this.#recycle(lines);
         }
         this.#stats.batches++;
         this.#stats.committed += batch.length;
@@ -414,7 +454,10 @@ export class EdrWriter {
     // last durable record, which keeps sequences gap-free.
     const rest = this.#queue;
     this.#queue = [];
+    this.#recycle(this.#takeFilling());
     this.#heads = new Map(this.#durable);
+    // Inputs of the lost lines may have been counted as logged; forgetting all only repeats some later.
+    this.#walInputs.clear();
     const failure = error instanceof EdrWriteError ? error : new EdrWriteError(
       `edr write-ahead log write failed (${reasonOf(error)}); check disk space and permissions`,
       {
@@ -432,30 +475,7 @@ export class EdrWriter {
     for (const p of rest) p.reject(failure);
   }
 
-  async #append(batch: Pending[]): Promise<void> {
-    const byDay = new Map<string, Utf8Builder>();
-    // An input already in the log is durable there; repeating it would only grow the log and the sync.
-    const newInputs = new Set<string>();
-    for (const p of batch) {
-      const logInput = p.inputText !== null && !this.#walInputs.has(p.inputHash!) &&
-        !newInputs.has(p.inputHash!);
-      if (logInput) newInputs.add(p.inputHash!);
-      let bytes = byDay.get(p.day);
-      if (!bytes) {
-        // A batch spans two days only around midnight; the second day gets a buffer of its own.
-        bytes = byDay.size === 0 ? this.#walBuffer.reset() : new Utf8Builder();
-        byDay.set(p.day, bytes);
-      }
-      if (logInput) {
-        bytes.append('{"input":');
-        bytes.append(p.inputText!);
-        bytes.append(',"record":');
-      } else {
-        bytes.append('{"record":');
-      }
-      bytes.append(p.text);
-      bytes.append("}\n");
-    }
+  async #append(byDay: Map<string, Utf8Builder>): Promise<void> {
     this.#closeIdleWal(byDay);
     const written: Array<{ day: string; handle: WalHandle; before: number }> = [];
     try {
@@ -471,7 +491,6 @@ export class EdrWriter {
       await this.#rollback(written, error);
       throw error;
     }
-    for (const hash of newInputs) this.#rememberWalInput(hash);
   }
 
   #rememberWalInput(hash: string): void {

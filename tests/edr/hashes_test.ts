@@ -6,7 +6,9 @@ import {
   edrPath,
   hashCanonical,
   outputHashOf,
+  sealDraft,
 } from "../../lib/edr/mod.ts";
+import canonicalize from "canonicalize";
 import { sampleDraft } from "./sample_draft.ts";
 
 Deno.test("EDR hash rules", async (t) => {
@@ -118,5 +120,20 @@ Deno.test("EDR hash rules", async (t) => {
       `edr/2026/11/27/${hash}.json`,
     );
     assert.throws(() => edrPath({ timestamp: "yesterday", decision_core_hash: hash }), /not a date/);
+  });
+
+  await t.step("a sealed record's text is the RFC 8785 text of the whole record", () => {
+    // sealDraft serializes the record in two halves around edr_hash; a library must agree byte for byte.
+    const drafts = [
+      sampleDraft(),
+      sampleDraft({ usage: null, failure: { type: "provider_error", stage: "execute", message: "x" } }),
+      { ...sampleDraft(), unexpected: { b: 1, a: [2, { d: 3, c: 4 }] } } as never,
+    ];
+    for (const [i, draft] of drafts.entries()) {
+      const { record, text } = sealDraft(draft, i + 1, i === 0 ? null : "a".repeat(64));
+      assert.equal(text, canonicalize(record));
+      assert.equal(record.decision_core_hash, computeDecisionCoreHash(draft));
+      assert.equal(record.edr_hash, computeEdrHash(record));
+    }
   });
 });
