@@ -217,7 +217,7 @@ export function decide(input: DecisionInput): Decision {
         }
         factors.push("SLOT_BUSY_WAIT");
       }
-      candidates.push({ provider: "local", model: model.name, heavy });
+      candidates.push({ heavy, model: model.name, provider: "local" });
       continue;
     }
     if (!cloudAllowed) continue;
@@ -240,7 +240,7 @@ export function decide(input: DecisionInput): Decision {
         continue;
       }
     }
-    candidates.push({ provider, model: model.name, heavy: false });
+    candidates.push({ heavy: false, model: model.name, provider });
   }
 
   if (candidates.length === 0) {

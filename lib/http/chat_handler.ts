@@ -435,12 +435,12 @@ export class ChatHandler {
         trial = health.tryAcquireHalfOpenTrial();
         if (!trial) {
           exchange.attempts.push({
-            provider: "local",
-            model: candidate.model,
-            status: null,
             duration_ms: 0,
             error_code: "CIRCUIT_HALF_OPEN_TRIAL_BUSY",
+            model: candidate.model,
             outcome: "fallback",
+            provider: "local",
+            status: null,
           });
           continue;
         }
@@ -495,13 +495,14 @@ export class ChatHandler {
         keepAlive: local ? policy.ollama.keep_alive : undefined,
       };
       const attemptStart = performance.now();
+      // Members in RFC 8785 order, as the EDR keeps them (see orderedCopy in exchange.ts).
       const attempt = {
-        provider: candidate.provider,
-        model: candidate.model,
-        status: null as number | null,
         duration_ms: 0,
         error_code: null as string | null,
+        model: candidate.model,
         outcome: "ok" as "ok" | "fallback" | "failed" | "aborted",
+        provider: candidate.provider,
+        status: null as number | null,
       };
       exchange.attempts.push(attempt);
       try {

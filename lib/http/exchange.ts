@@ -195,12 +195,24 @@ function samplingOptions(chat: ChatRequest): EdrSamplingOptions {
   return options;
 }
 
+const orderedInstalled = new WeakMap<HealthView["installed"], EdrHealthSnapshot["installed"]>();
+
+/** The gate shares one installed-models list between its snapshots until the next probe. */
+function edrInstalled(installed: HealthView["installed"]): EdrHealthSnapshot["installed"] {
+  let ordered = orderedInstalled.get(installed);
+  if (ordered === undefined) {
+    ordered = installed.map(orderedCopy);
+    orderedInstalled.set(installed, ordered);
+  }
+  return ordered;
+}
+
 /** The EDR keeps what decide() and replay read of the health snapshot (not the loaded-models list). */
 function edrHealth(snapshot: HealthView): EdrHealthSnapshot {
   return {
     age_ms: snapshot.age_ms,
     circuit: snapshot.circuit,
-    installed: snapshot.installed.map(orderedCopy),
+    installed: edrInstalled(snapshot.installed),
     memory_used_pct: snapshot.memory_used_pct,
     ollama_version: snapshot.ollama_version,
     // The gate shares these arrays between snapshots and never mutates them; the record only reads them.
@@ -211,13 +223,21 @@ function edrHealth(snapshot: HealthView): EdrHealthSnapshot {
 }
 
 /**
- * A copy of a flat record object with its members in RFC 8785 order, so sealing takes the native
- * JSON.stringify path (see lib/edr/canonical.ts). Same members as the original, only reordered.
+ * A flat record object with its members in RFC 8785 order, so sealing takes the native JSON.stringify
+ * path (see lib/edr/canonical.ts): the object itself when its members already are (the router builds
+ * them so; the record is serialized before anything changes them), else a reordered copy.
  */
 function orderedCopy<T extends object>(value: T): T {
-  const out: Record<string, unknown> = {};
-  for (const key of Object.keys(value).sort()) out[key] = (value as Record<string, unknown>)[key];
-  return out as T;
+  let previous: string | null = null;
+  for (const key in value) {
+    if (previous !== null && !(previous < key)) {
+      const out: Record<string, unknown> = {};
+      for (const k of Object.keys(value).sort()) out[k] = (value as Record<string, unknown>)[k];
+      return out as T;
+    }
+    previous = key;
+  }
+  return value;
 }
 
 const orderedContracts = new WeakMap<EffectiveContract, EffectiveContract>();

@@ -28,13 +28,14 @@ export function requestFeatures(chat: ChatRequest): RequestFeatures {
     }
   }
   const format = chat.response_format?.type;
+  // Members in RFC 8785 order: the EDR records this object as it is.
   return {
+    estimated_prompt_tokens: Math.ceil(chars / CHARS_PER_TOKEN),
+    has_images: hasImages,
+    has_tools: (chat.tools?.length ?? 0) > 0 && chat.tool_choice !== "none",
+    json_mode: format === "json_object" || format === "json_schema",
+    max_output_tokens: chat.max_completion_tokens ?? chat.max_tokens ?? null,
     requested_model: chat.model ?? null,
     stream: chat.stream === true,
-    has_tools: (chat.tools?.length ?? 0) > 0 && chat.tool_choice !== "none",
-    has_images: hasImages,
-    json_mode: format === "json_object" || format === "json_schema",
-    estimated_prompt_tokens: Math.ceil(chars / CHARS_PER_TOKEN),
-    max_output_tokens: chat.max_completion_tokens ?? chat.max_tokens ?? null,
   };
 }

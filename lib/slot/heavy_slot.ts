@@ -132,8 +132,8 @@ export class HeavySlot {
   snapshot(): SlotSnapshot {
     return {
       busy: this.#holder !== null,
-      queue_depth: this.#queue.length,
       max_queue: this.#policy.max_queue,
+      queue_depth: this.#queue.length,
       when_busy: this.#policy.when_busy,
     };
   }
