@@ -3,6 +3,7 @@
  * `UpstreamError`s that say what our client should see and whether the next candidate may try.
  * Shared by every provider adapter.
  */
+import { deadlineAfter } from "./deadlines.ts";
 import type { UpstreamFetch, UpstreamInit, UpstreamResponse } from "./http1_client.ts";
 import { type CallOptions, type ProviderName, UpstreamError } from "./types.ts";
 
@@ -360,15 +361,15 @@ export async function upstreamCall(
   const call = new AbortController();
   const onCallerAbort = () => call.abort(options.signal.reason);
   options.signal.addEventListener("abort", onCallerAbort, { once: true });
-  // Unreferenced, so a call nobody ends never keeps a process alive; the caller's signal ends it.
-  const totalTimer = setTimeout(() => call.abort(TOTAL_TIMEOUT), options.totalTimeoutMs);
-  Deno.unrefTimer(totalTimer);
+  // The total deadline does not keep the process alive, so a call nobody ends never does; the caller's
+  // signal ends it.
+  const total = deadlineAfter(options.totalTimeoutMs, () => call.abort(TOTAL_TIMEOUT), { keepAlive: false });
   call.signal.addEventListener("abort", () => {
-    clearTimeout(totalTimer);
+    total.cancel();
     options.signal.removeEventListener("abort", onCallerAbort);
   }, { once: true });
   const signal = call.signal;
-  const firstByteTimer = setTimeout(() => call.abort(FIRST_BYTE_TIMEOUT), options.firstByteTimeoutMs);
+  const firstByte = deadlineAfter(options.firstByteTimeoutMs, () => call.abort(FIRST_BYTE_TIMEOUT));
   let response: UpstreamResponse;
   try {
     response = await (options.fetch ?? fetch)(url, { ...init, signal });
@@ -379,7 +380,7 @@ export async function upstreamCall(
       callSignal: signal,
     });
   } finally {
-    clearTimeout(firstByteTimer);
+    firstByte.cancel();
   }
   const bodySignal = signal;
   if (response.ok) return { response, signal: bodySignal };
