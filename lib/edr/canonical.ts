@@ -47,6 +47,11 @@ function isCanonicallyOrdered(value: unknown, depth: number): boolean {
   }
 }
 
+/** True when `JSON.stringify(value)` is already its RFC 8785 text (see `isCanonicallyOrdered`). */
+export function stringifiesCanonically(value: unknown): boolean {
+  return isCanonicallyOrdered(value, 0);
+}
+
 /**
  * Serializes a JSON value per RFC 8785; throws on values JSON cannot carry (undefined, NaN, cycles).
  * Values already in canonical member order, which is how the router builds its records, take V8's

@@ -1,6 +1,6 @@
 /** The EDR hash rules of docs/edr-format.md: decision core, record, output, and the on-disk path. */
 
-import { canonicalJson, hashCanonical, sha256Hex } from "./canonical.ts";
+import { canonicalJson, hashCanonical, sha256Hex, stringifiesCanonically } from "./canonical.ts";
 import type { EdrDraft, EdrRecord } from "./types.ts";
 
 /** Fields covered by `decision_core_hash`, in the order the format doc lists them. */
@@ -217,12 +217,18 @@ function membersAfterEdrHash(d: EdrDraft, sequence: number, prevEdrHash: string 
  * verbatim).
  */
 export function sealDraft(draft: EdrDraft, sequence: number, prevEdrHash: string | null): SealedRecord {
-  const decisionCoreHash = sha256Hex(canonicalJson(decisionCore(draft)));
+  const chain = { sequence, prev_edr_hash: prevEdrHash, decision_core_hash: "" };
   const [before, after] = hasUnknownMembers(draft)
-    ? halvesOfAnyDraft(draft, { sequence, prev_edr_hash: prevEdrHash, decision_core_hash: decisionCoreHash })
-    : [membersBeforeEdrHash(draft, decisionCoreHash), membersAfterEdrHash(draft, sequence, prevEdrHash)];
-  const head = canonicalJson(before).slice(0, -1);
-  const tail = canonicalJson(after).slice(1);
+    ? halvesOfAnyDraft(draft, chain)
+    : [membersBeforeEdrHash(draft, ""), membersAfterEdrHash(draft, sequence, prevEdrHash)];
+  // The decision core's values are all in the two halves, so one check of the halves covers all three.
+  const serialize = stringifiesCanonically(before) && stringifiesCanonically(after)
+    ? JSON.stringify
+    : canonicalJson;
+  const decisionCoreHash = sha256Hex(serialize(decisionCore(draft)));
+  before.decision_core_hash = decisionCoreHash;
+  const head = serialize(before).slice(0, -1);
+  const tail = serialize(after).slice(1);
   const edrHash = sha256Hex(`${head},${tail}`);
   const text = `${head},"edr_hash":"${edrHash}",${tail}`;
   const record: EdrRecord = {
