@@ -1,7 +1,7 @@
 /** RFC 8785 (JCS) canonical JSON and SHA-256 helpers used for every EDR hash. */
 
 import canonicalize from "canonicalize";
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 
 /** Deeper values are rare enough that the library's walk is the better path for them. */
 const MAX_FAST_DEPTH = 32;
@@ -68,7 +68,8 @@ export function canonicalJson(value: unknown): string {
 
 /** Lower-case hex SHA-256 of a string (hashed as UTF-8) or of raw bytes. */
 export function sha256Hex(text: string | Uint8Array): string {
-  return createHash("sha256").update(text).digest("hex");
+  // The one-shot form skips creating a Hash object (a native resource) per call.
+  return hash("sha256", text, "hex");
 }
 
 /** Lower-case hex SHA-256 of a value's RFC 8785 canonical JSON. */
