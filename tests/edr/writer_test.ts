@@ -211,6 +211,50 @@ Deno.test("EdrWriter", async (t) => {
     assert.ok(events.some((e) => e.msg.includes("torn tail")));
   });
 
+  await t.step(
+    "a log left with zeros ahead of its end (a crash) recovers every line and goes on",
+    async () => {
+      const dir = `${root}/zeros`;
+      const path = `${dir}/wal/${DAY}.log`;
+      const writer = await EdrWriter.open(dir, { log: quietLog() });
+      const first = await Promise.all([1, 2, 3].map(() => writer.commit(sampleDraft())));
+      // While the writer holds the log, zeros follow its last line; a kill -9 now would leave them.
+      const live = await Deno.readFile(path);
+      assert.ok(live.length > live.lastIndexOf(10) + 1, "zeros are written ahead of the log's end");
+      const crashed = live.slice();
+      await writer.close();
+      const closed = await Deno.readFile(path);
+      assert.equal(closed.at(-1), 10, "a closed log ends at its last line");
+      assert.equal(closed.indexOf(0), -1);
+      // Put the crash image back, with half a line written into the zeros.
+      const torn = new TextEncoder().encode('{"record":{"edr_version":"1.0');
+      crashed.set(torn, closed.length);
+      await Deno.writeFile(path, crashed);
+      const again = await EdrWriter.open(dir, { log: quietLog() });
+      assert.equal(again.stats().recovery.records, 3);
+      assert.equal(again.stats().recovery.torn_tails, 1);
+      assert.equal(again.stats().recovery.corrupt_lines, 0);
+      const next = await again.commit(sampleDraft());
+      await again.close();
+      assert.equal(next.sequence, 4);
+      assert.equal(next.prev_edr_hash, first[2].edr_hash);
+      const lines = (await Deno.readTextFile(path)).split("\n");
+      assert.equal(lines.pop(), "", "the log ends with a newline and nothing after it");
+      assert.deepEqual(lines.map((l) => JSON.parse(l).record.sequence), [1, 2, 3, 4]);
+
+      // A line that reached the disk past a hole of zeros belongs to a batch that was never acknowledged.
+      const holed = new Uint8Array(closed.length + 16 + closed.length);
+      holed.set(closed);
+      holed.set(closed.subarray(closed.indexOf(10) + 1), closed.length + 16);
+      await Deno.writeFile(path, holed);
+      const third = await EdrWriter.open(dir, { log: quietLog() });
+      await third.close();
+      assert.equal(third.stats().recovery.records, 3);
+      assert.equal(third.stats().recovery.chain_breaks, 0);
+      assert.equal(third.stats().recovery.corrupt_lines, 0);
+    },
+  );
+
   await t.step("an invalid draft is refused with EdrValidationError and uses no sequence", async () => {
     const dir = `${root}/invalid`;
     const writer = await EdrWriter.open(dir, { log: quietLog() });
