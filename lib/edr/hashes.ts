@@ -155,7 +155,8 @@ function halvesOfAnyDraft(
 // sealing serializes each with one JSON.stringify (canonicalJson's native path) and makes no string per
 // member: under load the per-member strings were most of the seal's garbage-collection cost.
 
-function decisionCore(d: EdrDraft) {
+/** Typed against `DECISION_CORE_FIELDS`, so the literal cannot drift from the list the verifier uses. */
+function decisionCore(d: EdrDraft): Pick<EdrDraft, typeof DECISION_CORE_FIELDS[number]> {
   return {
     candidates: d.candidates,
     constraints_applied: d.constraints_applied,

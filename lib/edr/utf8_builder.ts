@@ -13,11 +13,6 @@ export class Utf8Builder {
   #bytes = new Uint8Array(INITIAL_CAPACITY);
   #length = 0;
 
-  /** Bytes written so far. */
-  get length(): number {
-    return this.#length;
-  }
-
   /** Empties the builder for the next use and returns it. */
   reset(): this {
     this.#length = 0;

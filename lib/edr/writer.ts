@@ -488,7 +488,7 @@ export class EdrWriter {
     const written: Array<{ day: string; handle: WalHandle; before: number }> = [];
     try {
       for (const [day, builder] of byDay) {
-        const handle = this.#wal.get(day) ?? await this.#walHandle(day);
+        const handle = this.#wal.get(day) ?? await this.#openWal(day);
         const bytes = builder.view();
         written.push({ day, handle, before: handle.size });
         writeAll(handle.file, bytes);
@@ -517,12 +517,11 @@ export class EdrWriter {
    */
   #zeroAhead(handle: WalHandle): void {
     if (handle.allocated - handle.size >= ZERO_AHEAD_BYTES / 2) return;
-    const target = Math.max(handle.allocated, handle.size) + ZERO_AHEAD_BYTES;
-    handle.file.seekSync(Math.max(handle.allocated, handle.size), Deno.SeekMode.Start);
-    for (let at = Math.max(handle.allocated, handle.size); at < target; at += ZEROS.length) {
-      writeAll(handle.file, ZEROS);
-    }
-    handle.allocated = target;
+    // A batch larger than the zeros left runs past them; the new zeros then start at its end.
+    const from = Math.max(handle.allocated, handle.size);
+    handle.file.seekSync(from, Deno.SeekMode.Start);
+    for (let at = from; at < from + ZERO_AHEAD_BYTES; at += ZEROS.length) writeAll(handle.file, ZEROS);
+    handle.allocated = from + ZERO_AHEAD_BYTES;
     handle.file.seekSync(handle.size, Deno.SeekMode.Start);
   }
 
@@ -575,9 +574,7 @@ export class EdrWriter {
     }
   }
 
-  async #walHandle(day: string): Promise<WalHandle> {
-    const cached = this.#wal.get(day);
-    if (cached) return cached;
+  async #openWal(day: string): Promise<WalHandle> {
     const path = this.#walPath(day);
     let file: Deno.FsFile;
     try {

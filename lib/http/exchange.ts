@@ -195,17 +195,10 @@ function samplingOptions(chat: ChatRequest): EdrSamplingOptions {
   return options;
 }
 
-const orderedInstalled = new WeakMap<HealthView["installed"], EdrHealthSnapshot["installed"]>();
-
 /** The gate shares one installed-models list between its snapshots until the next probe. */
-function edrInstalled(installed: HealthView["installed"]): EdrHealthSnapshot["installed"] {
-  let ordered = orderedInstalled.get(installed);
-  if (ordered === undefined) {
-    ordered = installed.map(orderedCopy);
-    orderedInstalled.set(installed, ordered);
-  }
-  return ordered;
-}
+const edrInstalled = oncePerObject(
+  (installed: HealthView["installed"]): EdrHealthSnapshot["installed"] => installed.map(orderedCopy),
+);
 
 /** The EDR keeps what decide() and replay read of the health snapshot (not the loaded-models list). */
 function edrHealth(snapshot: HealthView): EdrHealthSnapshot {
@@ -240,26 +233,19 @@ function orderedCopy<T extends object>(value: T): T {
   return value;
 }
 
-const orderedContracts = new WeakMap<EffectiveContract, EffectiveContract>();
-
-/** Most requests share the policy's default contract object, so its ordered copy is made once. */
-function orderedContract(contract: EffectiveContract): EffectiveContract {
-  let ordered = orderedContracts.get(contract);
-  if (ordered === undefined) {
-    ordered = orderedCopy(contract);
-    orderedContracts.set(contract, ordered);
-  }
-  return ordered;
+/** `derive`, computed once per input object (inputs are shared and never mutated). */
+function oncePerObject<K extends object, V>(derive: (key: K) => V): (key: K) => V {
+  const cache = new WeakMap<K, V>();
+  return (key) => {
+    let value = cache.get(key);
+    if (value === undefined) {
+      value = derive(key);
+      cache.set(key, value);
+    }
+    return value;
+  };
 }
 
-const contractHashes = new WeakMap<EffectiveContract, string>();
-
-/** Most requests share the policy's default contract object, so its hash is computed once. */
-function contractHash(contract: EffectiveContract): string {
-  let hash = contractHashes.get(contract);
-  if (hash === undefined) {
-    hash = hashCanonical(contract);
-    contractHashes.set(contract, hash);
-  }
-  return hash;
-}
+// Most requests share the policy's default contract object, so its ordered copy and hash are made once.
+const orderedContract = oncePerObject((contract: EffectiveContract) => orderedCopy(contract));
+const contractHash = oncePerObject((contract: EffectiveContract) => hashCanonical(contract));
