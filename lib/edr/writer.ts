@@ -58,6 +58,13 @@ export interface EdrWriterOptions {
   materializeIdleMs?: number;
   /** Most durable records that may wait for a quiet moment before their files are written (default 32768). */
   maxDeferred?: number;
+  /**
+   * True when no request is in flight besides those waiting on the WAL. A lone record's fdatasync then
+   * runs on the calling thread: it stalls the event loop, which has nothing else to do, and skips the
+   * round trip through the blocking thread pool (0.1 to 0.2 ms of p50 at one connection on this
+   * machine). Default: never.
+   */
+  eventLoopIdle?: () => boolean;
 }
 
 /** Options for `EdrWriter.commit`. */
@@ -84,6 +91,8 @@ export interface EdrWriterStats {
   committed: number;
   rejected: number;
   batches: number;
+  /** Batches whose fdatasync ran on the calling thread (see `eventLoopIdle`). */
+  blocking_syncs: number;
   max_batch: number;
   pending_wal: number;
   pending_materialize: number;
@@ -128,6 +137,8 @@ const MAX_REMEMBERED_INPUTS = 100_000;
 const ZERO_AHEAD_BYTES = 2 * 1024 * 1024;
 const ZEROS = new Uint8Array(256 * 1024);
 const RESTORE_CHUNK_LINES = 4096;
+/** Lone batches in a row that count as serving one request at a time (see `#servingOneAtATime`). */
+const SOLO_BATCHES_BEFORE_BLOCKING = 32;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -229,6 +240,9 @@ export class EdrWriter {
   #nextJobId = 0;
   readonly #idleMs: number;
   readonly #maxDeferred: number;
+  readonly #eventLoopIdle: () => boolean;
+  /** `#stats.batches` when a record last arrived during another's write, or a batch had company. */
+  #concurrentAtBatch = 0;
   /** Per day, the durable WAL lines whose files have not been asked of the worker yet. */
   #unposted = new Map<string, UnpostedRange>();
   /** Per day, the WAL offset up to which files were asked for (or restored at open). */
@@ -255,6 +269,7 @@ export class EdrWriter {
     committed: 0,
     rejected: 0,
     batches: 0,
+    blocking_syncs: 0,
     max_batch: 0,
     materialized: 0,
     materialize_errors: 0,
@@ -277,6 +292,7 @@ export class EdrWriter {
     this.#maxBacklog = Math.max(1, options.maxMaterializeBacklog ?? 20_000);
     this.#idleMs = Math.max(0, options.materializeIdleMs ?? 200);
     this.#maxDeferred = Math.max(1, options.maxDeferred ?? 32_768);
+    this.#eventLoopIdle = options.eventLoopIdle ?? (() => false);
   }
 
   /** Opens the writer: creates the layout, replays the WAL, restores missing files and continues each day's chain. */
@@ -319,6 +335,7 @@ export class EdrWriter {
     }
     this.#queue.push(pending);
     this.#lastCommit = done.promise;
+    if (this.#running) this.#concurrentAtBatch = this.#stats.batches;
     if (!this.#running) {
       this.#running = true;
       this.#loop = this.#run();
@@ -412,6 +429,20 @@ export class EdrWriter {
     bytes.append("}\n");
   }
 
+  /**
+   * Whether a blocking fdatasync is free: this batch is the only work in flight and, for the last
+   * `SOLO_BATCHES_BEFORE_BLOCKING` batches, no record arrived while another was being written. Under any
+   * concurrency, requests not yet seen by the handler would wait behind the sync instead of overlapping it.
+   * Never right after a batch in the same run: blocking would hold back the responses it just released.
+   */
+  #servingOneAtATime(batchSize: number): boolean {
+    if (batchSize !== 1 || !this.#eventLoopIdle()) {
+      this.#concurrentAtBatch = this.#stats.batches;
+      return false;
+    }
+    return this.#stats.batches - this.#concurrentAtBatch >= SOLO_BATCHES_BEFORE_BLOCKING;
+  }
+
   /** Takes the filling lines for writing and starts a new filling batch. */
   #takeFilling(): Map<string, Utf8Builder> {
     const lines = this.#filling;
@@ -428,6 +459,7 @@ export class EdrWriter {
     try {
       // Let the rest of the current task commit too, so a burst started together shares the first fdatasync.
       await null;
+      let firstBatch = true;
       while (this.#queue.length > 0) {
         if (this.#backlog() > this.#maxBacklog) {
           await new Promise<void>((wake) => this.#backlogWaiter = wake);
@@ -435,8 +467,10 @@ export class EdrWriter {
         const batch = this.#queue;
         this.#queue = [];
         const lines = this.#takeFilling();
+        const blockingSync = firstBatch && this.#servingOneAtATime(batch.length);
+        firstBatch = false;
         try {
-          await this.#append(lines);
+          await this.#append(lines, blockingSync);
         } catch (error) {
           this.#fail(batch, error);
           continue;
@@ -483,7 +517,7 @@ export class EdrWriter {
     for (const p of rest) p.reject(failure);
   }
 
-  async #append(byDay: Map<string, Utf8Builder>): Promise<void> {
+  async #append(byDay: Map<string, Utf8Builder>, blockingSync: boolean): Promise<void> {
     this.#closeIdleWal(byDay);
     const written: Array<{ day: string; handle: WalHandle; before: number }> = [];
     try {
@@ -494,7 +528,12 @@ export class EdrWriter {
         writeAll(handle.file, bytes);
         handle.size += bytes.length;
         this.#zeroAhead(handle);
-        await handle.file.syncData();
+        if (blockingSync) {
+          handle.file.syncDataSync();
+          this.#stats.blocking_syncs++;
+        } else {
+          await handle.file.syncData();
+        }
       }
     } catch (error) {
       await this.#rollback(written, error);

@@ -35,6 +35,13 @@ export interface EdrSink {
   ): Promise<EdrRecord>;
 }
 
+let openExchanges = 0;
+
+/** How many requests in this process have started and not yet handed their EDR to the writer. */
+export function openExchangeCount(): number {
+  return openExchanges;
+}
+
 /** Which inbound API a request arrived on. */
 export type Endpoint = "/v1/chat/completions" | "/v1/messages";
 
@@ -83,6 +90,7 @@ export class Exchange {
     this.receivedAtMs = now;
     this.startedAt = performance.now();
     this.endpoint = endpoint;
+    openExchanges++;
   }
 
   /** True once the EDR was handed to the writer. */
@@ -100,6 +108,7 @@ export class Exchange {
     if (!this.#committed) {
       const { draft, capturedInputCanonical } = this.#draft(policy);
       this.#committed = sink.commit(draft, capturedInputCanonical ? { capturedInputCanonical } : undefined);
+      openExchanges--;
     }
     return this.#committed;
   }

@@ -62,6 +62,33 @@ Deno.test("EdrWriter", async (t) => {
     );
   });
 
+  await t.step(
+    "one request at a time on an idle event loop: blocking syncs, same durable chain",
+    async () => {
+      const dir = `${root}/one_at_a_time`;
+      let idle = true;
+      const writer = await EdrWriter.open(dir, { log: quietLog(), eventLoopIdle: () => idle });
+      const records = [];
+      for (let i = 0; i < 40; i++) records.push(await writer.commit(sampleDraft()));
+      const solo = writer.stats().blocking_syncs;
+      assert.ok(solo > 0, "a steady one-at-a-time load syncs on the calling thread");
+      records.push(...await Promise.all([1, 2, 3].map(() => writer.commit(sampleDraft()))));
+      idle = false;
+      records.push(await writer.commit(sampleDraft()));
+      idle = true;
+      records.push(await writer.commit(sampleDraft()));
+      assert.equal(
+        writer.stats().blocking_syncs,
+        solo,
+        "concurrency switches blocking syncs off for a while",
+      );
+      assertChain(records);
+      await writer.close();
+      assertChain(await readDay(dir, DAY));
+      assert.equal((await readDay(dir, DAY)).length, 45);
+    },
+  );
+
   await t.step("a tiny materialization backlog slows commits down but loses nothing", async () => {
     const dir = `${root}/backlog`;
     const writer = await EdrWriter.open(dir, { maxMaterializeBacklog: 1, log: quietLog() });
