@@ -10,11 +10,24 @@ function secretLookup(names: string[]): Record<string, string | undefined> {
   return Object.fromEntries(names.map((name) => [name, Deno.env.get(name)]));
 }
 
+/** Configuration, policy and artifacts-folder problems end the process with their message, not a stack. */
+async function start() {
+  try {
+    const config = configFromEnv(readRouterEnv());
+    const policy = await loadPolicy(config.policyPath);
+    const secretNames = policy.authority.issuers.flatMap((
+      i,
+    ) => (i.hmac_secret_env ? [i.hmac_secret_env] : []));
+    const server = await startServer(config, { policy, secrets: secretLookup(secretNames) });
+    return { config, policy, server };
+  } catch (error) {
+    console.error(`hybrid-inference cannot start: ${error instanceof Error ? error.message : String(error)}`);
+    Deno.exit(1);
+  }
+}
+
 if (import.meta.main) {
-  const config = configFromEnv(readRouterEnv());
-  const policy = await loadPolicy(config.policyPath);
-  const secretNames = policy.authority.issuers.flatMap((i) => (i.hmac_secret_env ? [i.hmac_secret_env] : []));
-  const server = await startServer(config, { policy, secrets: secretLookup(secretNames) });
+  const { config, policy, server } = await start();
   console.log(
     `hybrid-inference listening on ${server.url} (policy ${policy.policy_version}, artifacts ${config.artifactsDir})`,
   );

@@ -30,11 +30,35 @@ export function serverPermissionFlags(
   ];
 }
 
+/** Deno opens paths under these only with --allow-all, which the launcher never grants. */
+const ALL_ACCESS_ONLY = ["/dev", "/proc", "/sys"];
+
+/** Why the artifacts folder cannot work under scoped permissions, or null when it can. */
+export function artifactsDirProblem(artifactsDir: string): string | null {
+  const path = resolve(artifactsDir);
+  const root = ALL_ACCESS_ONLY.find((r) => path === r || path.startsWith(`${r}/`));
+  if (!root) return null;
+  return `HI_ARTIFACTS_DIR ${path} is under ${root}, which Deno opens only with --allow-all; ` +
+    "choose a folder elsewhere (for a RAM disk, mount a tmpfs outside /dev)";
+}
+
+/** The server's permission flags, or the reason it cannot start, said once without a stack trace. */
+async function launchFlags(): Promise<string[]> {
+  try {
+    const config = configFromEnv(readRouterEnv());
+    const problem = artifactsDirProblem(config.artifactsDir);
+    if (problem) throw new Error(problem);
+    const policy = await loadPolicy(config.policyPath);
+    const secretEnv = policy.authority.issuers.flatMap((i) => (i.hmac_secret_env ? [i.hmac_secret_env] : []));
+    return serverPermissionFlags(config, secretEnv);
+  } catch (error) {
+    console.error(`hybrid-inference cannot start: ${error instanceof Error ? error.message : String(error)}`);
+    Deno.exit(1);
+  }
+}
+
 if (import.meta.main) {
-  const config = configFromEnv(readRouterEnv());
-  const policy = await loadPolicy(config.policyPath);
-  const secretEnv = policy.authority.issuers.flatMap((i) => (i.hmac_secret_env ? [i.hmac_secret_env] : []));
-  const flags = serverPermissionFlags(config, secretEnv);
+  const flags = await launchFlags();
   const main = new URL("../main.ts", import.meta.url).pathname;
   const child = new Deno.Command("deno", {
     args: ["run", ...flags, main],

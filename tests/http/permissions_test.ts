@@ -132,3 +132,45 @@ Deno.test("deno task serve with no Ollama and no keys still starts and says what
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** Runs `deno task serve` to its end and returns its exit code and stderr. */
+async function serveToEnd(env: Record<string, string>): Promise<{ code: number; stderr: string }> {
+  const output = await new Deno.Command("deno", {
+    args: ["task", "-q", "serve"],
+    cwd: new URL("../..", import.meta.url).pathname,
+    env,
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  return { code: output.code, stderr: new TextDecoder().decode(output.stderr) };
+}
+
+Deno.test("deno task serve that cannot start says why in one line, without a stack trace", async (t) => {
+  await t.step("an artifacts folder under /dev, which scoped permissions cannot open", async () => {
+    const { code, stderr } = await serveToEnd({ HI_PORT: "0", HI_ARTIFACTS_DIR: "/dev/shm/hi-artifacts" });
+    assert.equal(code, 1);
+    assert.match(
+      stderr,
+      /^hybrid-inference cannot start: HI_ARTIFACTS_DIR \/dev\/shm\/hi-artifacts is under \/dev/,
+    );
+    assert.match(stderr, /mount a tmpfs outside \/dev/);
+    assert.doesNotMatch(stderr, /\n\s+at /);
+  });
+
+  await t.step("a listen port already taken", async () => {
+    const dir = await Deno.makeTempDir({ prefix: "hi-serve-" });
+    const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    try {
+      const { code, stderr } = await serveToEnd({
+        HI_PORT: String((taken.addr as Deno.NetAddr).port),
+        HI_ARTIFACTS_DIR: `${dir}/artifacts`,
+      });
+      assert.equal(code, 1);
+      assert.match(stderr, /^hybrid-inference cannot start: .*(in use|AddrInUse)/i);
+      assert.doesNotMatch(stderr, /\n\s+at /);
+    } finally {
+      taken.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+});
