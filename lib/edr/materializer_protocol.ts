@@ -3,8 +3,9 @@
 /**
  * Create the per-request files of the WAL lines in `[start, end)` of `walPath` (whole lines, already
  * durable). `lines`, when given, lists `[lineStart, lineEnd)` offset pairs (without the newline) and only
- * those lines are used (recovery passes the lines it verified). `checkFirst` skips record files that
- * already exist without writing a temp file (recovery).
+ * those lines are used (recovery passes the lines it verified). `checkFirst` (recovery) skips files that
+ * already exist with the right size without writing a temp file, and replaces ones of the wrong size
+ * (a crash can leave a linked file whose data never reached the disk).
  */
 export interface MaterializeRequest {
   id: number;
@@ -24,5 +25,9 @@ export interface MaterializeReply {
   id: number;
   files: number;
   inputs: number;
+  /** Of `files` and `inputs`, how many replaced a damaged file instead of filling a gap. */
+  repaired: number;
+  /** With `checkFirst`: the latest modification time (ms since the epoch) of the files found in place, or 0. */
+  newestFileMs: number;
   errors: string[];
 }

@@ -62,18 +62,41 @@ function hashAfter(bytes: Uint8Array, key: Uint8Array, from: number, to: number)
   return HEX64.test(hash) ? hash : null;
 }
 
-function exists(path: string): boolean {
+function lstatOrNull(path: string): Deno.FileInfo | null {
   try {
-    Deno.lstatSync(path);
-    return true;
+    return Deno.lstatSync(path);
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
+    if (error instanceof Deno.errors.NotFound) return null;
     throw error;
   }
 }
 
-function createAtomically(tmpDir: string, path: string, content: Uint8Array, checkFirst: boolean): boolean {
-  if (checkFirst && exists(path)) return false;
+function exists(path: string): boolean {
+  return lstatOrNull(path) !== null;
+}
+
+/**
+ * Creates `path` with `content` unless it exists; true when it wrote. With `check` (recovery), a file in
+ * place is kept only if its size is right: a crash can leave a linked file whose data never reached the
+ * disk, and the WAL line is the durable copy of what it must hold.
+ */
+function createAtomically(
+  tmpDir: string,
+  path: string,
+  content: Uint8Array,
+  check: { reply: MaterializeReply } | null,
+): boolean {
+  let damaged = false;
+  if (check) {
+    const info = lstatOrNull(path);
+    if (info !== null) {
+      if (info.isFile && info.size === content.length) {
+        check.reply.newestFileMs = Math.max(check.reply.newestFileMs, info.mtime?.getTime() ?? Date.now());
+        return false;
+      }
+      damaged = true;
+    }
+  }
   const dir = path.slice(0, path.lastIndexOf("/"));
   if (!madeDirs.has(dir)) {
     Deno.mkdirSync(dir, { recursive: true });
@@ -82,6 +105,11 @@ function createAtomically(tmpDir: string, path: string, content: Uint8Array, che
   const tmp = `${tmpDir}/${Deno.pid}-w${++counter}.part`;
   Deno.writeFileSync(tmp, content, { createNew: true });
   try {
+    if (damaged) {
+      Deno.renameSync(tmp, path);
+      check!.reply.repaired++;
+      return true;
+    }
     Deno.linkSync(tmp, path);
     return true;
   } catch (error) {
@@ -145,16 +173,27 @@ function materializeLine(
   content.set(bytes.subarray(recordStart, recordEnd));
   content[content.length - 1] = NEWLINE;
   const path = `${dir}/${edrPathOn(day, coreHash)}`;
-  if (createAtomically(`${dir}/tmp`, path, content, request.checkFirst)) reply.files++;
+  const check = request.checkFirst ? { reply } : null;
+  if (createAtomically(`${dir}/tmp`, path, content, check)) reply.files++;
   if (input === null) return;
   const inputHash = hashAfter(bytes, INPUT_POINTER_KEY, recordStart, recordEnd);
   if (inputHash === null) throw new Error("wal line carries an input but its record points to none");
   const inputPath = `${dir}/inputs/${inputHash}.json`;
-  if (createAtomically(`${dir}/tmp`, inputPath, bytes.subarray(input[0], input[1]), true)) reply.inputs++;
+  // An input may already be in place from an earlier line, so it is always checked first.
+  if (createAtomically(`${dir}/tmp`, inputPath, bytes.subarray(input[0], input[1]), check ?? { reply })) {
+    reply.inputs++;
+  }
 }
 
 function materialize(request: MaterializeRequest): MaterializeReply {
-  const reply: MaterializeReply = { id: request.id, files: 0, inputs: 0, errors: [] };
+  const reply: MaterializeReply = {
+    id: request.id,
+    files: 0,
+    inputs: 0,
+    repaired: 0,
+    newestFileMs: 0,
+    errors: [],
+  };
   let bytes: Uint8Array;
   try {
     bytes = readRange(request.walPath, request.start, request.end);

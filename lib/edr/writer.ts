@@ -78,9 +78,13 @@ export interface EdrCommitOptions {
 /** What `open()` found and repaired in the write-ahead log. */
 export interface EdrRecoveryStats {
   wal_files: number;
+  /** Past days taken from their check marker instead of being read again (see `#trustCheckedDay`). */
+  days_trusted: number;
   records: number;
   files_restored: number;
   inputs_restored: number;
+  /** Of the restored files and inputs, how many replaced a file of the wrong size. */
+  files_repaired: number;
   torn_tails: number;
   corrupt_lines: number;
   chain_breaks: number;
@@ -106,6 +110,13 @@ export interface EdrWriterStats {
 interface ChainHead {
   sequence: number;
   edrHash: string;
+}
+
+/** `wal/<day>.checked.json`: what the last clean full check of a finished day's log found. */
+interface DayCheckMarker {
+  wal_bytes: number;
+  records: number;
+  head: ChainHead | null;
 }
 
 /** A sealed record whose WAL line is already encoded into the filling batch, waiting for its fdatasync. */
@@ -137,6 +148,10 @@ const MAX_REMEMBERED_INPUTS = 100_000;
 const ZERO_AHEAD_BYTES = 2 * 1024 * 1024;
 const ZEROS = new Uint8Array(256 * 1024);
 const RESTORE_CHUNK_LINES = 4096;
+/** Recovery reads a WAL in blocks of this size, so a large log never sits in memory whole. */
+const WAL_SCAN_BLOCK_BYTES = 4 * 1024 * 1024;
+/** How old every file of a past day must be before a clean check of that day is recorded. */
+const CHECKED_FILES_MIN_AGE_MS = 10 * 60_000;
 /** Lone batches in a row that count as serving one request at a time (see `#servingOneAtATime`). */
 const SOLO_BATCHES_BEFORE_BLOCKING = 32;
 const encoder = new TextEncoder();
@@ -177,6 +192,50 @@ async function syncDir(path: string): Promise<void> {
   } finally {
     dir.close();
   }
+}
+
+/**
+ * Reads a WAL in blocks and calls `onLine` with each complete line (without its newline) and its offset.
+ * The log ends at its first NUL byte (zeros written ahead of it, see `#zeroAhead`; no line holds one).
+ * `linesEnd` is where the last complete line ends, `logEnd` where the log ends (past a torn last line).
+ */
+export async function scanWalLines(
+  path: string,
+  onLine: (line: Uint8Array, start: number) => void,
+  blockBytes = WAL_SCAN_BLOCK_BYTES,
+): Promise<{ linesEnd: number; logEnd: number; fileSize: number }> {
+  const file = await Deno.open(path, { read: true });
+  try {
+    const fileSize = (await file.stat()).size;
+    const block = new Uint8Array(blockBytes);
+    let carry = new Uint8Array(0);
+    let linesEnd = 0;
+    for (;;) {
+      const read = await file.read(block);
+      if (read === null) break;
+      let data = carry.length === 0 ? block.subarray(0, read) : concatBytes(carry, block.subarray(0, read));
+      const nul = data.indexOf(0);
+      if (nul !== -1) data = data.subarray(0, nul);
+      let from = 0;
+      for (let newline = data.indexOf(10); newline !== -1; newline = data.indexOf(10, from)) {
+        onLine(data.subarray(from, newline), linesEnd);
+        linesEnd += newline - from + 1;
+        from = newline + 1;
+      }
+      carry = data.slice(from);
+      if (nul !== -1) break;
+    }
+    return { linesEnd, logEnd: linesEnd + carry.length, fileSize };
+  } finally {
+    file.close();
+  }
+}
+
+function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const joined = new Uint8Array(a.length + b.length);
+  joined.set(a);
+  joined.set(b, a.length);
+  return joined;
 }
 
 let tmpCounter = 0;
@@ -277,9 +336,11 @@ export class EdrWriter {
   };
   #recovery: EdrRecoveryStats = {
     wal_files: 0,
+    days_trusted: 0,
     records: 0,
     files_restored: 0,
     inputs_restored: 0,
+    files_repaired: 0,
     torn_tails: 0,
     corrupt_lines: 0,
     chain_breaks: 0,
@@ -714,6 +775,8 @@ export class EdrWriter {
         id,
         files: 0,
         inputs: 0,
+        repaired: 0,
+        newestFileMs: 0,
         errors: Array.from({ length: entry.count }, () => message),
       });
     }
@@ -822,34 +885,44 @@ export class EdrWriter {
       if (entry.isFile && WAL_NAME.test(entry.name)) names.push(entry.name);
     }
     names.sort();
-    for (const name of names) await this.#recoverWal(name);
+    const today = new Date().toISOString().slice(0, 10);
+    for (const name of names) {
+      const day = name.slice(0, 10);
+      // Only a past day's log is finished; today's may still grow, so it is always read whole.
+      if (day < today && await this.#trustCheckedDay(day)) continue;
+      await this.#recoverWal(name, day < today);
+    }
     this.#durable = new Map(this.#heads);
   }
 
-  async #recoverWal(name: string): Promise<void> {
+  async #recoverWal(name: string, pastDay: boolean): Promise<void> {
     const day = name.slice(0, 10);
     const path = this.#walPath(day);
-    const bytes = await Deno.readFile(path);
     this.#recovery.wal_files++;
-    const entries: Array<{ record: EdrRecord; start: number; end: number }> = [];
-    // Zeros written ahead of the log (see #zeroAhead) start at its end: no line holds a NUL byte.
-    const firstNul = bytes.indexOf(0);
-    const logEnd = firstNul === -1 ? bytes.length : firstNul;
-    let start = 0;
+    const before = { ...this.#recovery };
+    // Verified lines go to the worker in chunks as the scan finds them, so files are restored while the
+    // rest of the log is read; only line offsets are kept, never records.
+    const replies: Promise<MaterializeReply>[] = [];
+    let chunk: number[] = [];
+    const postChunk = () => {
+      if (chunk.length === 0) return;
+      const request = {
+        walPath: path,
+        day,
+        start: chunk[0],
+        end: chunk[chunk.length - 1],
+        lines: chunk,
+        checkFirst: true,
+      };
+      replies.push(this.#post(request, chunk.length / 2));
+      chunk = [];
+    };
+    let records = 0;
     let lineNo = 0;
-    while (start < logEnd) {
-      const end = bytes.indexOf(10, start);
-      if (end === -1 || end > logEnd) break;
+    const onLine = (line: Uint8Array, start: number) => {
       lineNo++;
-      const entry = this.#parseLine(bytes.subarray(start, end));
-      if (entry && edrDay(entry.record.timestamp) === day) {
-        entries.push({ record: entry.record, start, end });
-        // The line's input is stored under the hash its record points to.
-        const pointer = entry.record.replay?.required_inputs_pointer;
-        if (entry.input !== undefined && pointer) {
-          this.#rememberWalInput(pointer.slice("inputs/".length, -".json".length));
-        }
-      } else {
+      const entry = this.#parseLine(line);
+      if (!entry || edrDay(entry.record.timestamp) !== day) {
         this.#recovery.corrupt_lines++;
         this.#log({
           level: "warn",
@@ -857,31 +930,10 @@ export class EdrWriter {
           wal: name,
           line: lineNo,
         });
+        return;
       }
-      start = end + 1;
-    }
-    if (start < logEnd) {
-      // The process died mid-append: that record was never acknowledged. Cut it so later appends start clean.
-      this.#recovery.torn_tails++;
-      this.#log({
-        level: "warn",
-        msg: "edr wal torn tail truncated",
-        wal: name,
-        bytes: logEnd - start,
-      });
-    }
-    if (start < bytes.length) {
-      const file = await Deno.open(path, { write: true });
-      try {
-        await file.truncate(start);
-        await file.syncData();
-      } finally {
-        file.close();
-      }
-    }
-    this.#postedTo.set(day, start);
-    this.#walEnds.set(day, start);
-    for (const { record } of entries) {
+      const { record } = entry;
+      records++;
       const head = this.#heads.get(day);
       const linked = head
         ? record.sequence === head.sequence + 1 && record.prev_edr_hash === head.edrHash
@@ -891,26 +943,44 @@ export class EdrWriter {
         this.#log({ level: "warn", msg: "edr wal chain break", wal: name, sequence: record.sequence });
       }
       this.#heads.set(day, { sequence: record.sequence, edrHash: record.edr_hash });
+      // The line's input is stored under the hash its record points to.
+      const pointer = record.replay?.required_inputs_pointer;
+      if (entry.input !== undefined && pointer) {
+        this.#rememberWalInput(pointer.slice("inputs/".length, -".json".length));
+      }
+      chunk.push(start, start + line.length);
+      if (chunk.length >= RESTORE_CHUNK_LINES * 2) postChunk();
+    };
+    const { linesEnd, logEnd, fileSize } = await scanWalLines(path, onLine);
+    postChunk();
+    if (linesEnd < logEnd) {
+      // The process died mid-append: that record was never acknowledged. Cut it so later appends start clean.
+      this.#recovery.torn_tails++;
+      this.#log({
+        level: "warn",
+        msg: "edr wal torn tail truncated",
+        wal: name,
+        bytes: logEnd - linesEnd,
+      });
     }
-    this.#recovery.records += entries.length;
-    // Only verified lines are restored, in chunks so no one message holds a whole large WAL.
-    const replies: Promise<MaterializeReply>[] = [];
-    for (let i = 0; i < entries.length; i += RESTORE_CHUNK_LINES) {
-      const chunk = entries.slice(i, i + RESTORE_CHUNK_LINES);
-      const lines = chunk.flatMap((entry) => [entry.start, entry.end]);
-      const request = {
-        walPath: path,
-        day,
-        start: chunk[0].start,
-        end: chunk[chunk.length - 1].end,
-        lines,
-        checkFirst: true,
-      };
-      replies.push(this.#post(request, chunk.length));
+    if (linesEnd < fileSize) {
+      const file = await Deno.open(path, { write: true });
+      try {
+        await file.truncate(linesEnd);
+        await file.syncData();
+      } finally {
+        file.close();
+      }
     }
+    this.#postedTo.set(day, linesEnd);
+    this.#walEnds.set(day, linesEnd);
+    this.#recovery.records += records;
+    let newestFileMs = 0;
     for (const reply of await Promise.all(replies)) {
       this.#recovery.files_restored += reply.files;
       this.#recovery.inputs_restored += reply.inputs;
+      this.#recovery.files_repaired += reply.repaired;
+      newestFileMs = Math.max(newestFileMs, reply.newestFileMs);
       if (reply.errors.length > 0) {
         throw new EdrWriteError(
           `cannot restore ${reply.errors.length} edr files from the wal (${
@@ -919,6 +989,60 @@ export class EdrWriter {
         );
       }
     }
+    const r = this.#recovery;
+    const clean = r.files_restored === before.files_restored &&
+      r.inputs_restored === before.inputs_restored &&
+      r.corrupt_lines === before.corrupt_lines && r.torn_tails === before.torn_tails &&
+      r.chain_breaks === before.chain_breaks;
+    // Files this young may still sit only in the page cache, so a power loss could take them after the check.
+    if (pastDay && clean && newestFileMs <= Date.now() - CHECKED_FILES_MIN_AGE_MS) {
+      const head = this.#heads.get(day) ?? null;
+      await this.#markDayChecked(day, { wal_bytes: linesEnd, records, head });
+    }
+  }
+
+  /**
+   * A past day whose last full check found every line valid, the chain unbroken and every file in place
+   * (and old enough to be on disk) is not read again while its log keeps the size the check saw: startup
+   * then costs nothing per record of past days. `deno task verify` still checks the files themselves.
+   */
+  async #trustCheckedDay(day: string): Promise<boolean> {
+    let marker: DayCheckMarker;
+    let walBytes: number;
+    try {
+      marker = JSON.parse(await Deno.readTextFile(this.#checkedPath(day)));
+      walBytes = (await Deno.stat(this.#walPath(day))).size;
+    } catch {
+      return false;
+    }
+    const head = marker?.head;
+    const headValid = head === null ||
+      (Number.isSafeInteger(head?.sequence) && typeof head?.edrHash === "string");
+    if (marker?.wal_bytes !== walBytes || !Number.isSafeInteger(marker.records) || !headValid) return false;
+    if (head) this.#heads.set(day, { sequence: head.sequence, edrHash: head.edrHash });
+    this.#postedTo.set(day, walBytes);
+    this.#walEnds.set(day, walBytes);
+    this.#recovery.wal_files++;
+    this.#recovery.days_trusted++;
+    this.#recovery.records += marker.records;
+    return true;
+  }
+
+  async #markDayChecked(day: string, marker: DayCheckMarker): Promise<void> {
+    const path = this.#checkedPath(day);
+    try {
+      // A marker from an earlier size of the log no longer applies.
+      await Deno.remove(path).catch(() => {});
+      await createAtomically(`${this.#dir}/tmp`, path, JSON.stringify(marker) + "\n", { durable: true });
+      await syncDir(`${this.#dir}/wal`);
+    } catch (error) {
+      // Harmless: the day is simply checked again at the next start.
+      this.#log({ level: "warn", msg: "edr wal check marker not written", reason: reasonOf(error), day });
+    }
+  }
+
+  #checkedPath(day: string): string {
+    return `${this.#dir}/wal/${day}.checked.json`;
   }
 
   #parseLine(line: Uint8Array): { record: EdrRecord; input: unknown } | null {

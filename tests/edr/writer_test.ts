@@ -11,6 +11,7 @@ import {
   sha256Hex,
   writePolicySnapshot,
 } from "../../lib/edr/mod.ts";
+import { scanWalLines } from "../../lib/edr/writer.ts";
 import { assertChain, readDay } from "./chain_check.ts";
 import { sampleDraft, sampleInput } from "./sample_draft.ts";
 
@@ -22,6 +23,16 @@ async function exists(path: string): Promise<boolean> {
     return true;
   } catch {
     return false;
+  }
+}
+
+/** Sets every file under `dir` to have been modified `seconds` ago. */
+async function ageTree(dir: string, seconds: number): Promise<void> {
+  const then = new Date(Date.now() - seconds * 1000);
+  for await (const entry of Deno.readDir(dir)) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory) await ageTree(path, seconds);
+    else await Deno.utime(path, then, then);
   }
 }
 
@@ -217,6 +228,60 @@ Deno.test("EdrWriter", async (t) => {
     );
   });
 
+  await t.step(
+    "a record file of the wrong size (a crash before its data reached the disk) is replaced",
+    async () => {
+      const dir = `${root}/damaged`;
+      const writer = await EdrWriter.open(dir, { log: quietLog() });
+      const record = await writer.commit(sampleDraft());
+      await writer.close();
+      await Deno.writeTextFile(`${dir}/${edrPath(record)}`, "");
+      const again = await EdrWriter.open(dir, { log: quietLog() });
+      await again.close();
+      assert.equal(again.stats().recovery.files_repaired, 1);
+      assert.equal(await Deno.readTextFile(`${dir}/${edrPath(record)}`), canonicalJson(record) + "\n");
+    },
+  );
+
+  await t.step("a finished day checked clean is not read again while its log stays as checked", async () => {
+    const dir = `${root}/checked`;
+    // A day long past whatever the clock says, so its log is finished.
+    const day = "2026-01-15";
+    const draft = () => sampleDraft({ timestamp: `${day}T08:00:00.000Z` });
+    const first = await EdrWriter.open(dir, { log: quietLog() });
+    const records = await Promise.all([1, 2, 3].map(() => first.commit(draft())));
+    await first.close();
+    const marker = `${dir}/wal/${day}.checked.json`;
+
+    const young = await EdrWriter.open(dir, { log: quietLog() });
+    await young.close();
+    assert.equal(young.stats().recovery.days_trusted, 0);
+    assert.ok(!await exists(marker), "files minutes old may not be on disk yet, so the day is not marked");
+
+    await ageTree(`${dir}/edr`, 3600);
+    await ageTree(`${dir}/inputs`, 3600);
+    const checking = await EdrWriter.open(dir, { log: quietLog() });
+    await checking.close();
+    assert.equal(checking.stats().recovery.days_trusted, 0);
+    assert.ok(await exists(marker));
+
+    await Deno.remove(`${dir}/${edrPath(records[0])}`);
+    const trusting = await EdrWriter.open(dir, { log: quietLog() });
+    assert.equal(trusting.stats().recovery.days_trusted, 1);
+    assert.equal(trusting.stats().recovery.records, 3);
+    assert.equal(trusting.stats().recovery.files_restored, 0, "a trusted day's log is not read");
+    const next = await trusting.commit(draft());
+    await trusting.close();
+    assert.equal(next.sequence, 4, "the chain continues from the marker's head");
+    assert.equal(next.prev_edr_hash, records[2].edr_hash);
+
+    const grown = await EdrWriter.open(dir, { log: quietLog() });
+    await grown.close();
+    assert.equal(grown.stats().recovery.days_trusted, 0, "a log that grew since the check is read whole");
+    assert.equal(grown.stats().recovery.files_restored, 1);
+    assertChain(await readDay(dir, day));
+  });
+
   await t.step("a torn last WAL line is ignored and cut off, and the chain goes on", async () => {
     const dir = `${root}/torn`;
     const writer = await EdrWriter.open(dir, { log: quietLog() });
@@ -373,4 +438,34 @@ Deno.test("EdrWriter", async (t) => {
   });
 
   await Deno.remove(root, { recursive: true });
+});
+
+Deno.test("scanWalLines finds every line, its offset and the log's end across any block size", async () => {
+  const path = await Deno.makeTempFile({ prefix: "wal_scan_" });
+  try {
+    const lines = ["{}", '{"record":{"a":1}}', "x".repeat(40), "", '{"b":"ünïcode"}'];
+    const encoder = new TextEncoder();
+    const body = encoder.encode(lines.map((l) => l + "\n").join("") + '{"torn":');
+    const zeros = new Uint8Array(23);
+    await Deno.writeFile(path, new Uint8Array([...body, ...zeros]));
+    const whole = encoder.encode(lines.map((l) => l + "\n").join(""));
+    for (const blockBytes of [1, 3, 7, 64, 4096]) {
+      const seen: Array<[string, number]> = [];
+      const result = await scanWalLines(path, (line, start) => {
+        seen.push([new TextDecoder().decode(line), start]);
+      }, blockBytes);
+      let offset = 0;
+      const expected = lines.map((l): [string, number] => {
+        const at = offset;
+        offset += encoder.encode(l).length + 1;
+        return [l, at];
+      });
+      assert.deepEqual(seen, expected, `block ${blockBytes}`);
+      assert.equal(result.linesEnd, whole.length);
+      assert.equal(result.logEnd, body.length, "the torn line ends at the first zero");
+      assert.equal(result.fileSize, body.length + zeros.length);
+    }
+  } finally {
+    await Deno.remove(path);
+  }
 });
