@@ -56,15 +56,20 @@ Deno.test("the serve launcher's permissions", async (t) => {
   }
 });
 
-/** Runs `deno task serve` as a user would; reads its stdout until a pattern shows, and stops it. */
-function serveTask(env: Record<string, string>) {
-  const child = new Deno.Command("deno", {
+/** `deno task serve` from the project root, as a user runs it. */
+function serveCommand(env: Record<string, string>, stdout: "piped" | "null"): Deno.Command {
+  return new Deno.Command("deno", {
     args: ["task", "-q", "serve"],
     cwd: new URL("../..", import.meta.url).pathname,
     env,
-    stdout: "piped",
+    stdout,
     stderr: "piped",
-  }).spawn();
+  });
+}
+
+/** Runs `deno task serve`; reads its stdout until a pattern shows, and stops it. */
+function serveTask(env: Record<string, string>) {
+  const child = serveCommand(env, "piped").spawn();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let output = "";
   return {
@@ -135,13 +140,7 @@ Deno.test("deno task serve with no Ollama and no keys still starts and says what
 
 /** Runs `deno task serve` to its end and returns its exit code and stderr. */
 async function serveToEnd(env: Record<string, string>): Promise<{ code: number; stderr: string }> {
-  const output = await new Deno.Command("deno", {
-    args: ["task", "-q", "serve"],
-    cwd: new URL("../..", import.meta.url).pathname,
-    env,
-    stdout: "null",
-    stderr: "piped",
-  }).output();
+  const output = await serveCommand(env, "null").output();
   return { code: output.code, stderr: new TextDecoder().decode(output.stderr) };
 }
 
