@@ -9,6 +9,7 @@
 import { canonicalJson, sha256Hex } from "./canonical.ts";
 import { computeEdrHash, edrDay, sealDraft } from "./hashes.ts";
 import type { MaterializeReply, MaterializeRequest } from "./materializer_protocol.ts";
+import { scanWalLines } from "./wal_scan.ts";
 import { Utf8Builder } from "./utf8_builder.ts";
 import { validateEdr } from "./schema.ts";
 import type { EdrDraft, EdrRecord } from "./types.ts";
@@ -148,8 +149,6 @@ const MAX_REMEMBERED_INPUTS = 100_000;
 const ZERO_AHEAD_BYTES = 2 * 1024 * 1024;
 const ZEROS = new Uint8Array(256 * 1024);
 const RESTORE_CHUNK_LINES = 4096;
-/** Recovery reads a WAL in blocks of this size, so a large log never sits in memory whole. */
-const WAL_SCAN_BLOCK_BYTES = 4 * 1024 * 1024;
 /** How old every file of a past day must be before a clean check of that day is recorded. */
 const CHECKED_FILES_MIN_AGE_MS = 10 * 60_000;
 /** Lone batches in a row that count as serving one request at a time (see `#servingOneAtATime`). */
@@ -192,50 +191,6 @@ async function syncDir(path: string): Promise<void> {
   } finally {
     dir.close();
   }
-}
-
-/**
- * Reads a WAL in blocks and calls `onLine` with each complete line (without its newline) and its offset.
- * The log ends at its first NUL byte (zeros written ahead of it, see `#zeroAhead`; no line holds one).
- * `linesEnd` is where the last complete line ends, `logEnd` where the log ends (past a torn last line).
- */
-export async function scanWalLines(
-  path: string,
-  onLine: (line: Uint8Array, start: number) => void,
-  blockBytes = WAL_SCAN_BLOCK_BYTES,
-): Promise<{ linesEnd: number; logEnd: number; fileSize: number }> {
-  const file = await Deno.open(path, { read: true });
-  try {
-    const fileSize = (await file.stat()).size;
-    const block = new Uint8Array(blockBytes);
-    let carry = new Uint8Array(0);
-    let linesEnd = 0;
-    for (;;) {
-      const read = await file.read(block);
-      if (read === null) break;
-      let data = carry.length === 0 ? block.subarray(0, read) : concatBytes(carry, block.subarray(0, read));
-      const nul = data.indexOf(0);
-      if (nul !== -1) data = data.subarray(0, nul);
-      let from = 0;
-      for (let newline = data.indexOf(10); newline !== -1; newline = data.indexOf(10, from)) {
-        onLine(data.subarray(from, newline), linesEnd);
-        linesEnd += newline - from + 1;
-        from = newline + 1;
-      }
-      carry = data.slice(from);
-      if (nul !== -1) break;
-    }
-    return { linesEnd, logEnd: linesEnd + carry.length, fileSize };
-  } finally {
-    file.close();
-  }
-}
-
-function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const joined = new Uint8Array(a.length + b.length);
-  joined.set(a);
-  joined.set(b, a.length);
-  return joined;
 }
 
 let tmpCounter = 0;

@@ -11,7 +11,7 @@ import {
   sha256Hex,
   writePolicySnapshot,
 } from "../../lib/edr/mod.ts";
-import { scanWalLines } from "../../lib/edr/writer.ts";
+import { scanWalLines } from "../../lib/edr/wal_scan.ts";
 import { assertChain, readDay } from "./chain_check.ts";
 import { sampleDraft, sampleInput } from "./sample_draft.ts";
 
