@@ -4,7 +4,13 @@
  * finding names the file it is about, so an operator knows which record to restore.
  */
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
-import { computeDecisionCoreHash, computeEdrHash, type EdrRecord, validateEdr } from "../edr/mod.ts";
+import {
+  computeDecisionCoreHash,
+  computeEdrHash,
+  type EdrRecord,
+  scanWalLines,
+  validateEdr,
+} from "../edr/mod.ts";
 import { dayPathOf } from "./paths.ts";
 
 /** What kind of damage a finding reports. */
@@ -329,34 +335,38 @@ export async function readWalDays(walDir: string): Promise<Map<string, WalEntry[
   listing = listing.filter((e) => e.isFile && /^\d{4}-\d{2}-\d{2}\.log$/.test(e.name));
   for (const entry of listing) {
     const day = entry.name.slice(0, 10).replaceAll("-", "/");
-    const text = await Deno.readTextFile(join(walDir, entry.name));
-    days.set(day, parseWal(text));
+    // Line by line: a day's log can be far larger than memory should hold, and only identities are kept.
+    const entries: WalEntry[] = [];
+    const decoder = new TextDecoder();
+    await scanWalLines(join(walDir, entry.name), (line) => {
+      const walEntry = walEntryOf(decoder.decode(line));
+      if (walEntry) entries.push(walEntry);
+    });
+    days.set(day, entries);
   }
   return days;
 }
 
 /** Parses the lines of one WAL file into the record identities they carry. */
 export function parseWal(text: string): WalEntry[] {
-  const out: WalEntry[] = [];
-  for (const line of text.split("\n")) {
-    if (line.trim() === "") continue;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch {
-      continue;
-    }
-    if (value === null || typeof value !== "object") continue;
-    const o = value as Record<string, unknown>;
-    const inner = (o.record !== null && typeof o.record === "object" ? o.record : o) as Record<
-      string,
-      unknown
-    >;
-    out.push({
-      sequence: typeof inner.sequence === "number" ? inner.sequence : null,
-      edr_hash: typeof inner.edr_hash === "string" ? inner.edr_hash : null,
-      decision_core_hash: typeof inner.decision_core_hash === "string" ? inner.decision_core_hash : null,
-    });
+  return text.split("\n").map(walEntryOf).filter((entry): entry is WalEntry => entry !== null);
+}
+
+/** The record identity one WAL line carries, or null for a blank or unparsable line. */
+function walEntryOf(line: string): WalEntry | null {
+  if (line.trim() === "") return null;
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return null;
   }
-  return out;
+  if (value === null || typeof value !== "object") return null;
+  const o = value as Record<string, unknown>;
+  const inner = (o.record !== null && typeof o.record === "object" ? o.record : o) as Record<string, unknown>;
+  return {
+    sequence: typeof inner.sequence === "number" ? inner.sequence : null,
+    edr_hash: typeof inner.edr_hash === "string" ? inner.edr_hash : null,
+    decision_core_hash: typeof inner.decision_core_hash === "string" ? inner.decision_core_hash : null,
+  };
 }

@@ -8,10 +8,10 @@ import {
   EdrValidationError,
   EdrWriteError,
   EdrWriter,
+  scanWalLines,
   sha256Hex,
   writePolicySnapshot,
 } from "../../lib/edr/mod.ts";
-import { scanWalLines } from "../../lib/edr/wal_scan.ts";
 import { assertChain, readDay } from "./chain_check.ts";
 import { sampleDraft, sampleInput } from "./sample_draft.ts";
 

@@ -92,6 +92,22 @@ Deno.test("verify proves a day of records intact and names every damaged record"
       ]]);
     });
 
+    await t.step("a log a router still holds (zeros written past its end) reads the same", async () => {
+      const wal = join(art.dir, "wal", `${written[0].timestamp.slice(0, 10)}.log`);
+      const size = (await Deno.stat(wal)).size;
+      const file = await Deno.open(wal, { write: true, append: true });
+      try {
+        await file.write(new Uint8Array(64 * 1024));
+        const intact = await verifyTree(edrDir);
+        assert.deepEqual(intact.findings, []);
+        const result = await damaged([RECORDS], () => Deno.remove(abs(RECORDS)));
+        assert.deepEqual(result.findings.map((f) => [f.kind, f.sequence]), [["missing", RECORDS]]);
+      } finally {
+        await file.truncate(size);
+        file.close();
+      }
+    });
+
     await t.step("without a write-ahead log a gap is still reported by sequence", async () => {
       const result = await damaged([10], () => Deno.remove(abs(10)), [], { walDir: null });
       assert.deepEqual(result.findings.map((f) => [f.kind, f.sequence]), [["missing", 10]]);
