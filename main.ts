@@ -2,8 +2,9 @@
  * hybrid-inference: the router's single entrypoint. Wiring only: read the configuration, start the
  * server, say once what is missing, and shut down cleanly on a signal.
  */
+import { issuerSecretEnvNames } from "./lib/authority/mod.ts";
 import { loadPolicy } from "./lib/contract/mod.ts";
-import { configFromEnv, readRouterEnv, startServer } from "./lib/http/mod.ts";
+import { configFromEnv, exitCannotStart, readRouterEnv, startServer } from "./lib/http/mod.ts";
 
 /** Reads only the issuer secret variables the policy names, so no other variable is ever touched. */
 function secretLookup(names: string[]): Record<string, string | undefined> {
@@ -15,14 +16,11 @@ async function start() {
   try {
     const config = configFromEnv(readRouterEnv());
     const policy = await loadPolicy(config.policyPath);
-    const secretNames = policy.authority.issuers.flatMap((
-      i,
-    ) => (i.hmac_secret_env ? [i.hmac_secret_env] : []));
-    const server = await startServer(config, { policy, secrets: secretLookup(secretNames) });
+    const secrets = secretLookup(issuerSecretEnvNames(policy.authority));
+    const server = await startServer(config, { policy, secrets });
     return { config, policy, server };
   } catch (error) {
-    console.error(`hybrid-inference cannot start: ${error instanceof Error ? error.message : String(error)}`);
-    Deno.exit(1);
+    exitCannotStart(error);
   }
 }
 

@@ -7,6 +7,7 @@
  * Exit codes: 0 success, 1 runtime error (unreadable key, unset secret), 64 usage error.
  */
 import { parseArgs } from "node:util";
+import { concatBytes } from "../lib/bytes.ts";
 import {
   authorityBlockSchema,
   generateEd25519KeyPair,
@@ -81,19 +82,9 @@ async function hashKey(args: string[]): Promise<string> {
   if (args.length > 0) throw new UsageError("hash-key takes no arguments; pipe the key on stdin");
   const chunks: Uint8Array[] = [];
   for await (const chunk of Deno.stdin.readable) chunks.push(chunk);
-  const key = new TextDecoder().decode(concat(chunks)).replace(/\r?\n$/, "");
+  const key = new TextDecoder().decode(concatBytes(chunks)).replace(/\r?\n$/, "");
   if (key.length === 0) throw new UsageError("stdin held no key; pipe the client key on stdin");
   return hashClientKey(key);
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
 }
 
 /** Runs the CLI and returns its exit code. */

@@ -5,8 +5,9 @@
  */
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { issuerSecretEnvNames } from "../lib/authority/mod.ts";
 import { loadPolicy } from "../lib/contract/mod.ts";
-import { configFromEnv, readRouterEnv, ROUTER_ENV_NAMES } from "../lib/http/mod.ts";
+import { configFromEnv, exitCannotStart, readRouterEnv, ROUTER_ENV_NAMES } from "../lib/http/mod.ts";
 
 /** The `deno run` permission flags for a configuration: what the server may reach, read and write. */
 export function serverPermissionFlags(
@@ -34,7 +35,7 @@ export function serverPermissionFlags(
 const ALL_ACCESS_ONLY = ["/dev", "/proc", "/sys"];
 
 /** Why the artifacts folder cannot work under scoped permissions, or null when it can. */
-export function artifactsDirProblem(artifactsDir: string): string | null {
+function artifactsDirProblem(artifactsDir: string): string | null {
   const path = resolve(artifactsDir);
   const root = ALL_ACCESS_ONLY.find((r) => path === r || path.startsWith(`${r}/`));
   if (!root) return null;
@@ -49,11 +50,9 @@ async function launchFlags(): Promise<string[]> {
     const problem = artifactsDirProblem(config.artifactsDir);
     if (problem) throw new Error(problem);
     const policy = await loadPolicy(config.policyPath);
-    const secretEnv = policy.authority.issuers.flatMap((i) => (i.hmac_secret_env ? [i.hmac_secret_env] : []));
-    return serverPermissionFlags(config, secretEnv);
+    return serverPermissionFlags(config, issuerSecretEnvNames(policy.authority));
   } catch (error) {
-    console.error(`hybrid-inference cannot start: ${error instanceof Error ? error.message : String(error)}`);
-    Deno.exit(1);
+    exitCannotStart(error);
   }
 }
 

@@ -233,14 +233,20 @@ export async function checkAuthority(raw: unknown, options: CheckAuthorityOption
     return refuse("LEASE_REPLAY", "this lease_id was already used; every request needs a fresh lease_id");
   }
 
+  // Members in RFC 8785 order, as the EDR keeps them.
   const summary: AuthoritySummary = {
     issued_by: block.issued_by,
-    scopes: [...scopes],
     lease_id_sha256: hashLeaseId(block.lease_id),
+    scopes: [...scopes],
     signed,
     ttl: block.ttl,
   };
   return { ok: true, summary };
+}
+
+/** The environment variables holding the policy's issuer HMAC secrets (the only ones the server may read). */
+export function issuerSecretEnvNames(policy: AuthorityPolicy): string[] {
+  return policy.issuers.flatMap((issuer) => (issuer.hmac_secret_env ? [issuer.hmac_secret_env] : []));
 }
 
 /** Names the issuers whose verification key is unusable with these secrets, for a startup warning. */

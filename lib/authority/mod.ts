@@ -25,6 +25,7 @@ export {
   type AuthorityResult,
   checkAuthority,
   type CheckAuthorityOptions,
+  issuerSecretEnvNames,
   unusableIssuers,
 } from "./check.ts";
 export { hashLeaseId, type LeaseReserver, LeaseStore, type LeaseStoreOptions } from "./lease_store.ts";

@@ -42,14 +42,15 @@ function combine(request: RoutingContract, policy: Policy): EffectiveContract {
   const caps = [asked.max_cost_usd, policy.limits.max_cost_usd ?? undefined].filter(
     (v): v is number => typeof v === "number",
   );
+  // Members in RFC 8785 order, so the contract hashes and records on the native path (see canonicalJson).
   return {
+    authority_required: policy.authority.required || asked.authority_required === true,
     classification,
     latency: asked.latency ?? defaults.latency,
     max_cost_usd: caps.length ? Math.min(...caps) : null,
-    requires: dedupe(asked.requires ?? []),
-    provider_allowlist: allowlist,
     model_preferences: asked.model_preferences ?? [],
-    authority_required: policy.authority.required || asked.authority_required === true,
+    provider_allowlist: allowlist,
+    requires: dedupe(asked.requires ?? []),
   };
 }
 

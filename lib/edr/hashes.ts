@@ -1,6 +1,7 @@
 /** The EDR hash rules of docs/edr-format.md: decision core, record, output, and the on-disk path. */
 
 import { canonicalJson, hashCanonical, sha256Hex, stringifiesCanonically } from "./canonical.ts";
+import { edrPathOn } from "./paths.ts";
 import type { EdrDraft, EdrRecord } from "./types.ts";
 
 /** Fields covered by `decision_core_hash`, in the order the format doc lists them. */
@@ -19,11 +20,11 @@ export const DECISION_CORE_FIELDS = [
 ] as const;
 
 /** SHA-256 of the canonical decision core: what `decide()` saw and what it chose. */
-export function computeDecisionCoreHash(draft: Pick<EdrDraft, typeof DECISION_CORE_FIELDS[number]>): string {
-  const core: Record<string, unknown> = {};
-  for (const field of DECISION_CORE_FIELDS) core[field] = draft[field];
-  return hashCanonical(core);
+export function computeDecisionCoreHash(draft: DecisionCore): string {
+  return hashCanonical(decisionCore(draft));
 }
+
+type DecisionCore = Pick<EdrDraft, typeof DECISION_CORE_FIELDS[number]>;
 
 /** SHA-256 of the canonical record without `edr_hash` (an `edr_hash` field present is ignored). */
 export function computeEdrHash(record: Omit<EdrRecord, "edr_hash"> | EdrRecord): string {
@@ -88,11 +89,6 @@ export function edrPath(record: Pick<EdrRecord, "timestamp" | "decision_core_has
   return edrPathOn(edrDay(record.timestamp), record.decision_core_hash);
 }
 
-/** The same path from the record's UTC day (`YYYY-MM-DD`) and its decision core hash. */
-export function edrPathOn(day: string, decisionCoreHash: string): string {
-  return `edr/${day.slice(0, 4)}/${day.slice(5, 7)}/${day.slice(8, 10)}/${decisionCoreHash}.json`;
-}
-
 /** A sealed record with its canonical text, as the writer needs it. */
 export interface SealedRecord {
   record: EdrRecord;
@@ -155,8 +151,8 @@ function halvesOfAnyDraft(
 // sealing serializes each with one JSON.stringify (canonicalJson's native path) and makes no string per
 // member: under load the per-member strings were most of the seal's garbage-collection cost.
 
-/** Typed against `DECISION_CORE_FIELDS`, so the literal cannot drift from the list the verifier uses. */
-function decisionCore(d: EdrDraft): Pick<EdrDraft, typeof DECISION_CORE_FIELDS[number]> {
+/** Typed against `DECISION_CORE_FIELDS`, so the literal cannot drift from the list the format doc gives. */
+function decisionCore(d: DecisionCore): DecisionCore {
   return {
     candidates: d.candidates,
     constraints_applied: d.constraints_applied,
@@ -173,14 +169,15 @@ function decisionCore(d: EdrDraft): Pick<EdrDraft, typeof DECISION_CORE_FIELDS[n
 }
 
 /** The record's members that sort before `edr_hash`. */
-function membersBeforeEdrHash(d: EdrDraft, decisionCoreHash: string) {
+function membersBeforeEdrHash(d: EdrDraft) {
   return {
     attempts: d.attempts,
     candidates: d.candidates,
     constraints_applied: d.constraints_applied,
     contract_hash: d.contract_hash,
     decision: d.decision,
-    decision_core_hash: decisionCoreHash,
+    // Filled in once the core is hashed (see sealDraft).
+    decision_core_hash: "",
     decision_factors: d.decision_factors,
     decision_inputs: d.decision_inputs,
   };
@@ -221,7 +218,7 @@ export function sealDraft(draft: EdrDraft, sequence: number, prevEdrHash: string
   const chain = { sequence, prev_edr_hash: prevEdrHash, decision_core_hash: "" };
   const [before, after] = hasUnknownMembers(draft)
     ? halvesOfAnyDraft(draft, chain)
-    : [membersBeforeEdrHash(draft, ""), membersAfterEdrHash(draft, sequence, prevEdrHash)];
+    : [membersBeforeEdrHash(draft), membersAfterEdrHash(draft, sequence, prevEdrHash)];
   // The decision core's values are all in the two halves, so one check of the halves covers all three.
   const serialize = stringifiesCanonically(before) && stringifiesCanonically(after)
     ? JSON.stringify

@@ -1,7 +1,7 @@
 /** Messages between the EDR writer and its materializer worker. */
 
 /**
- * Create the per-request files of the WAL lines in `[start, end)` of `walPath` (whole lines, already
+ * Create the per-request files of the WAL lines in `[start, end)` of the day's WAL (whole lines, already
  * durable). `lines`, when given, lists `[lineStart, lineEnd)` offset pairs (without the newline) and only
  * those lines are used (recovery passes the lines it verified). `checkFirst` (recovery) skips files that
  * already exist with the right size without writing a temp file, and replaces ones of the wrong size
@@ -9,7 +9,6 @@
  */
 export interface MaterializeRequest {
   id: number;
-  walPath: string;
   /** The UTC day the WAL belongs to (`YYYY-MM-DD`), which is the day of every record in it. */
   day: string;
   start: number;

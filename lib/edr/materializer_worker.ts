@@ -6,7 +6,7 @@
  * replacing an existing file) and the temp name removed; no fsync, because the WAL is the durable copy.
  */
 
-import { edrPathOn } from "./hashes.ts";
+import { edrPathOn, inputPointerOf, walPathOn } from "./paths.ts";
 import type { MaterializeReply, MaterializeRequest } from "./materializer_protocol.ts";
 
 const scope = globalThis as unknown as {
@@ -71,31 +71,22 @@ function lstatOrNull(path: string): Deno.FileInfo | null {
   }
 }
 
-function exists(path: string): boolean {
-  return lstatOrNull(path) !== null;
-}
-
 /**
- * Creates `path` with `content` unless it exists; true when it wrote. With `check` (recovery), a file in
- * place is kept only if its size is right: a crash can leave a linked file whose data never reached the
- * disk, and the WAL line is the durable copy of what it must hold.
+ * Creates `path` with `content` unless it exists; true when it wrote. With `checkFirst` (recovery, and
+ * always for inputs), a file in place is kept only if its size is right: a crash can leave a linked file
+ * whose data never reached the disk, and the WAL line is the durable copy of what it must hold.
  */
 function createAtomically(
   tmpDir: string,
   path: string,
   content: Uint8Array,
-  check: { reply: MaterializeReply } | null,
+  checkFirst: boolean,
+  reply: MaterializeReply,
 ): boolean {
-  let damaged = false;
-  if (check) {
-    const info = lstatOrNull(path);
-    if (info !== null) {
-      if (info.isFile && info.size === content.length) {
-        check.reply.newestFileMs = Math.max(check.reply.newestFileMs, info.mtime?.getTime() ?? Date.now());
-        return false;
-      }
-      damaged = true;
-    }
+  const existing = checkFirst ? lstatOrNull(path) : null;
+  if (existing?.isFile && existing.size === content.length) {
+    reply.newestFileMs = Math.max(reply.newestFileMs, existing.mtime?.getTime() ?? Date.now());
+    return false;
   }
   const dir = path.slice(0, path.lastIndexOf("/"));
   if (!madeDirs.has(dir)) {
@@ -105,23 +96,29 @@ function createAtomically(
   const tmp = `${tmpDir}/${Deno.pid}-w${++counter}.part`;
   Deno.writeFileSync(tmp, content, { createNew: true });
   try {
-    if (damaged) {
-      Deno.renameSync(tmp, path);
-      check!.reply.repaired++;
-      return true;
-    }
-    Deno.linkSync(tmp, path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.AlreadyExists) return false;
-    // Some file systems refuse hard links; a checked rename is the next best thing.
-    if (exists(path)) return false;
+    if (existing === null) return linkInPlace(tmp, path);
+    // Damaged: replaced from the WAL line. A failure here is an error to report, not a file to keep.
     Deno.renameSync(tmp, path);
+    reply.repaired++;
     return true;
   } finally {
     try {
       Deno.removeSync(tmp);
     } catch { /* renamed away or never made */ }
+  }
+}
+
+/** Hard-links `tmp` to `path` unless `path` exists; true when it made the link. */
+function linkInPlace(tmp: string, path: string): boolean {
+  try {
+    Deno.linkSync(tmp, path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.AlreadyExists) return false;
+    // Some file systems refuse hard links; a checked rename is the next best thing.
+    if (lstatOrNull(path) !== null) return false;
+    Deno.renameSync(tmp, path);
+    return true;
   }
 }
 
@@ -173,14 +170,13 @@ function materializeLine(
   content.set(bytes.subarray(recordStart, recordEnd));
   content[content.length - 1] = NEWLINE;
   const path = `${dir}/${edrPathOn(day, coreHash)}`;
-  const check = request.checkFirst ? { reply } : null;
-  if (createAtomically(`${dir}/tmp`, path, content, check)) reply.files++;
+  if (createAtomically(`${dir}/tmp`, path, content, request.checkFirst, reply)) reply.files++;
   if (input === null) return;
   const inputHash = hashAfter(bytes, INPUT_POINTER_KEY, recordStart, recordEnd);
   if (inputHash === null) throw new Error("wal line carries an input but its record points to none");
-  const inputPath = `${dir}/inputs/${inputHash}.json`;
+  const inputPath = `${dir}/${inputPointerOf(inputHash)}`;
   // An input may already be in place from an earlier line, so it is always checked first.
-  if (createAtomically(`${dir}/tmp`, inputPath, bytes.subarray(input[0], input[1]), check ?? { reply })) {
+  if (createAtomically(`${dir}/tmp`, inputPath, bytes.subarray(input[0], input[1]), true, reply)) {
     reply.inputs++;
   }
 }
@@ -196,30 +192,27 @@ function materialize(request: MaterializeRequest): MaterializeReply {
   };
   let bytes: Uint8Array;
   try {
-    bytes = readRange(request.walPath, request.start, request.end);
+    bytes = readRange(walPathOn(request.dir, request.day), request.start, request.end);
   } catch (error) {
     reply.errors.push(String(error));
     return reply;
   }
-  const lines = request.lines;
-  if (lines !== null) {
-    for (let i = 0; i < lines.length; i += 2) {
-      try {
-        materializeLine(request, bytes, lines[i] - request.start, lines[i + 1] - request.start, reply);
-      } catch (error) {
-        reply.errors.push(String(error));
-      }
-    }
-    return reply;
-  }
-  for (let start = 0; start < bytes.length;) {
-    let end = bytes.indexOf(NEWLINE, start);
-    if (end === -1) end = bytes.length;
+  const lineAt = (start: number, end: number) => {
     try {
       materializeLine(request, bytes, start, end, reply);
     } catch (error) {
       reply.errors.push(String(error));
     }
+  };
+  const lines = request.lines;
+  if (lines !== null) {
+    for (let i = 0; i < lines.length; i += 2) lineAt(lines[i] - request.start, lines[i + 1] - request.start);
+    return reply;
+  }
+  for (let start = 0; start < bytes.length;) {
+    let end = bytes.indexOf(NEWLINE, start);
+    if (end === -1) end = bytes.length;
+    lineAt(start, end);
     start = end + 1;
   }
   return reply;

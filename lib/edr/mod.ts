@@ -17,6 +17,7 @@ export {
 } from "./hashes.ts";
 export { EDR_SCHEMA, type EdrValidationResult, validateEdr } from "./schema.ts";
 export * from "./types.ts";
+export { inputPointerOf } from "./paths.ts";
 export { scanWalLines } from "./wal_scan.ts";
 export {
   type EdrCommitOptions,

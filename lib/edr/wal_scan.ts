@@ -1,5 +1,7 @@
 /** Reading a write-ahead log line by line without holding it in memory whole (used by recovery). */
 
+import { concatBytes } from "../bytes.ts";
+
 /** Recovery reads a WAL in blocks of this size, so a large log never sits in memory whole. */
 const WAL_SCAN_BLOCK_BYTES = 4 * 1024 * 1024;
 
@@ -22,7 +24,7 @@ export async function scanWalLines(
     for (;;) {
       const read = await file.read(block);
       if (read === null) break;
-      let data = carry.length === 0 ? block.subarray(0, read) : concatBytes(carry, block.subarray(0, read));
+      let data = carry.length === 0 ? block.subarray(0, read) : concatBytes([carry, block.subarray(0, read)]);
       const nul = data.indexOf(0);
       if (nul !== -1) data = data.subarray(0, nul);
       let from = 0;
@@ -38,11 +40,4 @@ export async function scanWalLines(
   } finally {
     file.close();
   }
-}
-
-function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const joined = new Uint8Array(a.length + b.length);
-  joined.set(a);
-  joined.set(b, a.length);
-  return joined;
 }

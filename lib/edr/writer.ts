@@ -9,6 +9,7 @@
 import { canonicalJson, sha256Hex } from "./canonical.ts";
 import { computeEdrHash, edrDay, sealDraft } from "./hashes.ts";
 import type { MaterializeReply, MaterializeRequest } from "./materializer_protocol.ts";
+import { inputHashOfPointer, inputPointerOf, walPathOn } from "./paths.ts";
 import { scanWalLines } from "./wal_scan.ts";
 import { Utf8Builder } from "./utf8_builder.ts";
 import { validateEdr } from "./schema.ts";
@@ -128,9 +129,11 @@ interface Pending {
   reject: (error: unknown) => void;
 }
 
-/** Durable WAL lines of one day whose files are not yet asked for: `[start, end)` holds `count` records. */
+/**
+ * Durable WAL lines of one day whose files are not yet asked for: `count` records from the day's
+ * `#postedTo` offset up to `end`.
+ */
 interface UnpostedRange {
-  start: number;
   end: number;
   count: number;
 }
@@ -261,7 +264,6 @@ export class EdrWriter {
   #unposted = new Map<string, UnpostedRange>();
   /** Per day, the WAL offset up to which files were asked for (or restored at open). */
   #postedTo = new Map<string, number>();
-  #deferredCount = 0;
   /**
    * Per day, the WAL lines of the records in `#queue`, encoded as each record is sealed: its text is
    * dropped at once instead of surviving on the heap until its batch is written.
@@ -381,7 +383,7 @@ export class EdrWriter {
     return {
       ...this.#stats,
       pending_wal: this.#queue.length,
-      pending_materialize: this.#backlog() + this.#deferredCount,
+      pending_materialize: this.#backlog() + this.#deferredCount(),
       broken: this.#broken !== null,
       recovery: { ...this.#recovery },
     };
@@ -400,11 +402,11 @@ export class EdrWriter {
     if (options.capturedInputCanonical !== undefined) {
       inputText = options.capturedInputCanonical.text;
       inputHash = options.capturedInputCanonical.hash;
-      source = { ...draft, replay: { ...draft.replay, required_inputs_pointer: `inputs/${inputHash}.json` } };
+      source = { ...draft, replay: { ...draft.replay, required_inputs_pointer: inputPointerOf(inputHash) } };
     } else if (options.capturedInput !== undefined) {
       inputText = canonicalJson(options.capturedInput);
       inputHash = sha256Hex(inputText);
-      source = { ...draft, replay: { ...draft.replay, required_inputs_pointer: `inputs/${inputHash}.json` } };
+      source = { ...draft, replay: { ...draft.replay, required_inputs_pointer: inputPointerOf(inputHash) } };
     }
     // Sequence and prev hash are taken synchronously: JS runs one commit at a time, so this is the order.
     const head = this.#heads.get(day);
@@ -741,23 +743,17 @@ export class EdrWriter {
   #materializeLater(batch: Pending[]): void {
     for (const p of batch) {
       let range = this.#unposted.get(p.day);
-      if (!range) {
-        const start = this.#postedTo.get(p.day)!;
-        this.#unposted.set(p.day, range = { start, end: start, count: 0 });
-      }
+      if (!range) this.#unposted.set(p.day, range = { end: 0, count: 0 });
       range.count++;
+      // The batch's logs were just appended to, so they are open and end after its lines.
+      range.end = this.#wal.get(p.day)!.size;
     }
-    for (const [day, range] of this.#unposted) {
-      const handle = this.#wal.get(day);
-      if (handle) range.end = handle.size;
-    }
-    this.#deferredCount += batch.length;
     if (this.#idleMs === 0 || this.#closed) {
       this.#postDeferred();
       return;
     }
     this.#lastDurableAt = performance.now();
-    if (this.#deferredCount >= this.#maxDeferred) this.#postDeferred();
+    if (this.#deferredCount() >= this.#maxDeferred) this.#postDeferred();
     else if (this.#idleTimer === null) this.#scheduleIdleCheck(this.#idleMs);
   }
 
@@ -780,10 +776,10 @@ export class EdrWriter {
     }
     const ranges = this.#unposted;
     this.#unposted = new Map();
-    this.#deferredCount = 0;
-    for (const [day, { start, end, count }] of ranges) {
+    for (const [day, { end, count }] of ranges) {
+      const start = this.#postedTo.get(day)!;
       this.#postedTo.set(day, end);
-      const request = { walPath: this.#walPath(day), day, start, end, lines: null, checkFirst: false };
+      const request = { day, start, end, lines: null, checkFirst: false };
       this.#post(request, count).then((reply) => {
         this.#stats.materialized += reply.files;
         this.#stats.inputs_written += reply.inputs;
@@ -799,8 +795,15 @@ export class EdrWriter {
     }
   }
 
+  /** Durable records whose files are not yet asked of the worker. */
+  #deferredCount(): number {
+    let count = 0;
+    for (const range of this.#unposted.values()) count += range.count;
+    return count;
+  }
+
   #walPath(day: string): string {
-    return `${this.#dir}/wal/${day}.log`;
+    return walPathOn(this.#dir, day);
   }
 
   async #close(): Promise<void> {
@@ -854,7 +857,8 @@ export class EdrWriter {
     const day = name.slice(0, 10);
     const path = this.#walPath(day);
     this.#recovery.wal_files++;
-    const before = { ...this.#recovery };
+    // Anything found wrong or restored keeps the day from being marked as checked.
+    let dirty = false;
     // Verified lines go to the worker in chunks as the scan finds them, so files are restored while the
     // rest of the log is read; only line offsets are kept, never records.
     const replies: Promise<MaterializeReply>[] = [];
@@ -862,7 +866,6 @@ export class EdrWriter {
     const postChunk = () => {
       if (chunk.length === 0) return;
       const request = {
-        walPath: path,
         day,
         start: chunk[0],
         end: chunk[chunk.length - 1],
@@ -878,6 +881,7 @@ export class EdrWriter {
       lineNo++;
       const entry = this.#parseLine(line);
       if (!entry || edrDay(entry.record.timestamp) !== day) {
+        dirty = true;
         this.#recovery.corrupt_lines++;
         this.#log({
           level: "warn",
@@ -894,6 +898,7 @@ export class EdrWriter {
         ? record.sequence === head.sequence + 1 && record.prev_edr_hash === head.edrHash
         : record.sequence === 1 && record.prev_edr_hash === null;
       if (!linked) {
+        dirty = true;
         this.#recovery.chain_breaks++;
         this.#log({ level: "warn", msg: "edr wal chain break", wal: name, sequence: record.sequence });
       }
@@ -901,7 +906,7 @@ export class EdrWriter {
       // The line's input is stored under the hash its record points to.
       const pointer = record.replay?.required_inputs_pointer;
       if (entry.input !== undefined && pointer) {
-        this.#rememberWalInput(pointer.slice("inputs/".length, -".json".length));
+        this.#rememberWalInput(inputHashOfPointer(pointer));
       }
       chunk.push(start, start + line.length);
       if (chunk.length >= RESTORE_CHUNK_LINES * 2) postChunk();
@@ -910,6 +915,7 @@ export class EdrWriter {
     postChunk();
     if (linesEnd < logEnd) {
       // The process died mid-append: that record was never acknowledged. Cut it so later appends start clean.
+      dirty = true;
       this.#recovery.torn_tails++;
       this.#log({
         level: "warn",
@@ -936,6 +942,7 @@ export class EdrWriter {
       this.#recovery.inputs_restored += reply.inputs;
       this.#recovery.files_repaired += reply.repaired;
       newestFileMs = Math.max(newestFileMs, reply.newestFileMs);
+      if (reply.files + reply.inputs > 0) dirty = true;
       if (reply.errors.length > 0) {
         throw new EdrWriteError(
           `cannot restore ${reply.errors.length} edr files from the wal (${
@@ -944,13 +951,8 @@ export class EdrWriter {
         );
       }
     }
-    const r = this.#recovery;
-    const clean = r.files_restored === before.files_restored &&
-      r.inputs_restored === before.inputs_restored &&
-      r.corrupt_lines === before.corrupt_lines && r.torn_tails === before.torn_tails &&
-      r.chain_breaks === before.chain_breaks;
     // Files this young may still sit only in the page cache, so a power loss could take them after the check.
-    if (pastDay && clean && newestFileMs <= Date.now() - CHECKED_FILES_MIN_AGE_MS) {
+    if (pastDay && !dirty && newestFileMs <= Date.now() - CHECKED_FILES_MIN_AGE_MS) {
       const head = this.#heads.get(day) ?? null;
       await this.#markDayChecked(day, { wal_bytes: linesEnd, records, head });
     }

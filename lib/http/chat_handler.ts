@@ -12,12 +12,13 @@ import {
 } from "../providers/mod.ts";
 import { HeavySlot, SlotError, type SlotLease } from "../slot/mod.ts";
 import type { Dialect } from "./dialects.ts";
+import { concatBytes } from "../bytes.ts";
 import { RouterError } from "./errors.ts";
 import { type EdrSink, Exchange, round } from "./exchange.ts";
 import type { RouterMetrics } from "./metrics.ts";
 import { requestFeatures } from "./request_features.ts";
 import { clientGone, parseContract, readJsonBody } from "./request_input.ts";
-import { concatBytes, NOT_READY, NOT_READY_MARK, OutputAssembler } from "./stream_output.ts";
+import { NOT_READY, NOT_READY_MARK, OutputAssembler } from "./stream_output.ts";
 
 /** What the chat pipeline needs; main.ts wires the real ones, tests may wire fakes. */
 export interface ChatDeps {
@@ -48,6 +49,8 @@ export class ChatHandler {
   #deps: ChatDeps;
   #policyRef: { version: string; hash: string };
   #now: () => number;
+  /** Requests started whose EDR has not been handed to the writer yet. */
+  #open = new Set<Exchange>();
 
   constructor(deps: ChatDeps) {
     this.#deps = deps;
@@ -55,9 +58,15 @@ export class ChatHandler {
     this.#now = deps.now ?? Date.now;
   }
 
+  /** How many requests are in flight and not yet waiting on their EDR's write. */
+  get openRequests(): number {
+    return this.#open.size;
+  }
+
   /** Handles one request; never throws (the last-resort path still answers and records). */
   async handle(request: Request, dialect: Dialect): Promise<Response> {
     const exchange = new Exchange(dialect.endpoint, this.#now());
+    this.#open.add(exchange);
     try {
       return await this.#run(request, dialect, exchange);
     } catch (error) {
@@ -149,8 +158,8 @@ export class ChatHandler {
       exchange.slotOutcome = {
         heavy: true,
         outcome: SLOT_DECISION_OUTCOMES[keptOff],
-        waited_ms: 0,
         queue_depth_at_entry: exchange.slotSnapshot.queue_depth,
+        waited_ms: 0,
       };
     }
     if (decision.rejection) {
@@ -457,8 +466,8 @@ export class ChatHandler {
           exchange.slotOutcome = {
             heavy: true,
             outcome: hasNext ? "spilled" : (timedOut ? "timeout" : "refused"),
-            waited_ms: exchange.slotOutcome?.waited_ms ?? 0,
             queue_depth_at_entry: exchange.slotSnapshot?.queue_depth ?? 0,
+            waited_ms: exchange.slotOutcome?.waited_ms ?? 0,
           };
           if (hasNext) {
             metrics.countFallback("local", candidates[i + 1].provider, error.code);
@@ -557,7 +566,7 @@ export class ChatHandler {
     const { slot, policy, metrics } = this.#deps;
     const immediate = slot.tryAcquire();
     if (immediate) {
-      exchange.slotOutcome = { heavy: true, outcome: "acquired", waited_ms: 0, queue_depth_at_entry: 0 };
+      exchange.slotOutcome = { heavy: true, outcome: "acquired", queue_depth_at_entry: 0, waited_ms: 0 };
       return immediate;
     }
     const startWait = performance.now();
@@ -567,8 +576,8 @@ export class ChatHandler {
       exchange.slotOutcome = {
         heavy: true,
         outcome: "waited",
-        waited_ms: round(lease.waitedMs),
         queue_depth_at_entry: lease.queueDepthAtEntry,
+        waited_ms: round(lease.waitedMs),
       };
       return lease;
     } catch (error) {
@@ -594,18 +603,27 @@ export class ChatHandler {
 
   /** Commits the record of a stream that can no longer report to its client; a failure is logged. */
   async #commitQuietly(exchange: Exchange, status: number): Promise<void> {
-    await exchange.commit(this.#deps.edr, this.#policyRef).catch((e) => this.#edrLost(exchange, e));
+    await this.#commit(exchange).catch((e) => this.#edrLost(exchange, e));
     this.#observe(exchange, status);
   }
 
   /** Makes the record durable; a record that cannot be written fails the request closed. */
   async #durable(exchange: Exchange): Promise<void> {
     try {
-      await exchange.commit(this.#deps.edr, this.#policyRef);
+      await this.#commit(exchange);
       this.#deps.metrics.countEdr("written");
     } catch (error) {
       this.#edrLost(exchange, error);
       throw edrFailure();
+    }
+  }
+
+  /** Hands the record to the writer; from then on the request no longer counts as open. */
+  #commit(exchange: Exchange): Promise<unknown> {
+    try {
+      return exchange.commit(this.#deps.edr, this.#policyRef);
+    } finally {
+      this.#open.delete(exchange);
     }
   }
 
@@ -663,9 +681,9 @@ const SLOT_DECISION_OUTCOMES: Record<string, "spilled" | "refused"> = {
 
 const ATTEMPT_OVER = "the attempt is over";
 const STREAM_DISCONNECT = {
-  type: "client_disconnect",
-  stage: "stream",
   message: "the client disconnected before the stream ended",
+  stage: "stream",
+  type: "client_disconnect",
 } as const;
 
 function errorInfo(error: RouterError): ClientErrorInfo {

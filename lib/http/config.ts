@@ -42,6 +42,12 @@ export function normalizeOllamaHost(value: string | undefined): string {
   return url.origin;
 }
 
+/** Ends a process that cannot start with one line saying why (configuration, policy, listen address). */
+export function exitCannotStart(error: unknown): never {
+  console.error(`hybrid-inference cannot start: ${error instanceof Error ? error.message : String(error)}`);
+  Deno.exit(1);
+}
+
 /** Reads the configuration from an environment lookup (`Deno.env.toObject()` in production). */
 export function configFromEnv(env: Record<string, string | undefined>): RouterConfig {
   const port = Number(env.HI_PORT ?? "8088");

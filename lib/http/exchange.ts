@@ -11,6 +11,7 @@ import {
   type EdrSlotOutcome,
   type EdrSlotSnapshot,
   hashCanonical,
+  inputPointerOf,
   outputHashOf,
   sha256Hex,
 } from "../edr/mod.ts";
@@ -33,13 +34,6 @@ export interface EdrSink {
     draft: EdrDraft,
     options?: { capturedInputCanonical?: { text: string; hash: string } },
   ): Promise<EdrRecord>;
-}
-
-let openExchanges = 0;
-
-/** How many requests in this process have started and not yet handed their EDR to the writer. */
-export function openExchangeCount(): number {
-  return openExchanges;
 }
 
 /** Which inbound API a request arrived on. */
@@ -90,7 +84,6 @@ export class Exchange {
     this.receivedAtMs = now;
     this.startedAt = performance.now();
     this.endpoint = endpoint;
-    openExchanges++;
   }
 
   /** True once the EDR was handed to the writer. */
@@ -100,7 +93,7 @@ export class Exchange {
 
   /** Records a client-visible failure (only the first one counts). */
   fail(error: RouterError): void {
-    this.failure ??= { type: error.failureType, stage: error.stage, message: error.message };
+    this.failure ??= { message: error.message, stage: error.stage, type: error.failureType };
   }
 
   /** Builds the draft and commits it once; later calls return the same promise. */
@@ -108,7 +101,6 @@ export class Exchange {
     if (!this.#committed) {
       const { draft, capturedInputCanonical } = this.#draft(policy);
       this.#committed = sink.commit(draft, capturedInputCanonical ? { capturedInputCanonical } : undefined);
-      openExchanges--;
     }
     return this.#committed;
   }
@@ -178,7 +170,7 @@ export class Exchange {
       side_effects: "none",
       replay: {
         replayable: captured,
-        required_inputs_pointer: captured ? `inputs/${inputHash}.json` : null,
+        required_inputs_pointer: captured ? inputPointerOf(inputHash!) : null,
       },
     };
     return captured ? { draft, capturedInputCanonical: { text: inputText!, hash: inputHash! } } : { draft };

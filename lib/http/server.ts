@@ -15,7 +15,6 @@ import { HeavySlot } from "../slot/mod.ts";
 import { ChatHandler } from "./chat_handler.ts";
 import type { RouterConfig } from "./config.ts";
 import { RouterMetrics } from "./metrics.ts";
-import { openExchangeCount } from "./exchange.ts";
 import { createRouter } from "./router.ts";
 
 /** Options for `startServer` beyond the configuration; tests inject clocks and readings here. */
@@ -53,7 +52,8 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
   const policyHash = await writePolicySnapshot(config.artifactsDir, policy);
   const edr = await EdrWriter.open(config.artifactsDir, {
     validate: false,
-    eventLoopIdle: () => openExchangeCount() === 0,
+    // `chat` is made below, with this writer; the writer asks only when a commit comes, which is after.
+    eventLoopIdle: () => chat.openRequests === 0,
     log: (event) => log(`edr ${event.level}: ${event.msg}${event.reason ? ` (${event.reason})` : ""}`),
   });
   const leases = await LeaseStore.open(config.artifactsDir);

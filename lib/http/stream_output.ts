@@ -5,20 +5,6 @@ export const NOT_READY_MARK = Symbol("not ready");
 /** An already-settled promise that loses a race only to an already-settled read. */
 export const NOT_READY = Promise.resolve(NOT_READY_MARK);
 
-/** Joins byte chunks into one, so one write carries them all. */
-export function concatBytes(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  let length = 0;
-  for (const part of parts) length += part.length;
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
-
 /** Assembles streamed events into the output the EDR hashes. */
 export class OutputAssembler {
   #text = "";

@@ -87,7 +87,7 @@ export class AnthropicAdapter implements ProviderAdapter {
       mapReadError: (error) =>
         upstreamFailure("anthropic", error, {
           signal: options.signal,
-          afterFirstByte: true,
+          stage: "stream",
           callSignal: call.signal,
         }),
     });

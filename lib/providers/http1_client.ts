@@ -15,6 +15,8 @@
  * socket, which ends any pending read.
  */
 
+import { concatBytes } from "../bytes.ts";
+
 /** The request options this client understands (a subset of `RequestInit`). */
 export interface UpstreamInit {
   method?: string;
@@ -59,13 +61,6 @@ const FORBIDDEN_HEADERS = new Set(["host", "content-length", "connection", "tran
 const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: .*)?$/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const BAD_VALUE = /[\0\r\n]/;
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
-}
 
 function indexOfHeadEnd(bytes: Uint8Array): number {
   for (let i = 3; i < bytes.length; i++) {
@@ -125,7 +120,7 @@ class Http1Connection {
     if (n === null) return false;
     this.answered = true;
     const fresh = this.#scratch.slice(0, n);
-    this.#pending = this.#pending.length === 0 ? fresh : concat(this.#pending, fresh);
+    this.#pending = this.#pending.length === 0 ? fresh : concatBytes([this.#pending, fresh]);
     return true;
   }
 
@@ -342,11 +337,9 @@ class Http1Response implements UpstreamResponse {
   }
 
   async #readAll(): Promise<Uint8Array> {
-    let all: Uint8Array = EMPTY;
-    for (let piece = await this.#next(); piece !== null; piece = await this.#next()) {
-      all = all.length === 0 ? piece : concat(all, piece);
-    }
-    return all;
+    const pieces: Uint8Array[] = [];
+    for (let piece = await this.#next(); piece !== null; piece = await this.#next()) pieces.push(piece);
+    return pieces.length === 0 ? EMPTY : concatBytes(pieces);
   }
 
   /** The next piece of the body; null once it has all been read. */
@@ -367,8 +360,7 @@ class Http1Response implements UpstreamResponse {
       } else if (framing.kind === "chunked") {
         const { pieces, finished } = decodeChunked(connection, framing);
         if (finished) this.#finish();
-        if (pieces.length === 1) return pieces[0];
-        if (pieces.length > 1) return pieces.reduce(concat);
+        if (pieces.length > 0) return concatBytes(pieces);
         if (finished) return null;
       } else if (framing.kind === "eof" && connection.pending.length > 0) {
         const piece = connection.pending;
@@ -490,7 +482,7 @@ export class Http1Agent {
     }
     head += "\r\n";
     const headBytes = encoder.encode(head);
-    return body.length === 0 ? headBytes : concat(headBytes, body);
+    return body.length === 0 ? headBytes : concatBytes([headBytes, body]);
   }
 
   #takeIdle(key: string): Http1Connection | undefined {
@@ -524,7 +516,8 @@ export class Http1Agent {
     signal: AbortSignal | undefined,
   ): Promise<UpstreamResponse> {
     this.#busy.add(connection);
-    const onAbort = () => connection.close();
+    // An abort ends the exchange even if nobody reads or cancels the body afterwards.
+    const onAbort = () => done(false);
     signal?.addEventListener("abort", onAbort, { once: true });
     const done = (reusable: boolean) => {
       signal?.removeEventListener("abort", onAbort);

@@ -2,6 +2,7 @@
  * Client-facing OpenAI chat-completions encoders: the `chat.completion` JSON body and the
  * `chat.completion.chunk` SSE stream, shaped so the official `openai` SDK consumes them unchanged.
  */
+import { concatBytes } from "../bytes.ts";
 import { encodeSseEvent } from "./sse.ts";
 import type {
   ChatResult,
@@ -118,7 +119,7 @@ export class OpenAIStreamEncoder implements ClientStreamEncoder {
         if (!this.#includeUsage) return finish;
         // OpenAI always reports usage; an upstream that gave none is reported as zero, not omitted.
         const usage = event.usage ?? { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
-        return concat(finish, this.#chunk([], usage));
+        return concatBytes([finish, this.#chunk([], usage)]);
       }
     }
   }
@@ -133,11 +134,4 @@ export class OpenAIStreamEncoder implements ClientStreamEncoder {
     const body = { error: { message: info.message, type: info.type, code: info.code, param: null } };
     return encoder.encode(encodeSseEvent(JSON.stringify(body)));
   }
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
 }

@@ -280,14 +280,12 @@ export function upstreamFailure(
   options: {
     signal: AbortSignal;
     stage?: "connect" | "body" | "stream";
-    /** Older spelling: true means `stream`, false means `connect`; `stage` wins when both are given. */
-    afterFirstByte?: boolean;
     callSignal?: AbortSignal;
   },
 ): UpstreamError {
   if (error instanceof UpstreamError) return error;
   if (options.signal.aborted) return clientAbortedError();
-  const stage = options.stage ?? (options.afterFirstByte ? "stream" : "connect");
+  const stage = options.stage ?? "connect";
   const reason = options.callSignal?.aborted ? options.callSignal.reason : undefined;
   if (reason === FIRST_BYTE_TIMEOUT) return timeoutError(provider, { stage: "first_byte", fallback: true });
   if (reason === TOTAL_TIMEOUT || (reason instanceof DOMException && reason.name === "TimeoutError")) {

@@ -38,7 +38,6 @@ export {
 } from "./replay.ts";
 export {
   type FindingKind,
-  parseWal,
   readWalDays,
   type VerifyFinding,
   type VerifyOptions,

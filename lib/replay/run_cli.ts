@@ -20,7 +20,6 @@ export interface RunReplayCliOptions {
   fetch?: typeof fetch;
 }
 
-/** The usage text of `deno task replay`. */
 /** The flags `deno task replay` takes; the launcher and the sandboxed runner parse the same ones. */
 export const REPLAY_FLAGS = {
   "allow-side-effects": { type: "boolean", default: false },
@@ -30,6 +29,7 @@ export const REPLAY_FLAGS = {
   artifacts: { type: "string" },
 } as const;
 
+/** The usage text of `deno task replay`. */
 export const REPLAY_USAGE = [
   "usage: deno task replay <edr.json> [--allow-side-effects] [--allow-network] [--json] [--artifacts DIR]",
   "       deno task replay --all <dir> [--allow-side-effects] [--allow-network] [--json] [--artifacts DIR]",

@@ -347,11 +347,6 @@ export async function readWalDays(walDir: string): Promise<Map<string, WalEntry[
   return days;
 }
 
-/** Parses the lines of one WAL file into the record identities they carry. */
-export function parseWal(text: string): WalEntry[] {
-  return text.split("\n").map(walEntryOf).filter((entry): entry is WalEntry => entry !== null);
-}
-
 /** The record identity one WAL line carries, or null for a blank or unparsable line. */
 function walEntryOf(line: string): WalEntry | null {
   if (line.trim() === "") return null;
