@@ -9,6 +9,13 @@ import { issuerSecretEnvNames } from "../lib/authority/mod.ts";
 import { loadPolicy } from "../lib/contract/mod.ts";
 import { configFromEnv, exitCannotStart, readRouterEnv, ROUTER_ENV_NAMES } from "../lib/http/mod.ts";
 
+/**
+ * Folders of the modules that worker threads load at run time. Deno checks read permission for a
+ * worker's whole import graph (the main module's graph needs none), so each folder that graph touches is
+ * listed; tests/http/permissions_test.ts compares this list with `deno info --json` of every worker.
+ */
+export const WORKER_MODULE_DIRS: string[] = [fileURLToPath(new URL("../lib/edr/", import.meta.url))];
+
 /** The `deno run` permission flags for a configuration: what the server may reach, read and write. */
 export function serverPermissionFlags(
   config: ReturnType<typeof configFromEnv>,
@@ -19,9 +26,7 @@ export function serverPermissionFlags(
   if (config.openaiApiKey) net.add(hostOf(config.openaiBaseUrl));
   if (config.anthropicApiKey) net.add(hostOf(config.anthropicBaseUrl));
   const artifacts = resolve(config.artifactsDir);
-  // The EDR writer materializes files from a worker thread, whose module must be readable.
-  const worker = fileURLToPath(new URL("../lib/edr/materializer_worker.ts", import.meta.url));
-  const read = [artifacts, worker, ...(config.policyPath ? [resolve(config.policyPath)] : [])];
+  const read = [artifacts, ...WORKER_MODULE_DIRS, ...(config.policyPath ? [resolve(config.policyPath)] : [])];
   return [
     `--allow-net=${[...net].join(",")}`,
     `--allow-read=${read.join(",")}`,
