@@ -1,0 +1,416 @@
+/**
+ * Runs the router the way users run it: `deno task serve` in the repository, with its least-privilege
+ * launcher, against the fake upstreams on 127.0.0.1 and a fresh (or given) artifacts folder. Tests read
+ * what a user would see: the HTTP answers, the process output and exit code, and the files on disk.
+ */
+import OpenAI from "openai";
+import { BUILTIN_POLICY_SOURCE } from "../../lib/contract/mod.ts";
+import type { EdrRecord } from "../../lib/edr/mod.ts";
+import { type FakeAnthropic, startFakeAnthropic } from "../fakes/fake_anthropic.ts";
+import { type FakeOllama, startFakeOllama } from "../fakes/fake_ollama.ts";
+import { type FakeOpenAI, startFakeOpenAI } from "../fakes/fake_openai.ts";
+
+/** The repository root: where `deno task` finds deno.json. */
+export const REPO_ROOT: string = new URL("../../", import.meta.url).pathname;
+
+/** How long the harness waits for the banner, an output line or an EDR file before it gives up. */
+const DEADLINE_MS = 15_000;
+
+/** Options for `startServe`. */
+export interface ServeOptions {
+  /** The server policy, written as-is to a file passed in `HI_POLICY` (see `policyWith`); built-in without. */
+  policy?: Record<string, unknown>;
+  /** Leave both cloud keys unset. */
+  noCloudKeys?: boolean;
+  /** Set only this cloud provider's key. */
+  only?: "anthropic" | "openai";
+  /** More environment for the server (wins over what the harness sets). */
+  env?: Record<string, string>;
+  /** Use this artifacts folder (kept by `close()`); a fresh temporary one without. Reuse it to restart. */
+  artifactsDir?: string;
+}
+
+/** A `deno task serve` process with its fakes. */
+export interface ServedRouter {
+  /** The router's base URL from its "listening on" banner, `http://127.0.0.1:PORT`. */
+  url: string;
+  /** `HI_ARTIFACTS_DIR` of this process. */
+  artifactsDir: string;
+  ollama: FakeOllama;
+  openai: FakeOpenAI;
+  anthropic: FakeAnthropic;
+  /** An official OpenAI SDK client pointed at the router, without retries. */
+  client: OpenAI;
+  /** Everything the process printed so far, stdout and stderr interleaved as they arrived. */
+  output(): string;
+  /** Resolves with the first complete output line matching `p`; rejects if the process ends or time runs out. */
+  waitForOutput(p: RegExp): Promise<string>;
+  /**
+   * The EDR files on disk, by sequence. Files follow the answer by a moment, so this first waits until
+   * every record in the write-ahead log has its file (rejects naming the missing ones after a deadline).
+   */
+  records(): Promise<EdrRecord[]>;
+  /** The one EDR file whose request_id is `requestId`, waiting for it to appear (rejects after a deadline). */
+  record(requestId: string): Promise<EdrRecord>;
+  /**
+   * Sends `signal` (default SIGTERM) to `deno task serve` and waits for it to end. SIGKILL kills the whole
+   * process tree at once (the launcher and the server), as a crash of the service would. Rejects if any
+   * process of the tree outlives the `deno task` process (they are killed first).
+   */
+  stop(signal?: "SIGTERM" | "SIGINT" | "SIGKILL"): Promise<{ code: number; output: string }>;
+  /** Stops the process if it runs, closes the fakes, removes temporary folders (not a given artifacts folder). */
+  close(): Promise<void>;
+}
+
+/** A full policy: the built-in one with `overrides` replacing its top-level fields. */
+export function policyWith(overrides: Record<string, unknown>): Record<string, unknown> {
+  return { ...structuredClone(BUILTIN_POLICY_SOURCE), ...overrides };
+}
+
+/** The outer environment minus everything that configures the router or its providers. */
+function inheritedEnv(): Record<string, string> {
+  const router = /^(HI_|OLLAMA_|OPENAI_|ANTHROPIC_)/;
+  return Object.fromEntries(Object.entries(Deno.env.toObject()).filter(([name]) => !router.test(name)));
+}
+
+/** A process as /proc shows it: its parent and its start time (to tell a reused pid apart). */
+interface ProcInfo {
+  pid: number;
+  ppid: number;
+  state: string;
+  start: string;
+}
+
+function procInfo(pid: number): ProcInfo | null {
+  let stat: string;
+  try {
+    stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  } catch {
+    return null;
+  }
+  // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so split after the last ")".
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return { pid, ppid: Number(fields[1]), state: fields[0], start: fields[19] };
+}
+
+/** Every live descendant of `root` (children first found, deepest last). */
+function descendants(root: number): ProcInfo[] {
+  const all: ProcInfo[] = [];
+  try {
+    for (const entry of Deno.readDirSync("/proc")) {
+      if (!/^\d+$/.test(entry.name)) continue;
+      const info = procInfo(Number(entry.name));
+      if (info && info.state !== "Z") all.push(info);
+    }
+  } catch {
+    return [];
+  }
+  const out: ProcInfo[] = [];
+  const parents = new Set([root]);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const p of all) {
+      if (parents.has(p.ppid) && !parents.has(p.pid)) {
+        parents.add(p.pid);
+        out.push(p);
+        grew = true;
+      }
+    }
+  }
+  return out;
+}
+
+function stillRunning(p: ProcInfo): boolean {
+  const now = procInfo(p.pid);
+  return now !== null && now.start === p.start && now.state !== "Z";
+}
+
+function killQuietly(pid: number, signal: Deno.Signal): void {
+  try {
+    Deno.kill(pid, signal);
+  } catch { /* already gone */ }
+}
+
+/** Resolves when `check()` holds, re-checking on each file event under `dir` (and every 100 ms, as inotify can miss files in new folders). */
+async function waitForFiles<T>(dir: string, check: () => Promise<T | null>, what: () => string): Promise<T> {
+  const first = await check();
+  if (first !== null) return first;
+  const watcher = Deno.watchFs(dir, { recursive: true });
+  const events = watcher[Symbol.asyncIterator]();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let ticker: ReturnType<typeof setInterval> | undefined;
+  try {
+    const deadline = new Promise<"deadline">((resolve) =>
+      timer = setTimeout(() => resolve("deadline"), DEADLINE_MS)
+    );
+    let tick = Promise.withResolvers<"tick">();
+    ticker = setInterval(() => tick.resolve("tick"), 100);
+    let nextEvent = events.next();
+    for (;;) {
+      const woke = await Promise.race([nextEvent.then(() => "event" as const), tick.promise, deadline]);
+      if (woke === "deadline") throw new Error(what());
+      if (woke === "event") nextEvent = events.next();
+      else tick = Promise.withResolvers<"tick">();
+      const found = await check();
+      if (found !== null) return found;
+    }
+  } finally {
+    clearTimeout(timer);
+    clearInterval(ticker);
+    watcher.close();
+  }
+}
+
+/** Every `*.json` under `dir`, parsed (a missing folder is empty). */
+async function readRecords(dir: string): Promise<EdrRecord[]> {
+  const out: EdrRecord[] = [];
+  const walk = async (sub: string): Promise<void> => {
+    for await (const entry of Deno.readDir(sub)) {
+      const path = `${sub}/${entry.name}`;
+      if (entry.isDirectory) await walk(path);
+      else if (entry.name.endsWith(".json")) {
+        const text = await Deno.readTextFile(path);
+        try {
+          out.push(JSON.parse(text));
+        } catch { /* a file being renamed into place is whole; anything else shows up in verify */ }
+      }
+    }
+  };
+  try {
+    await walk(dir);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return out.sort((a, b) => a.sequence - b.sequence);
+}
+
+/** The request ids of every complete record line in the write-ahead logs under `walDir`. */
+async function walRequestIds(walDir: string): Promise<Set<string>> {
+  const ids = new Set<string>();
+  let entries: Deno.DirEntry[];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(walDir));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return ids;
+    throw error;
+  }
+  for (const entry of entries) {
+    if (!entry.name.endsWith(".log")) continue;
+    let text = await Deno.readTextFile(`${walDir}/${entry.name}`);
+    const nul = text.indexOf("\0");
+    if (nul !== -1) text = text.slice(0, nul);
+    for (const line of text.split("\n").slice(0, -1)) {
+      try {
+        const id = JSON.parse(line)?.record?.request_id;
+        if (typeof id === "string") ids.add(id);
+      } catch { /* a torn line is not durable */ }
+    }
+  }
+  return ids;
+}
+
+/** Starts the fakes and `deno task serve`; resolves once the router printed its "listening on" banner. */
+export async function startServe(options: ServeOptions = {}): Promise<ServedRouter> {
+  const ollama = startFakeOllama();
+  const openai = startFakeOpenAI();
+  const anthropic = startFakeAnthropic();
+  const tempDir = await Deno.makeTempDir({ prefix: "hi-serve-" });
+  const artifactsDir = options.artifactsDir ?? `${tempDir}/artifacts`;
+  await Deno.mkdir(artifactsDir, { recursive: true });
+  const env: Record<string, string> = {
+    ...inheritedEnv(),
+    NO_COLOR: "1",
+    HI_PORT: "0",
+    HI_ARTIFACTS_DIR: artifactsDir,
+    OLLAMA_HOST: ollama.url,
+    OPENAI_BASE_URL: openai.url,
+    ANTHROPIC_BASE_URL: anthropic.url,
+  };
+  if (!options.noCloudKeys && options.only !== "openai") env.ANTHROPIC_API_KEY = "sk-ant-test";
+  if (!options.noCloudKeys && options.only !== "anthropic") env.OPENAI_API_KEY = openai.apiKey;
+  if (options.policy) {
+    env.HI_POLICY = `${tempDir}/policy.json`;
+    await Deno.writeTextFile(env.HI_POLICY, JSON.stringify(options.policy, null, 2));
+  }
+  Object.assign(env, options.env);
+
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["task", "-q", "serve"],
+    cwd: REPO_ROOT,
+    clearEnv: true,
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+
+  let out = "";
+  let ended = false;
+  const listeners = new Set<() => void>();
+  const changed = () => {
+    for (const listener of [...listeners]) listener();
+  };
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+      out += text;
+      changed();
+    }
+  };
+  const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  const finished = (async () => {
+    const status = await child.status;
+    await pumps;
+    ended = true;
+    changed();
+    return status;
+  })();
+  /** Processes of the tree seen so far (the launcher and the server), to find any that outlive it. */
+  const tree = new Map<number, ProcInfo>();
+  const noteTree = () => {
+    for (const p of descendants(child.pid)) tree.set(p.pid, p);
+  };
+
+  const waitForOutput = (p: RegExp): Promise<string> => {
+    const pattern = new RegExp(p.source, p.flags.replace("g", ""));
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const m = pattern.exec(out);
+        if (m) {
+          const lineEnd = out.indexOf("\n", m.index + m[0].length);
+          if (lineEnd !== -1 || ended) {
+            done();
+            const lineStart = out.lastIndexOf("\n", m.index - 1) + 1;
+            resolve(out.slice(lineStart, lineEnd === -1 ? undefined : lineEnd));
+            return;
+          }
+        }
+        if (ended) {
+          done();
+          reject(new Error(`deno task serve ended before printing ${pattern}; its output:\n${out}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(
+          new Error(`deno task serve printed nothing matching ${pattern} in ${DEADLINE_MS} ms:\n${out}`),
+        );
+      }, DEADLINE_MS);
+      const done = () => {
+        clearTimeout(timer);
+        listeners.delete(check);
+      };
+      listeners.add(check);
+      check();
+    });
+  };
+
+  const cleanupFiles = async () => {
+    await Promise.all([ollama.close(), openai.close(), anthropic.close()]);
+    await Deno.remove(tempDir, { recursive: true }).catch(() => {});
+  };
+
+  let url: string;
+  try {
+    const banner = await waitForOutput(/listening on (http:\/\/\S+)/);
+    url = banner.match(/listening on (http:\/\/\S+)/)![1];
+    noteTree();
+  } catch (error) {
+    killAll("SIGKILL");
+    await finished;
+    await cleanupFiles();
+    throw error;
+  }
+
+  function killAll(signal: Deno.Signal): void {
+    noteTree();
+    killQuietly(child.pid, signal);
+    for (const p of tree.values()) if (stillRunning(p)) killQuietly(p.pid, signal);
+  }
+
+  let stopping: Promise<{ code: number; output: string }> | null = null;
+  const stop = (signal: "SIGTERM" | "SIGINT" | "SIGKILL" = "SIGTERM") => {
+    stopping ??= (async () => {
+      if (!ended) {
+        noteTree();
+        if (signal === "SIGKILL") killAll("SIGKILL");
+        else killQuietly(child.pid, signal);
+      }
+      const status = await Promise.race([
+        child.status,
+        new Promise<null>((resolve) => {
+          const timer = setTimeout(() => resolve(null), DEADLINE_MS);
+          child.status.finally(() => clearTimeout(timer));
+        }),
+      ]);
+      // A server that outlives its launcher keeps the port (and these pipes) open: a bug users notice.
+      const survivors = [...tree.values()].filter(stillRunning);
+      if (status === null || survivors.length > 0) {
+        killAll("SIGKILL");
+        await waitGone(survivors);
+        await finished;
+        throw new Error(
+          status === null
+            ? `deno task serve did not end within ${DEADLINE_MS} ms of ${signal}; it was killed. Output:\n${out}`
+            : `deno task serve exited (${status.code}) after ${signal} but left processes running ` +
+              `(pids ${survivors.map((p) => p.pid).join(", ")}); they were killed. Output:\n${out}`,
+        );
+      }
+      await finished;
+      return { code: status.code, output: out };
+    })();
+    return stopping;
+  };
+
+  let closed: Promise<void> | null = null;
+  const edrDir = `${artifactsDir}/edr`;
+  const recordsWithWal = async (): Promise<EdrRecord[]> => {
+    let missing: string[] = [];
+    return await waitForFiles(artifactsDir, async () => {
+      const durable = await walRequestIds(`${artifactsDir}/wal`);
+      const records = await readRecords(edrDir);
+      const have = new Set(records.map((r) => r.request_id));
+      missing = [...durable].filter((id) => !have.has(id));
+      return missing.length === 0 ? records : null;
+    }, () => `${missing.length} records in the WAL have no EDR file after ${DEADLINE_MS} ms: ${missing}`);
+  };
+
+  return {
+    url,
+    artifactsDir,
+    ollama,
+    openai,
+    anthropic,
+    client: new OpenAI({ baseURL: `${url}/v1`, apiKey: "sk-client", maxRetries: 0 }),
+    output: () => out,
+    waitForOutput,
+    records: recordsWithWal,
+    async record(requestId) {
+      return await waitForFiles(artifactsDir, async () => {
+        const mine = (await readRecords(edrDir)).filter((r) => r.request_id === requestId);
+        if (mine.length > 1) throw new Error(`${mine.length} EDR files have request_id ${requestId}`);
+        return mine[0] ?? null;
+      }, () => `no EDR file with request_id ${requestId} appeared in ${DEADLINE_MS} ms`);
+    },
+    stop,
+    close() {
+      closed ??= (async () => {
+        try {
+          // A stop the test already made reported its outcome there.
+          if (stopping) await stopping.catch(() => {});
+          else await stop("SIGTERM");
+        } finally {
+          await cleanupFiles();
+        }
+      })();
+      return closed;
+    },
+  };
+}
+
+/** Waits (bounded) until the given processes are gone, after a SIGKILL. */
+async function waitGone(processes: ProcInfo[]): Promise<void> {
+  const deadline = Date.now() + DEADLINE_MS;
+  while (processes.some(stillRunning) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
