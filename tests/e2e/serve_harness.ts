@@ -73,6 +73,25 @@ function inheritedEnv(): Record<string, string> {
   return Object.fromEntries(Object.entries(Deno.env.toObject()).filter(([name]) => !router.test(name)));
 }
 
+/**
+ * Runs `deno task -q <args>` in the repository (e.g. verify, replay) with only `env` configuring it, and
+ * returns its exit code and output (stdout, then stderr).
+ */
+export async function runTask(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; output: string; stdout: string }> {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "-q", ...args],
+    cwd: REPO_ROOT,
+    clearEnv: true,
+    env: { ...inheritedEnv(), NO_COLOR: "1", ...env },
+    stdin: "null",
+  }).output();
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return { code, output: decode(stdout) + decode(stderr), stdout: decode(stdout) };
+}
+
 /** A process as /proc shows it: its parent and its start time (to tell a reused pid apart). */
 interface ProcInfo {
   pid: number;

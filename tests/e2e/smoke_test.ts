@@ -7,26 +7,7 @@
 import assert from "node:assert/strict";
 import Anthropic from "@anthropic-ai/sdk";
 import { edrPath, type EdrRecord, validateEdr } from "../../lib/edr/mod.ts";
-import { REPO_ROOT, type ServedRouter, startServe } from "./serve_harness.ts";
-
-/** Runs `deno task -q <args>` in the repository and returns its exit code and output. */
-export async function runTask(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number; output: string }> {
-  const outer = Object.entries(Deno.env.toObject()).filter(([name]) =>
-    !/^(HI_|OLLAMA_|OPENAI_|ANTHROPIC_)/.test(name)
-  );
-  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["task", "-q", ...args],
-    cwd: REPO_ROOT,
-    clearEnv: true,
-    env: { ...Object.fromEntries(outer), NO_COLOR: "1", ...env },
-    stdin: "null",
-  }).output();
-  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
-  return { code, output: decode(stdout) + decode(stderr) };
-}
+import { policyWith, runTask, type ServedRouter, startServe } from "./serve_harness.ts";
 
 const userTurn = (text: string) => [{ role: "user" as const, content: text }];
 
@@ -146,16 +127,33 @@ Deno.test("smoke: deno task serve answers, records, stops cleanly, verifies, res
   }
 });
 
-Deno.test("a request sent as soon as deno task serve prints its banner leaves a schema-valid EDR", async () => {
-  const s = await startServe();
+Deno.test("a request answered before the first health probe finishes leaves a schema-valid EDR", async () => {
+  // An Ollama that accepts connections and never answers keeps the router's first probe in flight.
+  const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of silent) held.push(conn);
+  })();
+  const s = await startServe({
+    env: { OLLAMA_HOST: `127.0.0.1:${silent.addr.port}` },
+    policy: policyWith({ health: { probe_timeout_ms: 60_000 } }),
+  });
   try {
     const { response } = await s.client.chat.completions
-      .create({ model: "auto", messages: userTurn("Are you up yet?") })
+      .create({
+        model: "auto",
+        messages: userTurn("Are you up yet?"),
+        // @ts-expect-error: router extension field
+        routing_contract: { provider_allowlist: ["anthropic"] },
+      })
       .withResponse();
     const record = await s.record(response.headers.get("x-request-id")!);
     const valid = validateEdr(record);
     assert.ok(valid.valid, `EDR_v1.0.0: ${valid.valid ? "" : valid.errors.join("; ")}`);
   } finally {
+    silent.close();
+    for (const conn of held) conn.close();
+    await accepting.catch(() => {});
     await s.close();
   }
 });
