@@ -9,12 +9,15 @@ export {
 } from "./routing_contract.ts";
 export {
   BUILTIN_POLICY_SOURCE,
+  type CloudKeys,
   loadPolicy,
   type ModelPolicy,
+  overlayBuiltinPolicy,
   parsePolicy,
   type Policy,
   policyJsonSchema,
   policySchema,
+  policyServingProblem,
 } from "./policy.ts";
 export { effectiveContract } from "./effective.ts";
 export {

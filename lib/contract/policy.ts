@@ -2,7 +2,12 @@ import { z } from "zod";
 import { healthPolicySchema } from "../health/mod.ts";
 import { slotPolicySchema } from "../slot/mod.ts";
 import { authorityPolicySchema, clientKeysPolicySchema } from "../authority/mod.ts";
-import { capabilitySchema, classificationSchema, providerNameSchema } from "./routing_contract.ts";
+import {
+  capabilitySchema,
+  classificationSchema,
+  providerNameSchema,
+  stricterClassification,
+} from "./routing_contract.ts";
 
 /** One model the policy knows: where it runs, what it can do, what it costs. */
 export const modelPolicySchema = z.strictObject({
@@ -106,7 +111,68 @@ export function parsePolicy(source: unknown): Policy {
   return parsed.data;
 }
 
-/** Reads the policy from `path` (JSON), or returns the built-in policy when no path is given. */
+/**
+ * Lays a policy file over the built-in policy: objects merge key by key at any depth, everything else
+ * (arrays such as `models`, strings, numbers, booleans, null) replaces the built-in value whole.
+ */
+export function overlayBuiltinPolicy(file: Record<string, unknown>): Record<string, unknown> {
+  return overlay(BUILTIN_POLICY_SOURCE, file) as Record<string, unknown>;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function overlay(base: unknown, top: unknown): unknown {
+  if (!isPlainObject(base) || !isPlainObject(top)) return top;
+  const keys = new Set([...Object.keys(base), ...Object.keys(top)]);
+  // fromEntries defines own properties, so a "__proto__" key stays data (and the strict schema refuses it).
+  return Object.fromEntries(
+    [...keys].map((key) => [key, Object.hasOwn(top, key) ? overlay(base[key], top[key]) : base[key]]),
+  );
+}
+
+/** Which cloud providers have a key configured, as `decide()` sees them. */
+export interface CloudKeys {
+  anthropic: boolean;
+  openai: boolean;
+}
+
+/**
+ * Why no request at all could be served under `policy` with these keys, or null when some request can:
+ * no listed model runs on an allowed provider, cloud models with no classification allowed to leave the
+ * host, or cloud models whose providers have no key.
+ */
+export function policyServingProblem(policy: Policy, keys: CloudKeys): string | null {
+  const allowed = policy.defaults.provider_allowlist.filter((p) =>
+    policy.models.some((m) => m.provider === p)
+  );
+  if (allowed.length === 0) {
+    return `the policy's models list no model of a provider in defaults.provider_allowlist (${
+      policy.defaults.provider_allowlist.join(", ")
+    }), so no request can be served; add one to models, or leave models out to keep the built-in list`;
+  }
+  if (allowed.includes("local")) return null;
+  const floor = policy.defaults.classification_floor;
+  if (!policy.cloud_classifications.some((c) => stricterClassification(c, floor) === c)) {
+    return `the policy's models run only on cloud providers, but cloud_classifications allows no classification at or above the floor ${floor}, so no request can be served; add a local model or widen cloud_classifications`;
+  }
+  const cloud = allowed as ("anthropic" | "openai")[];
+  if (!cloud.some((p) => keys[p])) {
+    const vars = cloud.map((p) => p === "anthropic" ? "ANTHROPIC_API_KEY" : "OPENAI_API_KEY").join(" or ");
+    const whose = cloud.length > 1 ? "whose keys are" : "whose key is";
+    return `the policy's models run only on ${
+      cloud.join(" and ")
+    }, ${whose} not set, so no request can be served; set ${vars}, or add a local model`;
+  }
+  return null;
+}
+
+/**
+ * Reads the policy from `path` (JSON) laid over the built-in one (see `overlayBuiltinPolicy`), or returns
+ * the built-in policy when no path is given. The file must name its `policy_version`, and a policy under
+ * which no request could be served whatever keys are set is refused.
+ */
 export async function loadPolicy(path: string | undefined): Promise<Policy> {
   if (!path) return parsePolicy(BUILTIN_POLICY_SOURCE);
   let text: string;
@@ -121,7 +187,18 @@ export async function loadPolicy(path: string | undefined): Promise<Policy> {
   } catch {
     throw new Error(`the policy file ${path} is not valid JSON; fix its syntax`);
   }
-  return parsePolicy(json);
+  if (!isPlainObject(json)) {
+    throw new Error(`the policy file ${path} must hold one JSON object; put its sections inside { }`);
+  }
+  if (!Object.hasOwn(json, "policy_version")) {
+    throw new Error(
+      `the policy file ${path} has no policy_version; add one (e.g. "ops-2026-11-27"), since every EDR records it`,
+    );
+  }
+  const policy = parsePolicy(overlayBuiltinPolicy(json));
+  const problem = policyServingProblem(policy, { anthropic: true, openai: true });
+  if (problem) throw new Error(`in the policy file ${path}, ${problem}`);
+  return policy;
 }
 
 /** The JSON Schema published at schemas/policy/POLICY_v1.json, derived from `policySchema`. */

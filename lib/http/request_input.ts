@@ -1,4 +1,5 @@
 import { type RoutingContract, routingContractSchema } from "../contract/mod.ts";
+import { canonicalJson } from "../edr/mod.ts";
 import { RouterError } from "./errors.ts";
 
 /** Reads a JSON object body within the size limit; a 400/413 `RouterError` says what is wrong. */
@@ -32,20 +33,25 @@ export async function readJsonBody(request: Request, maxBytes: number): Promise<
   return body as Record<string, unknown>;
 }
 
-/** The routing contract from the body field, else the `x-routing-contract` header; a 400 names a bad field. */
+/**
+ * The routing contract from the body field or the `x-routing-contract` header, where `null` counts as absent.
+ * When both are present they must be the same JSON value (compared canonically): a 400
+ * `ROUTING_CONTRACT_CONFLICT` otherwise, so neither door can loosen what the other asked. A 400
+ * `INVALID_ROUTING_CONTRACT` names a bad field.
+ */
 export function parseContract(fromBody: unknown, fromHeader: string | null): RoutingContract | undefined {
-  let raw = fromBody;
-  if (raw === undefined && fromHeader !== null) {
-    try {
-      raw = JSON.parse(fromHeader);
-    } catch {
-      throw badContract(
-        "the x-routing-contract header is not valid JSON; send the contract as a JSON object",
-        null,
-      );
-    }
+  const body = fromBody ?? undefined;
+  const header = fromHeader === null ? undefined : parseHeader(fromHeader) ?? undefined;
+  if (body !== undefined && header !== undefined && canonicalJson(body) !== canonicalJson(header)) {
+    throw new RouterError(
+      400,
+      "ROUTING_CONTRACT_CONFLICT",
+      "routing_contract was sent in both the body and the x-routing-contract header with different values; send it in one place or make them agree",
+      { param: "routing_contract", failureType: "validation_error", stage: "parse", shouldRetry: false },
+    );
   }
-  if (raw === undefined || raw === null) return undefined;
+  const raw = body ?? header;
+  if (raw === undefined) return undefined;
   const parsed = routingContractSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -57,6 +63,17 @@ export function parseContract(fromBody: unknown, fromHeader: string | null): Rou
     );
   }
   return parsed.data;
+}
+
+function parseHeader(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw badContract(
+      "the x-routing-contract header is not valid JSON; send the contract as a JSON object",
+      null,
+    );
+  }
 }
 
 function badContract(message: string, param: string | null): RouterError {

@@ -1,5 +1,5 @@
 import { checkAuthority, type LeaseReserver } from "../authority/mod.ts";
-import type { Policy } from "../contract/mod.ts";
+import { type Policy, policyServingProblem } from "../contract/mod.ts";
 import type { HealthGate } from "../health/mod.ts";
 import type { HeavySlot } from "../slot/mod.ts";
 import type { ChatHandler } from "./chat_handler.ts";
@@ -25,6 +25,11 @@ export interface RouterOptions {
 export function createRouter(options: RouterOptions): (request: Request) => Promise<Response> {
   const { chat, health, slot, metrics, policy } = options;
   const now = options.now ?? Date.now;
+  // Policy and keys are fixed for the router's life, so whether any request can be served is known now.
+  const servingProblem = policyServingProblem(policy, {
+    anthropic: options.cloudProviders.includes("anthropic"),
+    openai: options.cloudProviders.includes("openai"),
+  });
   const route = async (request: Request): Promise<Response> => {
     const path = new URL(request.url).pathname;
     if (request.method === "POST") {
@@ -34,8 +39,9 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
       if (path === "/healthz") return json(200, { status: "ok" });
       if (path === "/readyz") {
         const healthSnapshot = health.snapshot();
-        const ready = healthSnapshot.state !== "unfit";
-        return json(ready ? 200 : 503, { ready, local: healthSnapshot, slot: slot.snapshot() });
+        const ready = servingProblem === null && healthSnapshot.state !== "unfit";
+        const reason = servingProblem === null ? {} : { reason: servingProblem };
+        return json(ready ? 200 : 503, { ready, ...reason, local: healthSnapshot, slot: slot.snapshot() });
       }
       if (path === "/v1/models") return json(200, listModels(options));
       if (path === "/metrics") {
