@@ -214,7 +214,7 @@ async function walRequestIds(walDir: string): Promise<Set<string>> {
     throw error;
   }
   for (const entry of entries) {
-    if (!entry.name.endsWith(".log")) continue;
+    if (!entry.isFile || !entry.name.endsWith(".log")) continue;
     let text = await Deno.readTextFile(`${walDir}/${entry.name}`);
     const nul = text.indexOf("\0");
     if (nul !== -1) text = text.slice(0, nul);
