@@ -4,6 +4,7 @@
  *                            (--hmac-secret-env NAME | --ed25519-private-key FILE) [--now SECONDS]
  *   deno task authority keygen        prints an Ed25519 key pair (public key for the policy, PEM private key)
  *   deno task authority hash-key      reads a client key on stdin and prints its sha256 for client_keys
+ *   deno task authority --help        prints the usage
  * Exit codes: 0 success, 1 runtime error (unreadable key, unset secret), 64 usage error.
  */
 import { parseArgs } from "node:util";
@@ -20,8 +21,13 @@ import {
 const USAGE = `usage:
   authority sign --issuer ID --scope SCOPE [--scope SCOPE…] --ttl SECONDS [--lease-id ID]
                  (--hmac-secret-env NAME | --ed25519-private-key FILE) [--now UNIX_SECONDS]
+      prints a signed authority block (JSON) for a request's routing_contract
   authority keygen
-  authority hash-key < key.txt`;
+      prints an Ed25519 key pair: the public key for the policy, the PEM private key for signing
+  authority hash-key < key.txt
+      reads a client key on stdin and prints its sha256 for the policy's client_keys
+  authority --help
+Exit codes: 0 success, 1 runtime error (unreadable key, unset secret), 64 usage error.`;
 
 class UsageError extends Error {}
 
@@ -90,6 +96,10 @@ async function hashKey(args: string[]): Promise<string> {
 /** Runs the CLI and returns its exit code. */
 export async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
+  if (command === "--help" || command === "-h" || command === "help" || rest.includes("--help")) {
+    console.log(USAGE);
+    return 0;
+  }
   try {
     let output: string;
     if (command === "sign") output = await sign(rest);

@@ -10,6 +10,16 @@ import type { EdrRecord } from "../lib/edr/mod.ts";
 import { startFakeAnthropic } from "../tests/fakes/fake_anthropic.ts";
 import { startFakeOllama } from "../tests/fakes/fake_ollama.ts";
 import { startFakeOpenAI } from "../tests/fakes/fake_openai.ts";
+import { exitOnHelpOrStrayArgs } from "./serve.ts";
+
+const USAGE = `usage: deno task demo [--help]
+
+Shows the whole product on a machine with no Ollama and no keys: starts sample upstreams (Ollama,
+Anthropic, OpenAI) and the router on free ports, sends four requests with the OpenAI SDK and prints who
+served each and why, then verifies the EDRs it wrote and replays one local and one cloud record.
+It stops everything it started. Environment:
+  HI_ARTIFACTS_DIR   where the demo writes (default ./artifacts/demo; emptied first)
+Exit codes: 0 when every step gave the expected result, 1 otherwise, 64 for a usage error.`;
 
 const artifactsDir = Deno.env.get("HI_ARTIFACTS_DIR") ?? "./artifacts/demo";
 const bold = (s: string) => (Deno.stdout.isTerminal() ? `\x1b[1m${s}\x1b[0m` : s);
@@ -181,4 +191,7 @@ async function runTask(args: string[], env: Record<string, string>): Promise<num
   return (await child.status).code;
 }
 
-if (import.meta.main) Deno.exit(await main());
+if (import.meta.main) {
+  exitOnHelpOrStrayArgs(Deno.args, USAGE);
+  Deno.exit(await main());
+}

@@ -2,9 +2,15 @@
  * `deno task serve`: starts main.ts with least privilege. It reads the configuration and the policy,
  * then runs the server with network access limited to its listen address and the provider hosts, write
  * access limited to the artifacts folder, and only the environment variables it uses.
+ *
+ * To the user the launcher and the server are one process: SIGINT and SIGTERM are passed on and the
+ * server's exit code is the launcher's. The server watches the pipe on its stdin and stops when the
+ * launcher is gone, however it ended; the launcher stops the server when its own parent (`deno task`)
+ * is gone, which `deno task` killed with SIGKILL cannot pass on.
  */
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
 import { issuerSecretEnvNames } from "../lib/authority/mod.ts";
 import { loadPolicy } from "../lib/contract/mod.ts";
 import { configFromEnv, exitCannotStart, readRouterEnv, ROUTER_ENV_NAMES } from "../lib/http/mod.ts";
@@ -22,7 +28,7 @@ export function serverPermissionFlags(
   extraEnv: string[],
 ): string[] {
   const hostOf = (url: string) => new URL(url).host;
-  const net = new Set<string>([`${config.host}:${config.port}`, hostOf(config.ollamaUrl)]);
+  const net = new Set<string>([listenEntry(config.host, config.port), hostOf(config.ollamaUrl)]);
   if (config.openaiApiKey) net.add(hostOf(config.openaiBaseUrl));
   if (config.anthropicApiKey) net.add(hostOf(config.anthropicBaseUrl));
   const artifacts = resolve(config.artifactsDir);
@@ -34,6 +40,11 @@ export function serverPermissionFlags(
     `--allow-env=${[...ROUTER_ENV_NAMES, ...extraEnv].join(",")}`,
     "--allow-sys=systemMemoryInfo",
   ];
+}
+
+/** `host:port` for --allow-net, with an IPv6 literal in brackets (`[::1]:8088`), as Deno parses it. */
+export function listenEntry(host: string, port: number): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 /** Deno opens paths under these only with --allow-all, which the launcher never grants. */
@@ -61,18 +72,87 @@ async function launchFlags(): Promise<string[]> {
   }
 }
 
+const USAGE = `usage: deno task serve [--help]
+
+Runs the router (main.ts) with least privilege: network only to its listen address and the provider hosts,
+write only under HI_ARTIFACTS_DIR. Ctrl-C, SIGTERM or killing the task stops the server with it.
+Configuration is read from the environment (docs/configuration.md):
+  HI_HOST, HI_PORT          listen address and port (default 127.0.0.1:8088; HI_PORT=0 picks a free one)
+  HI_ARTIFACTS_DIR          where EDRs, logs and leases are written (default ./artifacts)
+  HI_POLICY                 server policy file (JSON); the built-in policy applies without it
+  OLLAMA_HOST               local Ollama (default 127.0.0.1:11434)
+  ANTHROPIC_API_KEY, OPENAI_API_KEY      enable a cloud fallback
+  ANTHROPIC_BASE_URL, OPENAI_BASE_URL    cloud endpoints (defaults: the vendors' APIs)
+Exit codes: the server's own (0 after a clean stop), 1 when it cannot start, 64 for a usage error.`;
+
+/**
+ * Checks the arguments of a command whose only option is `--help`: prints `usage` to stdout and exits 0
+ * for `--help` or `-h`, and exits 64 with the usage on stderr for any other argument.
+ */
+export function exitOnHelpOrStrayArgs(args: string[], usage: string): void {
+  const { tokens } = parseArgs({
+    args,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+    options: { help: { type: "boolean", short: "h" } },
+  });
+  let help = false;
+  for (const token of tokens) {
+    if (token.kind === "option-terminator") continue;
+    if (token.kind === "option" && token.name === "help" && token.value === undefined) {
+      help = true;
+      continue;
+    }
+    const stray = token.kind === "positional"
+      ? token.value
+      : token.inlineValue
+      ? `${token.rawName}=${token.value}`
+      : token.rawName;
+    console.error(`error: unexpected argument "${stray}"; the only option is --help`);
+    console.error(usage);
+    Deno.exit(64);
+  }
+  if (help) {
+    console.log(usage);
+    Deno.exit(0);
+  }
+}
+
+/** How often the launcher checks that its parent is still there; a changed parent pid means it is gone. */
+const PARENT_CHECK_MS = 500;
+
 if (import.meta.main) {
+  exitOnHelpOrStrayArgs(Deno.args, USAGE);
   const flags = await launchFlags();
   const main = new URL("../main.ts", import.meta.url).pathname;
+  // The pipe on the server's stdin is never written and closes only when this process ends, however
+  // it ends (even SIGKILL): the server reads end-of-file and shuts down as on SIGTERM.
   const child = new Deno.Command("deno", {
-    args: ["run", ...flags, main],
-    stdin: "inherit",
+    args: ["run", ...flags, main, "--exit-with-stdin"],
+    stdin: "piped",
     stdout: "inherit",
     stderr: "inherit",
   }).spawn();
+  const stopServer = (signal: Deno.Signal) => {
+    try {
+      child.kill(signal);
+    } catch {
+      // The server has already exited; its status ends this process below.
+    }
+  };
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    Deno.addSignalListener(signal, () => child.kill(signal));
+    Deno.addSignalListener(signal, () => stopServer(signal));
   }
+  // `deno task` passes SIGINT and SIGTERM on, but killed with SIGKILL it leaves this process behind,
+  // adopted by another parent: stop the server then. Deno.ppid is read afresh at each access.
+  const parent = Deno.ppid;
+  const parentCheck = setInterval(() => {
+    if (Deno.ppid === parent) return;
+    clearInterval(parentCheck);
+    stopServer("SIGTERM");
+  }, PARENT_CHECK_MS);
+  Deno.unrefTimer(parentCheck);
   const status = await child.status;
   Deno.exit(status.code);
 }

@@ -3,7 +3,8 @@
  * the provider hosts, and write access only under HI_ARTIFACTS_DIR.
  */
 import assert from "node:assert/strict";
-import { serverPermissionFlags } from "../../cli/serve.ts";
+import { fileURLToPath } from "node:url";
+import { listenEntry, serverPermissionFlags, WORKER_MODULE_DIRS } from "../../cli/serve.ts";
 import { configFromEnv } from "../../lib/http/mod.ts";
 import { startFakeOllama } from "../fakes/fake_ollama.ts";
 
@@ -28,6 +29,23 @@ Deno.test("the serve launcher's permissions", async (t) => {
         "api.openai.com",
       ]);
       assert.ok(!net.includes("anthropic"), "a provider without a key is not reachable");
+    });
+
+    await t.step("write an IPv6 listen address in brackets, as --allow-net parses it", () => {
+      assert.equal(listenEntry("::1", 8088), "[::1]:8088");
+      assert.equal(listenEntry("::", 0), "[::]:0");
+      assert.equal(listenEntry("127.0.0.1", 8088), "127.0.0.1:8088");
+      const v6 = serverPermissionFlags(
+        configFromEnv({
+          HI_HOST: "::1",
+          HI_PORT: "0",
+          HI_ARTIFACTS_DIR: `${dir}/a`,
+          OLLAMA_HOST: "http://[::1]:11434",
+        }),
+        [],
+      );
+      const net = v6.find((f) => f.startsWith("--allow-net="))!;
+      assert.deepEqual(net.slice("--allow-net=".length).split(",").sort(), ["[::1]:0", "[::1]:11434"]);
     });
 
     await t.step("deny a write outside the artifacts folder, a foreign host and unlisted env", async () => {
@@ -172,4 +190,91 @@ Deno.test("deno task serve that cannot start says why in one line, without a sta
       await Deno.remove(dir, { recursive: true });
     }
   });
+});
+
+const lib = new URL("../../lib/", import.meta.url);
+
+/** Every module under lib/ that a `new Worker(new URL("…", import.meta.url)…)` starts, as a path. */
+async function workerModules(): Promise<string[]> {
+  const found: string[] = [];
+  const walk = async (dir: URL): Promise<void> => {
+    for await (const entry of Deno.readDir(dir)) {
+      if (entry.isDirectory) await walk(new URL(`${entry.name}/`, dir));
+      if (!entry.isFile || !/\.[jt]sx?$/.test(entry.name)) continue;
+      const file = new URL(entry.name, dir);
+      const source = await Deno.readTextFile(file);
+      const workers = [...source.matchAll(/new Worker\(/g)].length;
+      const located = [
+        ...source.matchAll(/new Worker\(\s*new URL\(\s*(["'`])([^"'`]+)\1\s*,\s*import\.meta\.url\s*\)/g),
+      ];
+      assert.equal(
+        located.length,
+        workers,
+        `${fileURLToPath(file)} starts a worker this test cannot locate; ` +
+          'write it as new Worker(new URL("./module.ts", import.meta.url)…)',
+      );
+      found.push(...located.map((m) => fileURLToPath(new URL(m[2], file))));
+    }
+  };
+  await walk(lib);
+  return found;
+}
+
+/** One module of `deno info --json`. */
+interface InfoModule {
+  specifier: string;
+  error?: string;
+  dependencies?: { code?: { specifier?: string } }[];
+}
+
+/** The modules a worker loads at run time: its graph along code imports (type-only ones are erased). */
+async function workerGraph(worker: string): Promise<string[]> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", worker],
+    cwd: fileURLToPath(new URL("../..", import.meta.url)),
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(output.code, 0, `deno info ${worker} failed: ${new TextDecoder().decode(output.stderr)}`);
+  const info = JSON.parse(new TextDecoder().decode(output.stdout)) as {
+    roots: string[];
+    modules: InfoModule[];
+    redirects: Record<string, string>;
+  };
+  const bySpecifier = new Map(info.modules.map((m) => [m.specifier, m]));
+  const seen = new Set<string>();
+  const pending = [...info.roots];
+  while (pending.length > 0) {
+    const next = pending.pop()!;
+    const specifier = info.redirects[next] ?? next;
+    if (seen.has(specifier)) continue;
+    seen.add(specifier);
+    const module = bySpecifier.get(specifier);
+    assert.ok(!module?.error, `deno info could not load ${specifier}: ${module?.error}`);
+    for (const dependency of module?.dependencies ?? []) {
+      if (dependency.code?.specifier) pending.push(dependency.code.specifier);
+    }
+  }
+  return [...seen];
+}
+
+Deno.test("the launcher grants read on every module that worker threads load", async () => {
+  const workers = await workerModules();
+  assert.ok(workers.length > 0, "lib/ starts no worker: this test has nothing to guard, update it");
+  for (const worker of workers) {
+    for (const specifier of await workerGraph(worker)) {
+      if (specifier.startsWith("node:")) continue;
+      assert.ok(
+        specifier.startsWith("file:"),
+        `worker ${worker} loads ${specifier}, which is read from Deno's cache; grant read on the cache ` +
+          "dir (deno info shows it) in WORKER_MODULE_DIRS in cli/serve.ts, or keep the worker free of it",
+      );
+      const path = fileURLToPath(specifier);
+      assert.ok(
+        WORKER_MODULE_DIRS.some((dir) => path.startsWith(dir.endsWith("/") ? dir : `${dir}/`)),
+        `worker ${worker} loads ${path}, outside WORKER_MODULE_DIRS (${WORKER_MODULE_DIRS.join(", ")}); ` +
+          "add its folder to WORKER_MODULE_DIRS in cli/serve.ts",
+      );
+    }
+  }
 });
