@@ -15,6 +15,8 @@ export const REPO_ROOT: string = new URL("../../", import.meta.url).pathname;
 
 /** How long the harness waits for the banner, an output line or an EDR file before it gives up. */
 const DEADLINE_MS = 15_000;
+/** How long processes of the tree may take to exit after `deno task` itself did. */
+const GRACE_MS = 2_000;
 
 /** Options for `startServe`. */
 export interface ServeOptions {
@@ -362,10 +364,12 @@ export async function startServe(options: ServeOptions = {}): Promise<ServedRout
         }),
       ]);
       // A server that outlives its launcher keeps the port (and these pipes) open: a bug users notice.
+      // Killed processes may take a moment to exit; a graceful one has had its chance already.
+      if (status !== null) await waitGone([...tree.values()], GRACE_MS);
       const survivors = [...tree.values()].filter(stillRunning);
       if (status === null || survivors.length > 0) {
         killAll("SIGKILL");
-        await waitGone(survivors);
+        await waitGone(survivors, DEADLINE_MS);
         await finished;
         throw new Error(
           status === null
@@ -426,9 +430,9 @@ export async function startServe(options: ServeOptions = {}): Promise<ServedRout
   };
 }
 
-/** Waits (bounded) until the given processes are gone, after a SIGKILL. */
-async function waitGone(processes: ProcInfo[]): Promise<void> {
-  const deadline = Date.now() + DEADLINE_MS;
+/** Waits (bounded by `ms`) until the given processes are gone. */
+async function waitGone(processes: ProcInfo[], ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
   while (processes.some(stillRunning) && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 10));
   }

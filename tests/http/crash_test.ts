@@ -1,64 +1,15 @@
 /**
- * The router survives SIGKILL under load: every request whose complete response reached its client has
- * its EDR file after a restart, no file under `edr/` is damaged, and the chain verifies end to end.
+ * `deno task serve` survives SIGKILL under load: every request whose complete response reached its client
+ * has its EDR file after a restart, no file under `edr/` is damaged, and `deno task verify` finds the
+ * chain intact end to end.
  */
 import assert from "node:assert/strict";
 import { type EdrRecord, validateEdr } from "../../lib/edr/mod.ts";
-import { verifyTree } from "../../lib/replay/mod.ts";
-import { type FakeOllama, startFakeOllama } from "../fakes/fake_ollama.ts";
+import { runTask, type ServedRouter, startServe } from "../e2e/serve_harness.ts";
 
-const REPO = new URL("../../", import.meta.url).pathname;
-const CHILD = new URL("./crash_router_child.ts", import.meta.url).pathname;
 const CLIENTS = 16;
 /** Most requests one client sends per round; the kill comes long before all of them are done. */
 const PER_CLIENT = 24;
-
-/** A router child process and what it printed. */
-interface Child {
-  url: string;
-  process: Deno.ChildProcess;
-  /** Resolves with everything the child wrote on stderr, once it exits. */
-  stderr: Promise<string>;
-  /** Resolves once stdout ended. */
-  stdoutDone: Promise<void>;
-}
-
-async function startChild(artifactsDir: string, ollama: FakeOllama): Promise<Child> {
-  const process = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CHILD],
-    cwd: REPO,
-    env: {
-      HI_HOST: "127.0.0.1",
-      HI_PORT: "0",
-      HI_ARTIFACTS_DIR: artifactsDir,
-      HI_POLICY: "",
-      OLLAMA_HOST: ollama.url,
-      OPENAI_API_KEY: "",
-      ANTHROPIC_API_KEY: "",
-      NO_COLOR: "1",
-    },
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stderr = new Response(process.stderr).text();
-  const reader = process.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  while (!buffer.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) {
-      await process.stdin.close().catch(() => {});
-      const status = await process.status;
-      throw new Error(`router child exited (${status.code}) before serving: ${await stderr}`);
-    }
-    buffer += value;
-  }
-  const url = buffer.slice(0, buffer.indexOf("\n")).trim();
-  const stdoutDone = (async () => {
-    while (!(await reader.read()).done) { /* drain */ }
-  })();
-  return { url, process, stderr, stdoutDone };
-}
 
 /** Sends one request and returns its request id once the whole response has arrived (null if it did not). */
 async function oneRequest(url: string, n: number): Promise<string | null> {
@@ -84,33 +35,33 @@ async function oneRequest(url: string, n: number): Promise<string | null> {
   }
 }
 
-/** Drives concurrent load until `killAfter` complete responses, SIGKILLs the child, returns the ids answered. */
-async function loadAndKill(child: Child, killAfter: number, round: number): Promise<string[]> {
+/**
+ * Drives concurrent load until `killAfter` complete responses, then SIGKILLs the launcher and the server at
+ * once (a crash of the service), and returns the ids answered.
+ */
+async function loadAndKill(served: ServedRouter, killAfter: number, round: number): Promise<string[]> {
   const answered: string[] = [];
-  let killed = false;
+  let killed: Promise<{ code: number; output: string }> | null = null;
   let dead = false;
   const client = async (c: number): Promise<void> => {
     for (let i = 0; i < PER_CLIENT && !dead; i++) {
-      const id = await oneRequest(child.url, round * 10_000 + c * 100 + i);
+      const id = await oneRequest(served.url, round * 10_000 + c * 100 + i);
       if (id === null) {
         if (killed) dead = true;
         continue;
       }
       answered.push(id);
       if (!killed && answered.length >= killAfter) {
-        killed = true;
-        child.process.kill("SIGKILL");
+        killed = served.stop("SIGKILL");
+        killed.catch(() => {}); // awaited below, once the clients saw the crash
       }
     }
   };
   await Promise.all(Array.from({ length: CLIENTS }, (_, c) => client(c)));
-  if (!killed) child.process.kill("SIGKILL");
-  await child.process.stdin.close().catch(() => {});
-  const status = await child.process.status;
-  await child.stdoutDone;
-  const stderr = await child.stderr;
-  assert.ok(killed, `the load finished before the kill: ${stderr}`);
-  assert.equal(status.signal, "SIGKILL");
+  const finishedFirst = killed === null;
+  const { code, output } = await (killed ?? served.stop("SIGKILL"));
+  assert.ok(!finishedFirst, `the load finished before the kill: ${output}`);
+  assert.equal(code, 137, output);
   return answered;
 }
 
@@ -134,34 +85,38 @@ async function readEdrTree(dir: string): Promise<{ records: EdrRecord[]; unparsa
   return { records, unparsable };
 }
 
-Deno.test("EDRs of answered requests survive SIGKILL of the router under load", async (t) => {
-  const ollama = startFakeOllama();
+Deno.test("EDRs of answered requests survive SIGKILL of deno task serve under load", async (t) => {
   const artifactsDir = await Deno.makeTempDir({ prefix: "hi-crash-" });
   const answered: string[] = [];
+  const running = new Set<ServedRouter>();
+  const serve = async () => {
+    const served = await startServe({ artifactsDir, noCloudKeys: true });
+    running.add(served);
+    return served;
+  };
   try {
     for (const round of [1, 2, 3]) {
       await t.step(
         `round ${round}: the router is killed mid-load and restarts on the same artifacts`,
         async () => {
-          const child = await startChild(artifactsDir, ollama);
-          const ids = await loadAndKill(child, 30 + round * 15, round);
+          const served = await serve();
+          await served.waitForOutput(/local health fit/);
+          const ids = await loadAndKill(served, 30 + round * 15, round);
           assert.ok(ids.length >= 30 + round * 15);
           answered.push(...ids);
         },
       );
     }
 
-    await t.step("a restarted router recovers and closes cleanly", async () => {
-      const child = await startChild(artifactsDir, ollama);
-      const id = await oneRequest(child.url, 1);
+    await t.step("a restarted router recovers, answers and stops cleanly", async () => {
+      const served = await serve();
+      await served.waitForOutput(/local health fit/);
+      const id = await oneRequest(served.url, 1);
       assert.ok(id, "the recovered router answers");
       answered.push(id);
-      await child.process.stdin.close();
-      const status = await child.process.status;
-      await child.stdoutDone;
-      const stderr = await child.stderr;
-      assert.equal(status.code, 0, stderr);
-      assert.match(stderr, /recovered \d+ records/);
+      const { code, output } = await served.stop("SIGTERM");
+      assert.equal(code, 0, output);
+      assert.ok(!output.includes("    at "), output);
     });
 
     await t.step("every request that got a complete response has exactly one EDR file", async () => {
@@ -181,14 +136,15 @@ Deno.test("EDRs of answered requests survive SIGKILL of the router under load", 
       }
     });
 
-    await t.step("verify reports the chain intact", async () => {
-      const result = await verifyTree(`${artifactsDir}/edr`);
+    await t.step("deno task verify reports the chain intact", async () => {
+      const { code, stdout, output } = await runTask(["verify", "--json", `${artifactsDir}/edr`]);
+      assert.equal(code, 0, output);
+      const result = JSON.parse(stdout);
       assert.deepEqual(result.findings, []);
-      assert.ok(result.ok);
       assert.ok(result.records >= answered.length);
     });
   } finally {
-    await ollama.close();
+    for (const served of running) await served.close();
     await Deno.remove(artifactsDir, { recursive: true });
   }
 });
