@@ -1,15 +1,27 @@
 /**
- * The router end to end, as a user of the official OpenAI SDK sees it, against the fake upstreams:
+ * `deno task serve` end to end, as a user of the official OpenAI SDK sees it, against the fake upstreams:
  * local answers, streams, tool calls, fallbacks, fail-closed refusals, bad input and broken streams.
  */
 import assert from "node:assert/strict";
 import { APIError } from "openai";
-import { startHarness } from "./harness.ts";
+import { policyWith, type ServedRouter, startServe } from "../e2e/serve_harness.ts";
 
 const userTurn = (text: string) => [{ role: "user" as const, content: text }];
 
+/** Starts `deno task serve` and waits until it has seen local health once, as the in-process tests did. */
+async function serve(options: Parameters<typeof startServe>[0] = {}): Promise<ServedRouter> {
+  const h = await startServe(options);
+  try {
+    await h.waitForOutput(/local health fit/);
+  } catch (error) {
+    await h.close();
+    throw error;
+  }
+  return h;
+}
+
 Deno.test("a local answer through the OpenAI SDK", async (t) => {
-  const h = await startHarness();
+  const h = await serve();
   try {
     await t.step(
       "non-stream answers from the local router model with an x-request-id that names its EDR",
@@ -98,11 +110,11 @@ Deno.test("a local answer through the OpenAI SDK", async (t) => {
     );
 
     await t.step("healthz and readyz answer with request ids", async () => {
-      const live = await fetch(`${h.router.url}/healthz`);
+      const live = await fetch(`${h.url}/healthz`);
       assert.equal(live.status, 200);
       assert.ok(live.headers.get("x-request-id"));
       await live.body?.cancel();
-      const ready = await fetch(`${h.router.url}/readyz`);
+      const ready = await fetch(`${h.url}/readyz`);
       const body = await ready.json();
       assert.equal(ready.status, 200);
       assert.equal(body.ready, true);
@@ -115,7 +127,10 @@ Deno.test("a local answer through the OpenAI SDK", async (t) => {
 });
 
 Deno.test("fallback to the cloud before the first byte", async (t) => {
-  const h = await startHarness({ policy: { limits: { first_byte_timeout_ms: 300 } } });
+  // Probing often lets the step that stops Ollama see the health gate close without the default 2 s wait.
+  const h = await serve({
+    policy: policyWith({ limits: { first_byte_timeout_ms: 300 }, health: { probe_interval_ms: 100 } }),
+  });
   try {
     await t.step("local 500 falls back to Anthropic and the EDR keeps both attempts", async () => {
       h.ollama.mode = "error500";
@@ -159,7 +174,7 @@ Deno.test("fallback to the cloud before the first byte", async (t) => {
       h.ollama.mode = "normal";
       h.anthropic.mode = "normal";
       await h.ollama.stop();
-      await h.probe();
+      await h.waitForOutput(/local health unfit/);
       const before = h.ollama.requests.length;
       const { response } = await h.client.chat.completions
         .create({ model: "auto", messages: userTurn("local is down") })
@@ -172,7 +187,7 @@ Deno.test("fallback to the cloud before the first byte", async (t) => {
     });
 
     await t.step("SENSITIVE fails closed with 503 when local is down, and says not to retry", async () => {
-      const response = await fetch(`${h.router.url}/v1/chat/completions`, {
+      const response = await fetch(`${h.url}/v1/chat/completions`, {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify({
@@ -197,9 +212,9 @@ Deno.test("fallback to the cloud before the first byte", async (t) => {
 });
 
 Deno.test("bad input gets a clear 400 and an EDR", async (t) => {
-  const h = await startHarness();
+  const h = await serve();
   const post = (body: string, headers: Record<string, string> = {}) =>
-    fetch(`${h.router.url}/v1/chat/completions`, {
+    fetch(`${h.url}/v1/chat/completions`, {
       method: "POST",
       headers: { "content-type": "application/json", ...headers },
       body,
@@ -258,7 +273,7 @@ Deno.test("bad input gets a clear 400 and an EDR", async (t) => {
 });
 
 Deno.test("broken streams end as errors, never as a clean finish", async (t) => {
-  const h = await startHarness({ only: "openai" });
+  const h = await serve({ only: "openai" });
   try {
     for (const mode of ["cut_stream", "midstream_error"] as const) {
       await t.step(`local ${mode} after content reaches the client as an SDK error`, async () => {
@@ -287,11 +302,11 @@ Deno.test("broken streams end as errors, never as a clean finish", async (t) => 
 });
 
 Deno.test("a client that disconnects aborts the upstream request at once", async () => {
-  const h = await startHarness({ noCloudKeys: true });
+  const h = await serve({ noCloudKeys: true });
   try {
     h.ollama.mode = "hang";
     const controller = new AbortController();
-    const pending = fetch(`${h.router.url}/v1/chat/completions`, {
+    const pending = fetch(`${h.url}/v1/chat/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ model: "auto", messages: userTurn("hang"), stream: true }),
