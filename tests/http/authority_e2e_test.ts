@@ -2,7 +2,7 @@
  * Authority blocks, single-use leases and client keys at the HTTP boundary (issue 8 acceptance): every
  * refusal a client can meet on /v1/chat/completions, /v1/messages and /metrics, lease replay across
  * restarts and a kill -9, concurrent double use, signed blocks, client keys, and that no secret reaches
- * an artifact or a log line.
+ * an artifact or an output line. Every router here is `deno task serve`, as users run it.
  */
 import assert from "node:assert/strict";
 import Anthropic from "@anthropic-ai/sdk";
@@ -15,11 +15,20 @@ import {
   signAuthority,
   type SigningKey,
 } from "../../lib/authority/mod.ts";
-import { BUILTIN_POLICY_SOURCE, parsePolicy } from "../../lib/contract/mod.ts";
 import type { EdrRecord } from "../../lib/edr/mod.ts";
-import { configFromEnv, startServer } from "../../lib/http/mod.ts";
-import { startFakeOllama } from "../fakes/fake_ollama.ts";
-import { type Harness, startHarness } from "./harness.ts";
+import { policyWith, type ServedRouter, type ServeOptions, startServe } from "../e2e/serve_harness.ts";
+
+/** Starts `deno task serve` and waits until it has seen local health once. */
+async function serve(options: ServeOptions): Promise<ServedRouter> {
+  const h = await startServe(options);
+  try {
+    await h.waitForOutput(/local health fit/);
+  } catch (error) {
+    await h.close();
+    throw error;
+  }
+  return h;
+}
 
 // ---------------------------------------------------------------------------------------------------
 // Secrets: everything registered here must never appear in an artifact file or a log line.
@@ -173,7 +182,12 @@ function messages(
 }
 
 /** Asserts a 403 authority refusal with its reason code, no retry, and exactly one EDR that says so. */
-async function expectRefused(h: Harness, sent: Sent, code: string, message?: RegExp): Promise<EdrRecord> {
+async function expectRefused(
+  h: ServedRouter,
+  sent: Sent,
+  code: string,
+  message?: RegExp,
+): Promise<EdrRecord> {
   assert.equal(sent.status, 403, `expected 403 ${code}, got ${sent.status}: ${JSON.stringify(sent.body)}`);
   assert.equal(sent.headers.get("x-should-retry"), "false");
   const record = await h.record(sent.requestId);
@@ -196,7 +210,7 @@ async function expectRefused(h: Harness, sent: Sent, code: string, message?: Reg
 
 /** Asserts a 200 whose EDR records the accepted block (hash of the lease id, never the raw id). */
 async function expectAccepted(
-  h: Harness,
+  h: ServedRouter,
   sent: Sent,
   block: { issued_by: string; lease_id: string; ttl: number },
   signed: boolean,
@@ -256,11 +270,11 @@ function flipByte(signature: string): string {
 // ---------------------------------------------------------------------------------------------------
 
 Deno.test("every authority refusal on /v1/chat/completions is a 403 with its reason code and one EDR", async (t) => {
-  const h = await startHarness({
+  const h = await serve({
     noCloudKeys: true,
-    policy: { authority: { required: true, max_ttl_s: 600 } },
+    policy: policyWith({ authority: { required: true, max_ttl_s: 600 } }),
   });
-  const base = h.router.url;
+  const base = h.url;
   try {
     const upstreamBefore = h.ollama.requests.length;
 
@@ -428,8 +442,8 @@ Deno.test("every authority refusal on /v1/chat/completions is a 403 with its rea
     });
 
     await t.step("no secret reached an artifact or a log line", async () => {
-      await h.router.edr.flush();
-      await assertNoSecretsLeaked(h.artifactsDir, h.logs);
+      await h.records();
+      await assertNoSecretsLeaked(h.artifactsDir, [h.output()]);
     });
   } finally {
     await h.close();
@@ -437,8 +451,8 @@ Deno.test("every authority refusal on /v1/chat/completions is a 403 with its rea
 });
 
 Deno.test("authority refusals on /v1/messages and GET /metrics", async (t) => {
-  const h = await startHarness({ noCloudKeys: true, policy: { authority: { required: true } } });
-  const base = h.router.url;
+  const h = await serve({ noCloudKeys: true, policy: policyWith({ authority: { required: true } }) });
+  const base = h.url;
   try {
     await t.step("AUTHORITY_MISSING on /v1/messages is an Anthropic-shaped 403 with an EDR", async () => {
       await expectRefused(h, await messages(base), "AUTHORITY_MISSING", /requires an authority block/);
@@ -534,8 +548,8 @@ Deno.test("authority refusals on /v1/messages and GET /metrics", async (t) => {
     );
 
     await t.step("no secret reached an artifact or a log line", async () => {
-      await h.router.edr.flush();
-      await assertNoSecretsLeaked(h.artifactsDir, h.logs);
+      await h.records();
+      await assertNoSecretsLeaked(h.artifactsDir, [h.output()]);
     });
   } finally {
     await h.close();
@@ -543,8 +557,8 @@ Deno.test("authority refusals on /v1/messages and GET /metrics", async (t) => {
 });
 
 Deno.test("authority the policy does not require: the request may require it, a sent block still counts", async (t) => {
-  const h = await startHarness({ noCloudKeys: true });
-  const base = h.router.url;
+  const h = await serve({ noCloudKeys: true });
+  const base = h.url;
   try {
     await t.step("no block, no requirement: served, and the EDR records no authority", async () => {
       const sent = await chat(base);
@@ -586,8 +600,8 @@ Deno.test("authority the policy does not require: the request may require it, a 
     });
 
     await t.step("no secret reached an artifact or a log line", async () => {
-      await h.router.edr.flush();
-      await assertNoSecretsLeaked(h.artifactsDir, h.logs);
+      await h.records();
+      await assertNoSecretsLeaked(h.artifactsDir, [h.output()]);
     });
   } finally {
     await h.close();
@@ -595,13 +609,13 @@ Deno.test("authority the policy does not require: the request may require it, a 
 });
 
 Deno.test("ten simultaneous requests with one lease id: exactly one is admitted", async (t) => {
-  const h = await startHarness({ noCloudKeys: true, policy: { authority: { required: true } } });
+  const h = await serve({ noCloudKeys: true, policy: policyWith({ authority: { required: true } }) });
   try {
     await t.step("one 200 and nine LEASE_REPLAY, each with its own EDR", async () => {
       const block = unsigned();
       const upstreamBefore = h.ollama.requests.length;
       const results = await Promise.all(
-        Array.from({ length: 10 }, () => chat(h.router.url, { authority: block })),
+        Array.from({ length: 10 }, () => chat(h.url, { authority: block })),
       );
       const admitted = results.filter((r) => r.status === 200);
       const replays = results.filter((r) => r.status === 403);
@@ -618,15 +632,15 @@ Deno.test("ten simultaneous requests with one lease id: exactly one is admitted"
       const results = await Promise.all(
         Array.from(
           { length: 10 },
-          () => chat(h.router.url, { stream: true }, { "x-authority": JSON.stringify(block) }),
+          () => chat(h.url, { stream: true }, { "x-authority": JSON.stringify(block) }),
         ),
       );
       assert.deepEqual(results.map((r) => r.status).sort(), [200, ...Array(9).fill(403)]);
     });
 
     await t.step("no secret reached an artifact or a log line", async () => {
-      await h.router.edr.flush();
-      await assertNoSecretsLeaked(h.artifactsDir, h.logs);
+      await h.records();
+      await assertNoSecretsLeaked(h.artifactsDir, [h.output()]);
     });
   } finally {
     await h.close();
@@ -634,9 +648,9 @@ Deno.test("ten simultaneous requests with one lease id: exactly one is admitted"
 });
 
 Deno.test("signed blocks from listed HMAC and Ed25519 issuers", async (t) => {
-  const h = await startHarness({
+  const h = await serve({
     noCloudKeys: true,
-    policy: {
+    policy: policyWith({
       authority: {
         required: true,
         clock_skew_s: 30,
@@ -645,10 +659,10 @@ Deno.test("signed blocks from listed HMAC and Ed25519 issuers", async (t) => {
           { id: "edge", ed25519_public_key: EDGE_KEYS.ed25519_public_key },
         ],
       },
-    },
-    start: { secrets: { [OPS_SECRET_ENV]: OPS_SECRET } },
+    }),
+    env: { [OPS_SECRET_ENV]: OPS_SECRET },
   });
-  const base = h.router.url;
+  const base = h.url;
   const ops: SigningKey = { hmacSecret: OPS_SECRET };
   const edge: SigningKey = { ed25519PrivateKey: EDGE_PRIVATE };
   try {
@@ -797,8 +811,8 @@ Deno.test("signed blocks from listed HMAC and Ed25519 issuers", async (t) => {
     });
 
     await t.step("no secret reached an artifact or a log line", async () => {
-      await h.router.edr.flush();
-      await assertNoSecretsLeaked(h.artifactsDir, h.logs);
+      await h.records();
+      await assertNoSecretsLeaked(h.artifactsDir, [h.output()]);
     });
   } finally {
     await h.close();
@@ -806,16 +820,16 @@ Deno.test("signed blocks from listed HMAC and Ed25519 issuers", async (t) => {
 });
 
 Deno.test("client keys: 401 without the right key, Bearer everywhere, x-api-key only on /v1/messages", async (t) => {
-  const h = await startHarness({
+  const h = await serve({
     noCloudKeys: true,
-    policy: {
+    policy: policyWith({
       client_keys: [
         { id: "team-a", sha256: hashClientKey(CLIENT_KEY_A) },
         { id: "team-b", sha256: hashClientKey(CLIENT_KEY_B).toUpperCase() },
       ],
-    },
+    }),
   });
-  const base = h.router.url;
+  const base = h.url;
   const openai = (apiKey: string) => new OpenAI({ baseURL: `${base}/v1`, apiKey, maxRetries: 0 });
   /** Asserts a 401 with the code, no retry, no echo of what was sent, and one authentication_error EDR. */
   const expectUnauthorized = async (sent: Sent, code: string) => {
@@ -953,8 +967,8 @@ Deno.test("client keys: 401 without the right key, Bearer everywhere, x-api-key 
     );
 
     await t.step("no secret reached an artifact or a log line", async () => {
-      await h.router.edr.flush();
-      await assertNoSecretsLeaked(h.artifactsDir, h.logs);
+      await h.records();
+      await assertNoSecretsLeaked(h.artifactsDir, [h.output()]);
       const policySnapshots = (await readTree(h.artifactsDir)).filter((f) =>
         f.text.includes(hashClientKey(CLIENT_KEY_A))
       );
@@ -968,143 +982,74 @@ Deno.test("client keys: 401 without the right key, Bearer everywhere, x-api-key 
   }
 });
 
-Deno.test("a spent lease stays spent after an in-process restart on the same artifacts dir", async (t) => {
-  const h = await startHarness({ noCloudKeys: true, policy: { authority: { required: true } } });
-  const logs: string[] = [];
+Deno.test("a spent lease stays spent after deno task serve stops and starts again on the same artifacts", async (t) => {
+  const artifactsDir = await Deno.makeTempDir({ prefix: "hi-authority-restart-" });
+  const options = { noCloudKeys: true, artifactsDir, policy: policyWith({ authority: { required: true } }) };
   const block = unsigned();
-  let second: Awaited<ReturnType<typeof startServer>> | null = null;
+  const outputs: string[] = [];
+  const running: ServedRouter[] = [];
   try {
     await t.step("the lease is used once before the restart", async () => {
-      await expectAccepted(h, await chat(h.router.url, { authority: block }), block, false);
+      const first = await serve(options);
+      running.push(first);
+      await expectAccepted(first, await chat(first.url, { authority: block }), block, false);
+      const { code, output } = await first.stop("SIGTERM");
+      assert.equal(code, 0, output);
+      outputs.push(output);
     });
 
-    await t.step("after close and start on the same dir, reusing it is LEASE_REPLAY", async () => {
-      await h.router.close();
-      const config = configFromEnv({
-        HI_PORT: "0",
-        HI_ARTIFACTS_DIR: h.artifactsDir,
-        OLLAMA_HOST: h.ollama.url,
-      });
-      const policy = parsePolicy({ ...BUILTIN_POLICY_SOURCE, authority: { required: true } });
-      second = await startServer(config, { policy, log: (line) => logs.push(line) });
-      await second.health.probeNow();
+    await t.step("after the restart, reusing it is LEASE_REPLAY; a fresh lease is admitted", async () => {
+      const second = await serve(options);
+      running.push(second);
       const replay = await chat(second.url, { authority: block });
       assert.equal(replay.status, 403);
       assert.equal(replay.body.error.code, "LEASE_REPLAY");
       assert.equal(replay.headers.get("x-should-retry"), "false");
-      const fresh = unsigned();
-      const ok = await chat(second.url, { authority: fresh });
+      const ok = await chat(second.url, { authority: unsigned() });
       assert.equal(ok.status, 200);
-      await second.edr.flush();
-      const record = await h.record(replay.requestId);
+      const record = await second.record(replay.requestId);
       assert.equal(record.failure?.type, "authority_violation");
+      await second.records();
+      outputs.push(second.output());
     });
 
-    await t.step("no secret reached an artifact or a log line", async () => {
-      await assertNoSecretsLeaked(h.artifactsDir, [...h.logs, ...logs]);
+    await t.step("no secret reached an artifact or an output line", async () => {
+      await assertNoSecretsLeaked(artifactsDir, outputs);
     });
   } finally {
-    await (second as { close(): Promise<void> } | null)?.close();
-    await h.close();
+    for (const served of running) await served.close();
+    await Deno.remove(artifactsDir, { recursive: true });
   }
 });
 
-/** A router child process on `artifactsDir`, started through `tests/http/router_child.ts`. */
-interface RouterChild {
-  url: string;
-  process: Deno.ChildProcess;
-  /** Everything the child wrote, once it has exited. */
-  output(): Promise<string>;
-}
-
-async function spawnRouter(env: Record<string, string>): Promise<RouterChild> {
-  const process = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--quiet",
-      "--config",
-      new URL("../../deno.json", import.meta.url).pathname,
-      "-A",
-      new URL("./router_child.ts", import.meta.url).pathname,
-    ],
-    env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stderr = new Response(process.stderr).text();
-  const reader = process.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let stdout = "";
-  while (!stdout.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    stdout += value;
-  }
-  const rest = (async () => {
-    while (true) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      stdout += value;
-    }
-  })();
-  const url = stdout.split("\n")[0];
-  if (!url.startsWith("http://")) {
-    await process.status;
-    await rest;
-    throw new Error(`the router child did not start: ${stdout}${await stderr}`);
-  }
-  return {
-    url,
-    process,
-    async output() {
-      await process.status;
-      await rest;
-      return stdout + (await stderr);
-    },
-  };
-}
-
-Deno.test("a spent lease stays spent after the router is killed with SIGKILL", async (t) => {
-  const ollama = startFakeOllama();
-  const dir = await Deno.makeTempDir({ prefix: "hi-authority-kill-" });
-  const artifactsDir = `${dir}/artifacts`;
-  const policyPath = `${dir}/policy.json`;
-  await Deno.writeTextFile(
-    policyPath,
-    JSON.stringify({
-      ...BUILTIN_POLICY_SOURCE,
+Deno.test("a spent lease stays spent after deno task serve is killed with SIGKILL", async (t) => {
+  const artifactsDir = await Deno.makeTempDir({ prefix: "hi-authority-kill-" });
+  const options = {
+    noCloudKeys: true,
+    artifactsDir,
+    env: { [OPS_SECRET_ENV]: OPS_SECRET },
+    policy: policyWith({
       authority: { required: true, issuers: [{ id: "ops", hmac_secret_env: OPS_SECRET_ENV }] },
     }),
-  );
-  const env = {
-    HI_HOST: "127.0.0.1",
-    HI_PORT: "0",
-    HI_ARTIFACTS_DIR: artifactsDir,
-    HI_POLICY: policyPath,
-    OLLAMA_HOST: ollama.url,
-    OPENAI_API_KEY: "",
-    ANTHROPIC_API_KEY: "",
-    [OPS_SECRET_ENV]: OPS_SECRET,
   };
   const outputs: string[] = [];
   const ops: SigningKey = { hmacSecret: OPS_SECRET };
   const block = await signed("ops", ops, { ttl: 600 });
-  const children: RouterChild[] = [];
+  const running: ServedRouter[] = [];
   try {
-    await t.step("a router child process admits a signed block, then is killed with SIGKILL", async () => {
-      const first = await spawnRouter(env);
-      children.push(first);
+    await t.step("the router admits a signed block, then is killed with SIGKILL", async () => {
+      const first = await serve(options);
+      running.push(first);
       const sent = await chat(first.url, { authority: block });
       assert.equal(sent.status, 200, JSON.stringify(sent.body));
-      first.process.kill("SIGKILL");
-      const status = await first.process.status;
-      assert.equal(status.signal, "SIGKILL");
-      outputs.push(await first.output());
+      const { code, output } = await first.stop("SIGKILL");
+      assert.equal(code, 137);
+      outputs.push(output);
     });
 
     await t.step("a new router on the same artifacts dir refuses the lease as LEASE_REPLAY", async () => {
-      const second = await spawnRouter(env);
-      children.push(second);
+      const second = await serve(options);
+      running.push(second);
       const replay = await chat(second.url, { authority: block });
       assert.equal(replay.status, 403);
       assert.equal(replay.body.error.code, "LEASE_REPLAY");
@@ -1112,30 +1057,18 @@ Deno.test("a spent lease stays spent after the router is killed with SIGKILL", a
       const fresh = await signed("ops", ops);
       const ok = await chat(second.url, { authority: fresh });
       assert.equal(ok.status, 200, JSON.stringify(ok.body));
-      second.process.kill("SIGTERM");
-      const status = await second.process.status;
-      assert.equal(status.code, 0, "the child closes cleanly on SIGTERM");
-      outputs.push(await second.output());
-      const refusals = (await readTree(`${artifactsDir}/edr`))
-        .map((f) => JSON.parse(f.text) as EdrRecord)
-        .filter((r) => r.request_id === replay.requestId);
-      assert.equal(refusals.length, 1);
-      assert.equal(refusals[0].failure?.type, "authority_violation");
+      const refusal = await second.record(replay.requestId);
+      assert.equal(refusal.failure?.type, "authority_violation");
+      const { code, output } = await second.stop("SIGTERM");
+      assert.equal(code, 0, output);
+      outputs.push(output);
     });
 
-    await t.step("no secret reached an artifact or the children's output", async () => {
+    await t.step("no secret reached an artifact or the routers' output", async () => {
       await assertNoSecretsLeaked(artifactsDir, outputs);
     });
   } finally {
-    for (const child of children) {
-      try {
-        child.process.kill("SIGKILL");
-      } catch {
-        // Already exited.
-      }
-      await child.output();
-    }
-    await ollama.close();
-    await Deno.remove(dir, { recursive: true });
+    for (const served of running) await served.close();
+    await Deno.remove(artifactsDir, { recursive: true });
   }
 });
