@@ -1,5 +1,5 @@
 /**
- * Anthropic translation end to end, through the real router: the official OpenAI SDK served by the fake
+ * Anthropic translation end to end, through `deno task serve` as users run it: the official OpenAI SDK served by the fake
  * Anthropic (system folding, turn merging, tool round trips, streams, bad tool arguments, 529 fallback,
  * mid-stream errors, temperature clamping), and the official Anthropic SDK on `/v1/messages` served by
  * the fake Ollama (answers, tools, streams, Anthropic-shaped errors, the x-routing-contract header).
@@ -8,7 +8,29 @@ import assert from "node:assert/strict";
 import Anthropic from "@anthropic-ai/sdk";
 import { APIError } from "openai";
 import type { ChatCompletionMessageParam, ChatCompletionTool } from "openai/resources/chat/completions";
-import { startHarness } from "./harness.ts";
+import { policyWith, type ServedRouter, type ServeOptions, startServe } from "../e2e/serve_harness.ts";
+
+/** Probing every 100 ms lets a test see Ollama stop or come back without the default 2 s wait. */
+const QUICK_PROBES = policyWith({ health: { probe_interval_ms: 100 } });
+
+/** Starts `deno task serve` and waits until it has seen local health once. */
+async function serve(options: ServeOptions = {}): Promise<ServedRouter> {
+  const h = await startServe({ policy: QUICK_PROBES, ...options });
+  try {
+    await h.waitForOutput(/local health (fit|unfit)/);
+  } catch (error) {
+    await h.close();
+    throw error;
+  }
+  return h;
+}
+
+/** Runs `change` (stopping or restarting Ollama) and waits for the router to report local health `state`. */
+async function healthBecomes(h: ServedRouter, state: "fit" | "unfit", change: () => unknown): Promise<void> {
+  const seen = (h.output().match(new RegExp(`local health ${state}\\b`, "g")) ?? []).length;
+  await change();
+  await h.waitForOutput(new RegExp(`(?:[\\s\\S]*?local health ${state}\\b){${seen + 1}}`));
+}
 
 type Json = Record<string, unknown>;
 
@@ -27,10 +49,9 @@ function lastAnthropicBody(h: { anthropic: { requests: { body: unknown }[] } }):
 }
 
 Deno.test("OpenAI SDK clients served by Anthropic", async (t) => {
-  const h = await startHarness({ only: "anthropic" });
+  const h = await serve({ only: "anthropic" });
   // Local must not serve: with Ollama refusing connections, the health gate sends everything to Anthropic.
-  await h.ollama.stop();
-  await h.probe();
+  await healthBecomes(h, "unfit", () => h.ollama.stop());
   try {
     await t.step("a plain question gets an OpenAI-shaped answer from Claude", async () => {
       const { data, response } = await h.client.chat.completions
@@ -269,9 +290,8 @@ Deno.test("OpenAI SDK clients served by Anthropic", async (t) => {
 });
 
 Deno.test("Anthropic 529 overloaded falls back to OpenAI", async () => {
-  const h = await startHarness();
-  await h.ollama.stop();
-  await h.probe();
+  const h = await serve();
+  await healthBecomes(h, "unfit", () => h.ollama.stop());
   try {
     h.anthropic.mode = "overloaded";
     const { data, response } = await h.client.chat.completions
@@ -291,8 +311,8 @@ Deno.test("Anthropic 529 overloaded falls back to OpenAI", async () => {
 });
 
 Deno.test("Anthropic SDK clients on /v1/messages served by the local model", async (t) => {
-  const h = await startHarness();
-  const client = new Anthropic({ baseURL: h.router.url, apiKey: "x", maxRetries: 0 });
+  const h = await serve();
+  const client = new Anthropic({ baseURL: h.url, apiKey: "x", maxRetries: 0 });
   const requestIds: string[] = [];
   const edrFor = async (requestId: string | null) => {
     assert.ok(requestId, "the answer carries x-request-id");
@@ -428,7 +448,7 @@ Deno.test("Anthropic SDK clients on /v1/messages served by the local model", asy
     });
 
     await t.step("the raw 400 body is exactly Anthropic's error envelope", async () => {
-      const response = await fetch(`${h.router.url}/v1/messages`, {
+      const response = await fetch(`${h.url}/v1/messages`, {
         method: "POST",
         headers: { "content-type": "application/json", "x-api-key": "x", "anthropic-version": "2023-06-01" },
         body: JSON.stringify({ model: "auto", messages: [{ role: "user", content: "hi" }] }),
@@ -445,8 +465,7 @@ Deno.test("Anthropic SDK clients on /v1/messages served by the local model", asy
       "x-routing-contract SENSITIVE with local down is a 503 in Anthropic's error shape",
       async () => {
         const anthropicBefore = h.anthropic.requests.length;
-        await h.ollama.stop();
-        await h.probe();
+        await healthBecomes(h, "unfit", () => h.ollama.stop());
         try {
           const error = await client.messages
             .create(
@@ -466,8 +485,7 @@ Deno.test("Anthropic SDK clients on /v1/messages served by the local model", asy
           assert.deepEqual(record.attempts, []);
           assert.equal(h.anthropic.requests.length, anthropicBefore, "nothing went to the cloud");
         } finally {
-          h.ollama.restart();
-          await h.probe();
+          await healthBecomes(h, "fit", () => h.ollama.restart());
         }
       },
     );
