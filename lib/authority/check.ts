@@ -8,11 +8,11 @@ import { hashLeaseId, type LeaseReserver } from "./lease_store.ts";
 import { signingPayload, verifyEd25519, verifyHmac } from "./signature.ts";
 import {
   AUTHORITY_LIMITS,
+  type AuthorityBlock,
   type AuthorityCode,
+  authorityFieldSchemas,
   type AuthorityPolicy,
-  authorityShapeSchema,
   type AuthoritySummary,
-  LEASE_ID_PATTERN,
   type NeededScope,
 } from "./schema.ts";
 
@@ -48,6 +48,79 @@ const ACCEPTED_FOR: Record<NeededScope, readonly string[]> = {
 
 function refuse(code: AuthorityCode, message: string): AuthorityResult {
   return { ok: false, code, message };
+}
+
+/** What each block field must be, and the code its failure gets; checked in this order. */
+const FIELD_RULES: Record<
+  keyof typeof authorityFieldSchemas,
+  { code: AuthorityCode; required: boolean; want: (policy: AuthorityPolicy) => string }
+> = {
+  issued_by: {
+    code: "AUTHORITY_ISSUER_INVALID",
+    required: true,
+    want: () => `a non-blank issuer id of at most ${AUTHORITY_LIMITS.issuerLength} characters`,
+  },
+  scope: {
+    code: "AUTHORITY_SCOPE_INVALID",
+    required: true,
+    want: () =>
+      `a non-blank string or a list of 1 to ${AUTHORITY_LIMITS.scopeCount} non-blank strings, each at most ${AUTHORITY_LIMITS.scopeLength} characters`,
+  },
+  ttl: {
+    code: "AUTHORITY_TTL_INVALID",
+    required: true,
+    want: (policy) => `a whole number of seconds from 1 to ${policy.max_ttl_s}`,
+  },
+  lease_id: {
+    code: "AUTHORITY_LEASE_INVALID",
+    required: true,
+    want: () =>
+      `1 to ${AUTHORITY_LIMITS.leaseIdLength} characters of letters, digits, '.', '_', ':' or '-' (a fresh UUID works)`,
+  },
+  issued_at: {
+    code: "AUTHORITY_SIGNATURE_INVALID",
+    required: false,
+    want: () => "whole unix seconds (a non-negative integer)",
+  },
+  signature: {
+    code: "AUTHORITY_SIGNATURE_INVALID",
+    required: false,
+    want: () =>
+      `base64url without padding, at most ${AUTHORITY_LIMITS.signatureLength} characters, as \`deno task authority sign\` prints it`,
+  },
+};
+
+const FIELD_ORDER = Object.keys(FIELD_RULES) as (keyof typeof FIELD_RULES)[];
+
+/**
+ * The first field that is missing, of the wrong JSON type, blank or out of range, as a refusal with
+ * that field's code (or an issuer the policy does not list); null when every field is well formed.
+ * Messages name the field and never echo a value, except an untrusted issuer id.
+ */
+function firstFieldProblem(fields: Record<string, unknown>, policy: AuthorityPolicy): AuthorityResult | null {
+  for (const name of FIELD_ORDER) {
+    const rule = FIELD_RULES[name];
+    const value = fields[name];
+    if (value === undefined) {
+      if (!rule.required) continue;
+      return refuse(rule.code, `authority is missing ${name}; send ${rule.want(policy)}`);
+    }
+    const valid = authorityFieldSchemas[name].safeParse(value).success &&
+      (name !== "ttl" || (value as number) <= policy.max_ttl_s);
+    if (!valid) return refuse(rule.code, `authority ${name} must be ${rule.want(policy)}`);
+    if (name === "issued_by" && policy.issuers.length > 0 && !policy.issuers.some((i) => i.id === value)) {
+      return refuse("AUTHORITY_ISSUER_INVALID", `issuer "${value}" is not trusted here; use a listed issuer`);
+    }
+  }
+  return null;
+}
+
+/** Names a client's field names for a message: quoted, at most three, each cut to 40 characters. */
+function fieldNames(names: string[]): string {
+  const shown = names.slice(0, 3).map((name) =>
+    JSON.stringify(name.length > 40 ? `${name.slice(0, 40)}…` : name)
+  );
+  return names.length > 3 ? `${shown.join(", ")} and ${names.length - 3} more` : shown.join(", ");
 }
 
 type Resolved = { present: false } | { present: true; value: unknown } | { error: string };
@@ -105,58 +178,23 @@ export async function checkAuthority(raw: unknown, options: CheckAuthorityOption
       "authority must be a JSON object with issued_by, scope, ttl and lease_id",
     );
   }
-  const shape = authorityShapeSchema.safeParse(value);
-  if (!shape.success) {
-    const issue = shape.error.issues[0];
-    const field = issue.code === "unrecognized_keys" ? issue.keys.join(", ") : issue.path.join(".");
-    const what = issue.code === "unrecognized_keys" ? "unknown field" : "missing or mistyped field";
-    return refuse("AUTHORITY_INVALID", `authority has a ${what} (${field}); send only the documented fields`);
-  }
-  const block = shape.data;
-
-  if (block.issued_by.length === 0 || block.issued_by.length > AUTHORITY_LIMITS.issuerLength) {
+  const fields = value as Record<string, unknown>;
+  const unknown = Object.keys(fields).filter((key) => !Object.hasOwn(FIELD_RULES, key));
+  if (unknown.length > 0) {
     return refuse(
-      "AUTHORITY_ISSUER_INVALID",
-      "issued_by must be a non-empty issuer id of at most 128 characters",
+      "AUTHORITY_INVALID",
+      `authority has an unknown field (${
+        fieldNames(unknown)
+      }); send only issued_by, scope, ttl, lease_id, issued_at and signature`,
     );
   }
+  const problem = firstFieldProblem(fields, policy);
+  if (problem !== null) return problem;
+  const block = fields as AuthorityBlock;
+
+  // firstFieldProblem has refused issuers the policy does not list, so undefined here means no issuers.
   const issuer = policy.issuers.find((candidate) => candidate.id === block.issued_by);
-  if (policy.issuers.length > 0 && issuer === undefined) {
-    return refuse(
-      "AUTHORITY_ISSUER_INVALID",
-      `issuer "${block.issued_by}" is not trusted here; use a listed issuer`,
-    );
-  }
-
   const scopes = typeof block.scope === "string" ? [block.scope] : block.scope;
-  if (
-    scopes.length === 0 || scopes.length > AUTHORITY_LIMITS.scopeCount ||
-    !scopes.every((s): s is string =>
-      typeof s === "string" && s.length > 0 && s.length <= AUTHORITY_LIMITS.scopeLength
-    )
-  ) {
-    return refuse(
-      "AUTHORITY_SCOPE_INVALID",
-      "scope must be a non-empty string or a list of 1 to 64 non-empty strings of at most 128 characters",
-    );
-  }
-
-  if (!Number.isInteger(block.ttl) || block.ttl <= 0 || block.ttl > policy.max_ttl_s) {
-    return refuse(
-      "AUTHORITY_TTL_INVALID",
-      `ttl must be a whole number of seconds from 1 to ${policy.max_ttl_s}`,
-    );
-  }
-
-  if (
-    block.lease_id.length === 0 || block.lease_id.length > AUTHORITY_LIMITS.leaseIdLength ||
-    !LEASE_ID_PATTERN.test(block.lease_id)
-  ) {
-    return refuse(
-      "AUTHORITY_LEASE_INVALID",
-      "lease_id must be 1 to 128 characters of letters, digits, '.', '_', ':' or '-'",
-    );
-  }
 
   const signed = issuer !== undefined;
   if (issuer !== undefined) {
@@ -166,7 +204,7 @@ export async function checkAuthority(raw: unknown, options: CheckAuthorityOption
         `issuer "${issuer.id}" must sign its blocks; include issued_at and signature`,
       );
     }
-    const payload = signingPayload(value as Record<string, unknown>);
+    const payload = signingPayload(fields);
     let valid: boolean;
     if (issuer.hmac_secret_env !== undefined) {
       const secret = options.secrets[issuer.hmac_secret_env];

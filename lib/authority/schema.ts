@@ -1,15 +1,27 @@
 /**
  * Schemas for the typed authority block, the server policy's `authority` section and its `client_keys`
- * list. Types flow from these; `check.ts` applies them in stages so that each failure gets its own
- * reason code.
+ * list. Types flow from these; `check.ts` applies the block's field schemas one field at a time so that
+ * each failure gets its field's reason code.
  */
 import { z } from "zod";
 
-/** Longest accepted `issued_by`, scope string and lease id, so hostile blocks stay cheap to handle. */
-export const AUTHORITY_LIMITS = { issuerLength: 128, scopeLength: 128, scopeCount: 64, leaseIdLength: 128 };
+/**
+ * Bounds on an authority block's strings, so hostile blocks stay cheap to handle: `issued_by`, each scope
+ * string, the number of scopes, the lease id and the signature (43 characters for HMAC, 86 for Ed25519).
+ */
+export const AUTHORITY_LIMITS = {
+  issuerLength: 128,
+  scopeLength: 128,
+  scopeCount: 64,
+  leaseIdLength: 128,
+  signatureLength: 128,
+};
 
 /** Characters a lease id may use: letters, digits and `. _ : -` (safe in logs, paths and headers). */
 export const LEASE_ID_PATTERN = /^[A-Za-z0-9._:-]+$/;
+
+/** Characters of base64url without padding, the only form a signature takes. */
+const BASE64URL_PATTERN = /^[A-Za-z0-9_-]+$/;
 
 /** The scopes a route can demand of an authority block. */
 export const neededScopeSchema = z.enum(["chat:completions", "messages:create", "metrics:read"]);
@@ -17,33 +29,37 @@ export const neededScopeSchema = z.enum(["chat:completions", "messages:create", 
 /** A scope a route can demand of an authority block. */
 export type NeededScope = z.infer<typeof neededScopeSchema>;
 
-const scopeStringSchema = z.string().min(1).max(AUTHORITY_LIMITS.scopeLength);
+/** A string that is not empty and not only whitespace. */
+const notBlank = (text: string) => text.trim().length > 0;
 
-/** The fully valid authority block (strict: unknown fields are rejected). */
-export const authorityBlockSchema = z.strictObject({
-  issued_by: z.string().min(1).max(AUTHORITY_LIMITS.issuerLength),
+const scopeStringSchema = z.string().max(AUTHORITY_LIMITS.scopeLength).refine(notBlank);
+
+/**
+ * One schema per field of an authority block. `check.ts` applies them one at a time so that a field's
+ * failure (missing, wrong type, blank, out of range) gets that field's reason code; `ttl`'s upper bound
+ * is the policy's `max_ttl_s` and is applied there.
+ */
+export const authorityFieldSchemas = {
+  issued_by: z.string().max(AUTHORITY_LIMITS.issuerLength).refine(notBlank),
   scope: z.union([scopeStringSchema, z.array(scopeStringSchema).min(1).max(AUTHORITY_LIMITS.scopeCount)]),
   ttl: z.number().int().positive(),
   lease_id: z.string().min(1).max(AUTHORITY_LIMITS.leaseIdLength).regex(LEASE_ID_PATTERN),
-  issued_at: z.number().int().nonnegative().optional(),
-  signature: z.string().min(1).optional(),
+  issued_at: z.number().int().nonnegative(),
+  signature: z.string().min(1).max(AUTHORITY_LIMITS.signatureLength).regex(BASE64URL_PATTERN),
+};
+
+/** The fully valid authority block (strict: unknown fields are rejected). */
+export const authorityBlockSchema = z.strictObject({
+  issued_by: authorityFieldSchemas.issued_by,
+  scope: authorityFieldSchemas.scope,
+  ttl: authorityFieldSchemas.ttl,
+  lease_id: authorityFieldSchemas.lease_id,
+  issued_at: authorityFieldSchemas.issued_at.optional(),
+  signature: authorityFieldSchemas.signature.optional(),
 });
 
 /** A valid authority block as a client sends it. */
 export type AuthorityBlock = z.infer<typeof authorityBlockSchema>;
-
-/**
- * The JSON shape of a block before its values are judged: right keys, right JSON types. Failing this
- * is AUTHORITY_INVALID; the finer checks (empty issuer, bad scope, bad ttl, bad lease id) come after.
- */
-export const authorityShapeSchema = z.strictObject({
-  issued_by: z.string(),
-  scope: z.union([z.string(), z.array(z.unknown())]),
-  ttl: z.number(),
-  lease_id: z.string(),
-  issued_at: z.number().int().nonnegative().optional(),
-  signature: z.string().optional(),
-});
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const BASE64_32_BYTES = /^[A-Za-z0-9+/]{43}=$/;

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  authorityBlockSchema,
   type AuthorityCode,
   type AuthorityPolicy,
   authorityPolicySchema,
@@ -12,6 +13,7 @@ import {
   type NeededScope,
   signAuthority,
 } from "../../lib/authority/mod.ts";
+import { MALFORMED_BLOCKS, TABLE_MAX_TTL_S } from "./malformed_blocks.ts";
 
 const NOW_MS = 1_700_000_000_000;
 const NOW_S = NOW_MS / 1000;
@@ -108,13 +110,27 @@ const cases: Case[] = [
     header: "{nope",
   },
   { name: "an unknown field", code: "AUTHORITY_INVALID", raw: () => unsigned({ admin: true }) },
-  { name: "ttl sent as a string", code: "AUTHORITY_INVALID", raw: () => unsigned({ ttl: "60" }) },
+  { name: "ttl sent as a string", code: "AUTHORITY_TTL_INVALID", raw: () => unsigned({ ttl: "60" }) },
   {
     name: "issued_by missing",
-    code: "AUTHORITY_INVALID",
+    code: "AUTHORITY_ISSUER_INVALID",
     raw: () => ({ scope: "x", ttl: 5, lease_id: "a" }),
   },
-  { name: "issued_at not an integer", code: "AUTHORITY_INVALID", raw: () => unsigned({ issued_at: 1.5 }) },
+  {
+    name: "a whitespace-only issuer",
+    code: "AUTHORITY_ISSUER_INVALID",
+    raw: () => unsigned({ issued_by: " " }),
+  },
+  {
+    name: "lease_id missing",
+    code: "AUTHORITY_LEASE_INVALID",
+    raw: () => ({ issued_by: "ops", scope: "chat:completions", ttl: 5 }),
+  },
+  {
+    name: "issued_at not an integer",
+    code: "AUTHORITY_SIGNATURE_INVALID",
+    raw: () => unsigned({ issued_at: 1.5 }),
+  },
   {
     name: "body and header that disagree",
     code: "AUTHORITY_INVALID",
@@ -301,6 +317,88 @@ Deno.test("checkAuthority refuses each kind of bad authority with its own reason
         "AUTHORITY_SIGNATURE_INVALID",
       ];
       assert.deepEqual(new Set(cases.map((c) => c.code)), new Set(all));
+    });
+  });
+});
+
+Deno.test("checkAuthority gives each field's bad value that field's reason code", async (t) => {
+  assert.equal(openPolicy.max_ttl_s, TABLE_MAX_TTL_S);
+  await withStore(async (leases) => {
+    for (const row of MALFORMED_BLOCKS) {
+      await t.step(
+        `${row.code}: ${row.field} ${row.kind} (${row.name}), in the body and in x-authority`,
+        async () => {
+          const block = row.make(unsigned());
+          const fromBody = await checkAuthority(block, options(leases));
+          const fromHeader = await checkAuthority(
+            undefined,
+            options(leases, { header: JSON.stringify(block) }),
+          );
+          for (const result of [fromBody, fromHeader]) {
+            assert.equal(result.ok, false, `expected ${row.code}, got ok`);
+            if (result.ok) continue;
+            assert.equal(result.code, row.code, result.message);
+            assert.match(result.message, /^[a-z`]/);
+            assert.doesNotMatch(result.message, /\.$/);
+            if (row.field !== "(block)") assert.match(result.message, new RegExp(`\\b${row.field}\\b`));
+            const lease = (block as { lease_id?: unknown })?.lease_id;
+            if (typeof lease === "string" && lease.length > 3) assert.ok(!result.message.includes(lease));
+          }
+          assert.deepEqual(fromHeader, fromBody);
+        },
+      );
+    }
+
+    await t.step(
+      "a listed issuer's block without issued_at or without signature is a signature failure",
+      async () => {
+        const block = await hmacSigned();
+        for (const field of ["issued_at", "signature"]) {
+          const { [field]: _dropped, ...rest } = block as Record<string, unknown>;
+          const result = await checkAuthority(rest, options(leases, { policy: signedPolicy }));
+          assert.equal(result.ok ? "ok" : result.code, "AUTHORITY_SIGNATURE_INVALID");
+        }
+      },
+    );
+
+    await t.step(
+      "fields are judged in the documented order: issuer before scope, ttl and lease",
+      async () => {
+        const result = await checkAuthority(
+          { issued_by: "mallory", scope: [], ttl: "60" },
+          options(leases, { policy: signedPolicy }),
+        );
+        assert.equal(result.ok ? "ok" : result.code, "AUTHORITY_ISSUER_INVALID");
+        const unknownFirst = await checkAuthority({ issued_by: " ", colour: "blue" }, options(leases));
+        assert.equal(unknownFirst.ok ? "ok" : unknownFirst.code, "AUTHORITY_INVALID");
+      },
+    );
+
+    await t.step(
+      "unknown field names are quoted and bounded in the message (EDR messages hold 1000)",
+      async () => {
+        const block = unsigned({ "line\nbreak": 1, ["k".repeat(5000)]: 2, b: 3, c: 4, d: 5 });
+        const result = await checkAuthority(block, options(leases));
+        assert.equal(result.ok ? "ok" : result.code, "AUTHORITY_INVALID");
+        if (!result.ok) {
+          assert.ok(result.message.length < 300, result.message);
+          assert.match(result.message, /and 2 more/);
+          assert.doesNotMatch(result.message, /\n/);
+        }
+      },
+    );
+
+    await t.step("the block schema `authority sign` uses refuses the same blocks", () => {
+      for (const row of MALFORMED_BLOCKS) {
+        // The ttl bound is the policy's max_ttl_s; the schema alone cannot know it.
+        if (row.field === "ttl" && row.name.startsWith("above max_ttl_s")) continue;
+        assert.equal(authorityBlockSchema.safeParse(row.make(unsigned())).success, false, row.name);
+      }
+    });
+
+    await t.step("a well-formed block with surrounding spaces in issued_by is still accepted", async () => {
+      const result = await checkAuthority(unsigned({ issued_by: " ops " }), options(leases));
+      assert.equal(result.ok, true);
     });
   });
 });
