@@ -27,6 +27,7 @@ const local: ProviderAdapter = {
 };
 let sequence = 0;
 const sink = {
+  health: () => ({ state: "ok" as const }),
   commit(draft: EdrDraft): Promise<EdrRecord> {
     return Promise.resolve(sealDraft(draft, ++sequence, null).record);
   },

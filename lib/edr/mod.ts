@@ -23,6 +23,7 @@ export {
   type EdrCommitOptions,
   type EdrLogEvent,
   type EdrRecoveryStats,
+  EdrUnavailableError,
   EdrValidationError,
   EdrWriteError,
   EdrWriter,
@@ -30,3 +31,4 @@ export {
   type EdrWriterStats,
   writePolicySnapshot,
 } from "./writer.ts";
+export type { EdrWriterHealth } from "./writer_health.ts";

@@ -13,6 +13,7 @@ import { inputHashOfPointer, inputPointerOf, walPathOn } from "./paths.ts";
 import { scanWalLines } from "./wal_scan.ts";
 import { Utf8Builder } from "./utf8_builder.ts";
 import { validateEdr } from "./schema.ts";
+import { type EdrWriterHealth, RepairLoop } from "./writer_health.ts";
 import type { EdrDraft, EdrRecord } from "./types.ts";
 
 /** A record could not be made durable (disk full, permissions, I/O error); the request should fail closed. */
@@ -21,6 +22,17 @@ export class EdrWriteError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = "EdrWriteError";
+  }
+}
+
+/** The writer is degraded (the disk failed and is not repaired yet): the commit was refused at once. */
+export class EdrUnavailableError extends EdrWriteError {
+  /** Builds the error from the reason the writer is degraded. */
+  constructor(reason: string) {
+    super(
+      `the edr write-ahead log cannot be written now (${reason}); the router retries by itself, retry later`,
+    );
+    this.name = "EdrUnavailableError";
   }
 }
 
@@ -167,6 +179,23 @@ function reasonOf(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
+/** What to do about a file-system error under `dir`, by its kind (a message says its cause first). */
+export function remedyFor(error: unknown, dir: string): string {
+  const text = reasonOf(error);
+  if (/NotCapable|Requires (read|write) access/.test(text)) {
+    return `the process lacks a Deno permission for it; start the router with deno task serve, which grants ${dir}`;
+  }
+  if (/os error 28|No space left/i.test(text)) return `free space on the file system that holds ${dir}`;
+  if (/os error 30|Read-only file system/i.test(text)) return `remount the file system of ${dir} read-write`;
+  if (/os error 1[^0-9]|os error 13|Permission denied|PermissionDenied|Operation not permitted/i.test(text)) {
+    return `make ${dir} and everything in it writable by this user (check chattr +i as well)`;
+  }
+  if (/os error 5[^0-9]|Input\/output error/i.test(text)) {
+    return `check the disk that holds ${dir} (it reported an I/O error)`;
+  }
+  return `check ${dir} and the disk that holds it`;
+}
+
 /**
  * Appends synchronously: a WAL batch is a memory copy into the page cache (microseconds), while an async
  * write is a round trip through the blocking thread pool that, on a busy core, waits to be scheduled.
@@ -250,7 +279,15 @@ export class EdrWriter {
   #wal = new Map<string, WalHandle>();
   /** Where each log ends, as recovery found it or as its handle left it when closed. */
   #walEnds = new Map<string, number>();
-  #broken: EdrWriteError | null = null;
+  /** Degraded after a disk error, with the repair retried until the log can be written again. */
+  #repair = new RepairLoop(() => this.#repairWal(), () => this.#onRepaired());
+  /** Days whose log may hold bytes of a failed batch past its durable end, to be cut by the repair. */
+  #walToRepair = new Set<string>();
+  /** Files of durable records that failed to materialize, posted again once the disk is back. */
+  #retryFiles: Array<{ day: string; start: number; end: number; count: number }> = [];
+  #fileRepair = new RepairLoop(() => this.#retryFileJobs(), () => {
+    this.#log({ level: "warn", msg: "edr files written after an earlier failure" });
+  });
   #closed = false;
   #closing: Promise<void> | null = null;
   #worker: Worker | null = null;
@@ -322,7 +359,7 @@ export class EdrWriter {
       writer.#worker?.terminate();
       if (error instanceof EdrWriteError) throw error;
       throw new EdrWriteError(
-        `cannot recover the edr write-ahead log (${reasonOf(error)}); check ${artifactsDir}/wal`,
+        `cannot recover the edr write-ahead log (${reasonOf(error)}); ${remedyFor(error, artifactsDir)}`,
         {
           cause: error,
         },
@@ -337,7 +374,7 @@ export class EdrWriter {
    */
   commit(draft: EdrDraft, options: EdrCommitOptions = {}): Promise<EdrRecord> {
     if (this.#closed) return Promise.reject(new EdrWriteError("edr writer is closed; open a new writer"));
-    if (this.#broken) return Promise.reject(this.#broken);
+    if (this.#repair.degraded) return Promise.reject(new EdrUnavailableError(this.#repair.reason!));
     let pending: Pending;
     const done = Promise.withResolvers<EdrRecord>();
     try {
@@ -378,13 +415,23 @@ export class EdrWriter {
     return this.#closing;
   }
 
+  /** Whether commits are accepted now, and what waits for the disk (for `/readyz` and admission). */
+  health(): EdrWriterHealth {
+    return { ...this.#repair.snapshot(), files_waiting_retry: this.#waitingRetryCount() };
+  }
+
+  /** Resolves once commits are accepted again after a disk error (at once when they are). */
+  untilHealthy(): Promise<void> {
+    return this.#repair.untilOk();
+  }
+
   /** Counters since `open()`, including what recovery repaired. */
   stats(): EdrWriterStats {
     return {
       ...this.#stats,
       pending_wal: this.#queue.length,
       pending_materialize: this.#backlog() + this.#deferredCount(),
-      broken: this.#broken !== null,
+      broken: this.#repair.degraded,
       recovery: { ...this.#recovery },
     };
   }
@@ -531,6 +578,7 @@ export class EdrWriter {
       records: batch.length + rest.length,
     });
     this.#stats.rejected += batch.length + rest.length;
+    this.#repair.degrade(reasonOf(error));
     for (const p of batch) p.reject(failure);
     for (const p of rest) p.reject(failure);
   }
@@ -607,13 +655,17 @@ export class EdrWriter {
         handle.allocated = before;
         handle.file.seekSync(before, Deno.SeekMode.Start);
       } catch (error) {
-        this.#broken = new EdrWriteError(
-          `edr write-ahead log ${day}.log could not be repaired after a failed write (${
-            reasonOf(error)
-          }); restart the router after fixing the disk`,
-          { cause },
-        );
-        this.#log({ level: "error", msg: "edr wal repair failed", reason: reasonOf(error), day });
+        // The repair loop cuts the failed batch off once the disk lets it (see #repairWal).
+        this.#log({
+          level: "error",
+          msg: "edr wal not cut back after a failed write; retrying",
+          reason: reasonOf(error),
+          day,
+          cause: reasonOf(cause),
+        });
+        handle.size = before;
+        this.#walEnds.set(day, before);
+        this.#walToRepair.add(day);
         try {
           handle.file.close();
         } catch { /* already closed */ }
@@ -639,7 +691,7 @@ export class EdrWriter {
       file = await Deno.open(path, { read: true, write: true, create: true });
     } catch (error) {
       throw new EdrWriteError(
-        `cannot open edr write-ahead log ${path} (${reasonOf(error)}); make it writable`,
+        `cannot open edr write-ahead log ${path} (${reasonOf(error)}); ${remedyFor(error, this.#dir)}`,
         {
           cause: error,
         },
@@ -781,18 +833,91 @@ export class EdrWriter {
       this.#postedTo.set(day, end);
       const request = { day, start, end, lines: null, checkFirst: false };
       this.#post(request, count).then((reply) => {
-        this.#stats.materialized += reply.files;
-        this.#stats.inputs_written += reply.inputs;
+        this.#countFiles(reply);
         if (reply.errors.length === 0) return;
-        this.#stats.materialize_errors += reply.errors.length;
         this.#log({
           level: "error",
-          msg: "edr file materialization failed; the wal keeps the records and open() restores them",
+          msg: "edr file materialization failed; the wal keeps the records and the writer retries",
           reason: reply.errors[0],
           failures: reply.errors.length,
         });
+        this.#retryFiles.push({ day, start, end, count });
+        this.#fileRepair.degrade(reply.errors[0]);
       });
     }
+  }
+
+  #countFiles(reply: MaterializeReply): void {
+    this.#stats.materialized += reply.files;
+    this.#stats.inputs_written += reply.inputs;
+    this.#stats.materialize_errors += reply.errors.length;
+  }
+
+  /**
+   * Asks again for the files that failed; a range is posted whole with `checkFirst`, so files made the
+   * first time are kept and only the missing ones are written. Throws while any still fails.
+   */
+  async #retryFileJobs(): Promise<void> {
+    const jobs = this.#retryFiles;
+    this.#retryFiles = [];
+    const failed: typeof jobs = [];
+    let reason = "";
+    await Promise.all(jobs.map(async (job) => {
+      const reply = await this.#post({ ...job, lines: null, checkFirst: true }, job.count);
+      this.#countFiles(reply);
+      if (reply.errors.length > 0) {
+        failed.push(job);
+        reason = reply.errors[0];
+      }
+    }));
+    this.#retryFiles.push(...failed);
+    if (failed.length > 0) throw new Error(reason);
+  }
+
+  #waitingRetryCount(): number {
+    let count = 0;
+    for (const job of this.#retryFiles) count += job.count;
+    return count;
+  }
+
+  /**
+   * Makes the log writable again after a failed write: cuts bytes of a failed batch off each log that
+   * may still hold them, then proves the disk takes data again by writing the zeros ahead of today's log
+   * and syncing them. Throws while the disk still fails; the repair loop tries again later.
+   */
+  async #repairWal(): Promise<void> {
+    const today = new Date().toISOString().slice(0, 10);
+    for (const day of new Set([...this.#walToRepair, today])) {
+      let handle: WalHandle | undefined;
+      try {
+        handle = this.#wal.get(day) ?? await this.#openWal(day);
+        if (this.#walToRepair.has(day)) {
+          await handle.file.truncate(handle.size);
+          handle.allocated = handle.size;
+          handle.file.seekSync(handle.size, Deno.SeekMode.Start);
+        }
+        if (day === today) this.#zeroAhead(handle);
+        await handle.file.syncData();
+        this.#walToRepair.delete(day);
+      } catch (error) {
+        // A half-written handle's position is unknown: drop it, and cut its log back to its durable end
+        // (kept in #walEnds, where #openWal looks) at the next try.
+        if (handle) {
+          this.#walEnds.set(day, handle.size);
+          try {
+            handle.file.close();
+          } catch { /* already closed */ }
+          this.#wal.delete(day);
+          this.#walToRepair.add(day);
+        }
+        throw error;
+      }
+    }
+  }
+
+  #onRepaired(): void {
+    this.#log({ level: "warn", msg: "edr wal writable again; commits accepted" });
+    if (this.#retryFiles.length > 0) this.#fileRepair.degrade("retry after the wal repair");
   }
 
   /** Durable records whose files are not yet asked of the worker. */
@@ -810,13 +935,19 @@ export class EdrWriter {
     while (this.#running) await this.#loop;
     this.#postDeferred();
     if (this.#inflight.size > 0) await new Promise<void>((wake) => this.#idleWaiters.push(wake));
+    // One last try for what a disk error held back, then no more retries.
+    await this.#repair.repairNow();
+    await this.#fileRepair.repairNow();
+    await Promise.all([this.#repair.stop(), this.#fileRepair.stop()]);
     this.#worker?.terminate();
     this.#worker = null;
     for (const [day, handle] of this.#wal) this.#closeWal(day, handle);
     this.#wal.clear();
-    if (this.#stats.materialize_errors > 0) {
+    const missing = this.#waitingRetryCount();
+    if (missing > 0) {
       throw new EdrWriteError(
-        `${this.#stats.materialize_errors} edr files could not be written; fix the disk and reopen the writer to restore them from the wal`,
+        `${missing} edr files could not be written (${this.#fileRepair.reason}); their records are durable in ` +
+          `${this.#dir}/wal and the next start writes them`,
       );
     }
   }
@@ -832,9 +963,7 @@ export class EdrWriter {
       }
     } catch (error) {
       throw new EdrWriteError(
-        `cannot prepare edr artifacts dir ${this.#dir} (${
-          reasonOf(error)
-        }); make HI_ARTIFACTS_DIR a writable directory`,
+        `cannot prepare edr artifacts dir ${this.#dir} (${reasonOf(error)}); ${remedyFor(error, this.#dir)}`,
         { cause: error },
       );
     }
@@ -945,9 +1074,9 @@ export class EdrWriter {
       if (reply.files + reply.inputs > 0) dirty = true;
       if (reply.errors.length > 0) {
         throw new EdrWriteError(
-          `cannot restore ${reply.errors.length} edr files from the wal (${
-            reply.errors[0]
-          }); make ${this.#dir} writable`,
+          `cannot restore ${reply.errors.length} edr files from the wal (${reply.errors[0]}); ${
+            remedyFor(reply.errors[0], this.#dir)
+          }`,
         );
       }
     }
@@ -1041,7 +1170,7 @@ export async function writePolicySnapshot(artifactsDir: string, policy: unknown)
     }
   } catch (error) {
     throw new EdrWriteError(
-      `cannot store policy snapshot ${path} (${reasonOf(error)}); make the artifacts dir writable`,
+      `cannot store policy snapshot ${path} (${reasonOf(error)}); ${remedyFor(error, artifactsDir)}`,
       {
         cause: error,
       },

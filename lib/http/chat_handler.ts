@@ -18,6 +18,12 @@ import { type EdrSink, Exchange, round } from "./exchange.ts";
 import type { RouterMetrics } from "./metrics.ts";
 import { requestFeatures } from "./request_features.ts";
 import { clientGone, parseContract, readJsonBody } from "./request_input.ts";
+import {
+  assertCanonicalizable,
+  assertCanonicalizableHeader,
+  findUncanonicalizable,
+  uncanonicalizableError,
+} from "./canonical_input.ts";
 import { NOT_READY, NOT_READY_MARK, OutputAssembler } from "./stream_output.ts";
 
 /** What the chat pipeline needs; main.ts wires the real ones, tests may wire fakes. */
@@ -92,6 +98,7 @@ export class ChatHandler {
 
   async #run(request: Request, dialect: Dialect, exchange: Exchange): Promise<Response> {
     const { policy } = this.#deps;
+    this.#requireRecordable(exchange);
     const body = await readJsonBody(request, policy.limits.max_body_bytes);
 
     exchange.stage = "authenticate";
@@ -109,9 +116,23 @@ export class ChatHandler {
 
     exchange.stage = "parse";
     const { routing_contract: rawContract, authority: rawAuthority, ...chatBody } = body;
-    const contract = parseContract(rawContract, request.headers.get("x-routing-contract"));
+    const contractHeader = request.headers.get("x-routing-contract");
+    const authorityHeader = request.headers.get("x-authority");
+    // Everything the record takes from the client must have a canonical form before anything is called.
+    assertCanonicalizable(rawContract, "routing_contract");
+    assertCanonicalizable(rawAuthority, "authority");
+    assertCanonicalizableHeader(contractHeader, "x-routing-contract");
+    assertCanonicalizableHeader(authorityHeader, "x-authority");
+    const contract = parseContract(rawContract, contractHeader);
     const chat = dialect.parse(chatBody);
-    exchange.chat = chat;
+    try {
+      exchange.admit(chat);
+    } catch (error) {
+      // The fast check is the canonicalizer itself; on failure, find the field as the client named it.
+      const found = findUncanonicalizable(chatBody, "");
+      if (found) throw uncanonicalizableError(found);
+      throw error;
+    }
     exchange.stream = chat.stream === true;
     exchange.contract = effectiveContract(contract, policy);
     exchange.capture = policy.capture_classifications.includes(exchange.contract.classification);
@@ -124,7 +145,7 @@ export class ChatHandler {
       now: this.#now(),
       leases: this.#deps.leases,
       secrets: this.#deps.secrets,
-      header: request.headers.get("x-authority"),
+      header: authorityHeader,
     });
     if (!authority.ok) {
       throw new RouterError(403, authority.code, authority.message, {
@@ -174,6 +195,9 @@ export class ChatHandler {
     }
 
     exchange.stage = "execute";
+    // Checked again here: admission may have waited (a lease write), and no provider is called unless
+    // the record can be written.
+    this.#requireRecordable(exchange);
     return exchange.stream
       ? await this.#executeStream(request, dialect, exchange, decision.candidates)
       : await this.#executeComplete(request, dialect, exchange, decision.candidates);
@@ -551,7 +575,7 @@ export class ChatHandler {
           continue;
         }
         attempt.outcome = "failed";
-        throw toRouterError(error);
+        throw local && error.fallback ? localUnavailable(exchange, error) : toRouterError(error);
       }
     }
     throw lastError instanceof UpstreamError ? toRouterError(lastError) : new RouterError(
@@ -601,6 +625,19 @@ export class ChatHandler {
     }
   }
 
+  /** Throws the 503 `EDR_UNAVAILABLE` while the writer cannot make records durable. */
+  #requireRecordable(exchange: Exchange): void {
+    const state = this.#deps.edr.health();
+    if (state.state === "ok") return;
+    throw new RouterError(
+      503,
+      "EDR_UNAVAILABLE",
+      "the decision record cannot be written now (the artifacts disk failed), so no provider was called; " +
+        "the router retries the disk by itself: retry later, and see GET /readyz",
+      { failureType: "uncaught_exception", stage: exchange.stage },
+    );
+  }
+
   /** Commits the record of a stream that can no longer report to its client; a failure is logged. */
   async #commitQuietly(exchange: Exchange, status: number): Promise<void> {
     await this.#commit(exchange).catch((e) => this.#edrLost(exchange, e));
@@ -630,6 +667,8 @@ export class ChatHandler {
   #edrLost(exchange: Exchange, error: unknown): void {
     this.#deps.metrics.countEdr("failed");
     const name = error instanceof Error ? error.name : typeof error;
+    // While the writer is degraded it refuses every commit; it logged the disk error once already.
+    if (name === "EdrUnavailableError") return;
     this.#deps.log(`edr write failed (${name}) request_id=${exchange.requestId}; the request failed closed`);
   }
 
@@ -638,7 +677,12 @@ export class ChatHandler {
     try {
       await this.#durable(exchange);
     } catch (edrError) {
-      return this.#errorResponse(exchange, dialect, edrError as RouterError);
+      // A refusal because records cannot be written says so itself; its own record is lost the same way.
+      return this.#errorResponse(
+        exchange,
+        dialect,
+        error.code === "EDR_UNAVAILABLE" ? error : edrError as RouterError,
+      );
     }
     return this.#errorResponse(exchange, dialect, error);
   }
@@ -699,6 +743,22 @@ function edrFailure(): RouterError {
       failureType: "uncaught_exception",
       stage: "respond",
     },
+  );
+}
+
+/**
+ * The last candidate was local and could not take the request (unreachable, timed out, busy, failing).
+ * A request that may not leave the host gets the answer decide() gives once the health probe has seen
+ * the same thing, so the client's answer does not depend on which of the two noticed first.
+ */
+function localUnavailable(exchange: Exchange, error: UpstreamError): RouterError {
+  const classification = exchange.contract?.classification;
+  if (classification !== "SENSITIVE" && classification !== "SECRET") return toRouterError(error);
+  return new RouterError(
+    503,
+    `LOCAL_UNAVAILABLE_FOR_${classification}`,
+    `${classification} requests run only on the local host, which cannot take this request now (${error.code}); retry when GET /readyz reports ready`,
+    { failureType: "provider_error", stage: "execute" },
   );
 }
 

@@ -30,6 +30,8 @@ import type { RouterError } from "./errors.ts";
 
 /** The EDR writer as the request path sees it. */
 export interface EdrSink {
+  /** `ok` while commits are accepted; `degraded` while the disk fails (the request is refused first). */
+  health(): { state: "ok" | "degraded" };
   commit(
     draft: EdrDraft,
     options?: { capturedInputCanonical?: { text: string; hash: string } },
@@ -77,6 +79,8 @@ export class Exchange {
   firstByteMs: number | null = null;
   failure: EdrFailure | null = null;
   modelDigest: string | null = null;
+  /** The request's RFC 8785 text and its SHA-256, made once at admission (see `admit`). */
+  #input: { text: string; hash: string } | null = null;
   #committed: Promise<EdrRecord> | null = null;
 
   constructor(endpoint: Endpoint, now: number) {
@@ -91,9 +95,26 @@ export class Exchange {
     return this.#committed !== null;
   }
 
+  /**
+   * Takes the parsed request into the exchange. Its canonical form is made here, before any provider is
+   * called, so a request the record could not hash is refused instead of answered without a record;
+   * throws what the canonicalizer throws.
+   */
+  admit(chat: ChatRequest): void {
+    const text = canonicalJson(chat);
+    this.#input = { text, hash: sha256Hex(text) };
+    this.chat = chat;
+  }
+
   /** Records a client-visible failure (only the first one counts). */
   fail(error: RouterError): void {
-    this.failure ??= { message: error.message, stage: error.stage, type: error.failureType };
+    // Members in RFC 8785 order (see #draft).
+    this.failure ??= {
+      code: error.code,
+      message: error.message,
+      stage: error.stage,
+      type: error.failureType,
+    };
   }
 
   /** Builds the draft and commits it once; later calls return the same promise. */
@@ -109,9 +130,9 @@ export class Exchange {
     policy: { version: string; hash: string },
   ): { draft: EdrDraft; capturedInputCanonical?: { text: string; hash: string } } {
     const chat = this.chat;
-    // The request is canonicalized once: its hash goes in the record, its text to the input store.
-    const inputText = chat ? canonicalJson(chat) : null;
-    const inputHash = inputText === null ? null : sha256Hex(inputText);
+    // The request was canonicalized once, at admission: its hash goes in the record, its text to the input store.
+    const inputText = this.#input?.text ?? null;
+    const inputHash = this.#input?.hash ?? null;
     const captured = chat !== null && this.capture;
     const rejected = this.decision?.rejection != null ||
       (this.failure !== null && this.attempts.length === 0);

@@ -49,6 +49,8 @@ export class RouterMetrics {
   #slotQueue: Gauge;
   #slotWait: Histogram<"outcome">;
   #edr: Counter<"outcome">;
+  #edrDegraded: Gauge;
+  #edrFilesWaiting: Gauge;
   #requestChildren = new Map<string, { count: Inc; duration: Observe }>();
   #fallbackChildren = new Map<string, Inc>();
   #slotWaitChildren = new Map<string, Observe>();
@@ -111,10 +113,26 @@ export class RouterMetrics {
       labelNames: ["outcome"] as const,
       registers,
     });
+    this.#edrDegraded = new Gauge({
+      name: "hi_edr_writer_degraded",
+      help: "1 while the EDR writer cannot write its log (disk full or failing) and requests are refused.",
+      registers,
+    });
+    this.#edrFilesWaiting = new Gauge({
+      name: "hi_edr_files_waiting_retry",
+      help: "Durable records whose per-request EDR file failed and waits for a retry.",
+      registers,
+    });
     // Start every state series at a known value so dashboards see all labels from the first scrape.
     this.setHealth("unknown", "closed");
     this.setSlot({ busy: false, queueDepth: 0 });
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.#registry, prefix: "hi_" });
+  }
+
+  /** Sets the EDR writer gauges (read at scrape time). */
+  setEdrWriter(state: { degraded: boolean; filesWaitingRetry: number }): void {
+    this.#edrDegraded.set(state.degraded ? 1 : 0);
+    this.#edrFilesWaiting.set(state.filesWaitingRetry);
   }
 
   /** The private registry, for tests or for adding a metric next to these. */

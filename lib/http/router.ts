@@ -6,6 +6,7 @@ import type { ChatHandler } from "./chat_handler.ts";
 import { anthropicDialect, openAIDialect } from "./dialects.ts";
 import { openAIErrorBody, RouterError } from "./errors.ts";
 import type { RouterMetrics } from "./metrics.ts";
+import type { EdrWriterHealth } from "../edr/mod.ts";
 
 /** What the HTTP routes need besides the chat pipeline. */
 export interface RouterOptions {
@@ -16,6 +17,8 @@ export interface RouterOptions {
   metrics: RouterMetrics;
   leases: LeaseReserver;
   secrets: Record<string, string | undefined>;
+  /** The EDR writer's state, for `/readyz` and `/metrics`. */
+  edr: { health(): EdrWriterHealth };
   /** Cloud providers with a key configured. */
   cloudProviders: ("anthropic" | "openai")[];
   now?: () => number;
@@ -39,9 +42,21 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
       if (path === "/healthz") return json(200, { status: "ok" });
       if (path === "/readyz") {
         const healthSnapshot = health.snapshot();
-        const ready = servingProblem === null && healthSnapshot.state !== "unfit";
+        const edr = options.edr.health();
+        const reasons: string[] = [];
+        if (servingProblem !== null) reasons.push("policy_serves_nothing");
+        if (healthSnapshot.state === "unfit") reasons.push("local_unfit");
+        if (edr.state !== "ok") reasons.push("edr_writer_degraded");
+        const ready = reasons.length === 0;
         const reason = servingProblem === null ? {} : { reason: servingProblem };
-        return json(ready ? 200 : 503, { ready, ...reason, local: healthSnapshot, slot: slot.snapshot() });
+        return json(ready ? 200 : 503, {
+          ready,
+          reasons,
+          ...reason,
+          edr,
+          local: healthSnapshot,
+          slot: slot.snapshot(),
+        });
       }
       if (path === "/v1/models") return json(200, listModels(options));
       if (path === "/metrics") {
@@ -60,6 +75,11 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
         // The slot gauges are read at scrape time: the slot itself knows nothing of metrics.
         const slotNow = slot.snapshot();
         metrics.setSlot({ busy: slotNow.busy, queueDepth: slotNow.queue_depth });
+        const edrNow = options.edr.health();
+        metrics.setEdrWriter({
+          degraded: edrNow.state !== "ok",
+          filesWaitingRetry: edrNow.files_waiting_retry,
+        });
         const exposition = await metrics.render();
         return new Response(exposition.body, { headers: { "content-type": exposition.contentType } });
       }

@@ -117,11 +117,19 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
     metrics,
     leases,
     secrets,
+    edr,
     cloudProviders: (["anthropic", "openai"] as const).filter((p) => adapters[p] !== undefined),
     now: options.now,
   });
   health.start();
-  const server = Deno.serve({ hostname: config.host, port: config.port, onListen: () => {} }, handler);
+  // No request may see a gate that never probed: its snapshot has no age, and its record would not be a
+  // valid EDR. Requests that arrive before the first probe ends (bounded by the policy's probe timeout)
+  // wait for it; the port is bound at once, so a taken port is said at once.
+  const firstProbe = health.probeNow().catch(() => {});
+  let probed = false;
+  firstProbe.then(() => probed = true);
+  const serve = (request: Request) => probed ? handler(request) : firstProbe.then(() => handler(request));
+  const server = Deno.serve({ hostname: config.host, port: config.port, onListen: () => {} }, serve);
   const addr = server.addr as Deno.NetAddr;
   const url = `http://${addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname}:${addr.port}`;
   let closing: Promise<void> | null = null;

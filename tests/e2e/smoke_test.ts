@@ -127,8 +127,9 @@ Deno.test("smoke: deno task serve answers, records, stops cleanly, verifies, res
   }
 });
 
-Deno.test("a request answered before the first health probe finishes leaves a schema-valid EDR", async () => {
-  // An Ollama that accepts connections and never answers keeps the router's first probe in flight.
+Deno.test("a request sent before the first health probe finishes waits for it and leaves a schema-valid EDR", async () => {
+  // An Ollama that accepts connections and never answers keeps the router's first probe in flight until
+  // its timeout; a request that arrives meanwhile is decided on the probe's outcome, not on no view at all.
   const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const held: Deno.Conn[] = [];
   const accepting = (async () => {
@@ -136,7 +137,7 @@ Deno.test("a request answered before the first health probe finishes leaves a sc
   })();
   const s = await startServe({
     env: { OLLAMA_HOST: `127.0.0.1:${silent.addr.port}` },
-    policy: policyWith({ health: { probe_timeout_ms: 60_000 } }),
+    policy: policyWith({ health: { probe_timeout_ms: 1_500 } }),
   });
   try {
     const { response } = await s.client.chat.completions
@@ -150,6 +151,8 @@ Deno.test("a request answered before the first health probe finishes leaves a sc
     const record = await s.record(response.headers.get("x-request-id")!);
     const valid = validateEdr(record);
     assert.ok(valid.valid, `EDR_v1.0.0: ${valid.valid ? "" : valid.errors.join("; ")}`);
+    assert.equal(record.decision_inputs.health?.state, "unfit", "decided on the probe that timed out");
+    assert.equal(record.decision.provider, "anthropic");
   } finally {
     silent.close();
     for (const conn of held) conn.close();

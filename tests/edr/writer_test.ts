@@ -5,6 +5,7 @@ import {
   computeEdrHash,
   type EdrLogEvent,
   edrPath,
+  EdrUnavailableError,
   EdrValidationError,
   EdrWriteError,
   EdrWriter,
@@ -371,32 +372,42 @@ Deno.test("EdrWriter", async (t) => {
     assertChain(records);
   });
 
-  await t.step("an unwritable WAL rejects every commit of the batch with EdrWriteError", async () => {
-    const dir = `${root}/unwritable`;
-    const events: EdrLogEvent[] = [];
-    const writer = await EdrWriter.open(dir, { log: quietLog(events) });
-    // Works even as root, where permission bits do not stop writes: the log's name is taken by a directory.
-    await Deno.mkdir(`${dir}/wal/${DAY}.log`);
-    const results = await Promise.allSettled(
-      [1, 2, 3].map(() => writer.commit(sampleDraft(), { capturedInput: sampleInput("private prompt") })),
-    );
-    for (const result of results) {
-      assert.equal(result.status, "rejected");
-      assert.ok(result.status === "rejected" && result.reason instanceof EdrWriteError);
-    }
-    assert.equal(writer.stats().rejected, 3);
-    const logged = JSON.stringify(events);
-    assert.ok(events.some((e) => e.level === "error" && e.msg.includes("wal write failed")));
-    assert.ok(
-      !logged.includes("private prompt") && !logged.includes("req_"),
-      "the log carries no record body",
-    );
-    await Deno.remove(`${dir}/wal/${DAY}.log`);
-    const record = await writer.commit(sampleDraft());
-    assert.equal(record.sequence, 1, "failed records left no gap in the chain");
-    await writer.close();
-    assertChain(await readDay(dir, DAY));
-  });
+  await t.step(
+    "an unwritable WAL rejects every commit of the batch, then the writer repairs itself",
+    async () => {
+      const dir = `${root}/unwritable`;
+      const events: EdrLogEvent[] = [];
+      const writer = await EdrWriter.open(dir, { log: quietLog(events) });
+      // Works even as root, where permission bits do not stop writes: the log's name is taken by a directory.
+      await Deno.mkdir(`${dir}/wal/${DAY}.log`);
+      const results = await Promise.allSettled(
+        [1, 2, 3].map(() => writer.commit(sampleDraft(), { capturedInput: sampleInput("private prompt") })),
+      );
+      for (const result of results) {
+        assert.equal(result.status, "rejected");
+        assert.ok(result.status === "rejected" && result.reason instanceof EdrWriteError);
+      }
+      assert.equal(writer.stats().rejected, 3);
+      const logged = JSON.stringify(events);
+      assert.ok(events.some((e) => e.level === "error" && e.msg.includes("wal write failed")));
+      assert.ok(
+        !logged.includes("private prompt") && !logged.includes("req_"),
+        "the log carries no record body",
+      );
+      assert.equal(writer.health().state, "degraded");
+      await assert.rejects(
+        writer.commit(sampleDraft()),
+        EdrUnavailableError,
+        "refused at once while degraded",
+      );
+      await Deno.remove(`${dir}/wal/${DAY}.log`);
+      await writer.untilHealthy();
+      const record = await writer.commit(sampleDraft());
+      assert.equal(record.sequence, 1, "failed records left no gap in the chain");
+      await writer.close();
+      assertChain(await readDay(dir, DAY));
+    },
+  );
 
   if (Deno.uid() !== 0) {
     await t.step("a read-only WAL directory rejects commits with EdrWriteError", async () => {
