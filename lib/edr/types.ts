@@ -191,6 +191,8 @@ export interface EdrFailure {
   type: EdrFailureType;
   stage: EdrFailureStage;
   message: string;
+  /** The reason code the client was given (`error.code`), when there was one. */
+  code?: string;
 }
 
 /** Whether and how the request can be replayed. */

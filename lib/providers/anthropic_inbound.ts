@@ -335,8 +335,12 @@ export function anthropicErrorType(status: number): string {
 /** Anthropic's error body for a client-side error (`{"type":"error","error":{"type","message"}}`). */
 export function anthropicErrorBody(
   info: ClientErrorInfo,
-): { type: "error"; error: { type: string; message: string } } {
-  return { type: "error", error: { type: anthropicErrorType(info.status), message: info.message } };
+): { type: "error"; error: { type: string; message: string; code: string } } {
+  // `code` is our reason code, as on /v1/chat/completions; Anthropic's SDKs keep unknown members.
+  return {
+    type: "error",
+    error: { type: anthropicErrorType(info.status), message: info.message, code: info.code },
+  };
 }
 
 /** Options for `AnthropicStreamEncoder`. */

@@ -305,9 +305,9 @@ Deno.test("every authority refusal on /v1/chat/completions is a 403 with its rea
       await expectRefused(h, sent, "AUTHORITY_INVALID", /colour/);
     });
 
-    await t.step("AUTHORITY_INVALID: a missing field", async () => {
+    await t.step("AUTHORITY_LEASE_INVALID: a missing lease_id", async () => {
       const { lease_id: _dropped, ...block } = unsigned();
-      await expectRefused(h, await chat(base, { authority: block }), "AUTHORITY_INVALID", /lease_id/);
+      await expectRefused(h, await chat(base, { authority: block }), "AUTHORITY_LEASE_INVALID", /lease_id/);
     });
 
     await t.step("AUTHORITY_INVALID: bad JSON in x-authority", async () => {

@@ -1037,7 +1037,7 @@ Deno.test("canonical stream events become anthropic SSE", async (t) => {
     assert.equal(events[1].event, "error");
     assert.deepEqual(JSON.parse(events[1].data), {
       type: "error",
-      error: { type: "overloaded_error", message: "ollama failed mid-stream" },
+      error: { type: "overloaded_error", message: "ollama failed mid-stream", code: "X" },
     });
   });
 
@@ -1056,10 +1056,10 @@ Deno.test("canonical stream events become anthropic SSE", async (t) => {
     [422, "invalid_request_error"],
   ];
   for (const [status, type] of errorTypes) {
-    await t.step(`a ${status} error body has type ${type}`, () => {
+    await t.step(`a ${status} error body has type ${type} and our reason code`, () => {
       assert.deepEqual(anthropicErrorBody({ message: "m", type: "x", code: "C", status }), {
         type: "error",
-        error: { type, message: "m" },
+        error: { type, message: "m", code: "C" },
       });
     });
   }
