@@ -7,8 +7,8 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { verifyTree } from "../lib/replay/mod.ts";
 
-const USAGE =
-  "usage: deno task verify [dir] [--json]   (dir defaults to $HI_ARTIFACTS_DIR/edr or ./artifacts/edr)";
+const USAGE = "usage: deno task verify [dir] [--json]   (dir: an artifacts folder or its edr/ folder; " +
+  "defaults to $HI_ARTIFACTS_DIR/edr or ./artifacts/edr)";
 
 async function main(args: string[]): Promise<number> {
   let parsed;
@@ -34,7 +34,10 @@ async function main(args: string[]): Promise<number> {
     console.error(USAGE);
     return 64;
   }
-  const dir = parsed.positionals[0] ?? join(Deno.env.get("HI_ARTIFACTS_DIR") || "./artifacts", "edr");
+  const given = parsed.positionals[0];
+  const dir = given === undefined
+    ? join(Deno.env.get("HI_ARTIFACTS_DIR") || "./artifacts", "edr")
+    : await edrFolderOf(given);
   try {
     if (!(await Deno.stat(dir)).isDirectory) throw new Error("not a directory");
   } catch {
@@ -57,6 +60,16 @@ async function main(args: string[]): Promise<number> {
     );
   }
   return result.ok ? 0 : 1;
+}
+
+/** The EDR folder for a given path: an artifacts folder (one holding `edr/`) means its `edr/`. */
+async function edrFolderOf(path: string): Promise<string> {
+  try {
+    if ((await Deno.stat(join(path, "edr"))).isDirectory) return join(path, "edr");
+  } catch {
+    // Not an artifacts folder: the path is the EDR folder itself.
+  }
+  return path;
 }
 
 function progressBar() {

@@ -144,8 +144,12 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
         await server.shutdown();
         http1.close();
         await health.stop();
-        await edr.close();
-        await leases.close();
+        try {
+          await edr.close();
+        } finally {
+          // Spent leases must stay spent whatever happened to the records.
+          await leases.close();
+        }
       })();
       return closing;
     },
