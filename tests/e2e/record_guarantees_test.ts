@@ -148,12 +148,55 @@ Deno.test("a lone surrogate anywhere the record hashes is a 400 naming the field
       });
       assert.equal(answer.choices[0].finish_reason, "stop");
       await router.records();
-      const verify = await runTask(["verify", `${router.artifactsDir}/edr`]);
+      // Given the artifacts folder itself, verify checks its edr/ folder.
+      const verify = await runTask(["verify", router.artifactsDir]);
       assert.equal(verify.code, 0, verify.output);
     });
   } finally {
     await router.close();
   }
+});
+
+const chattr = Deno.uid() === 0 &&
+  (await new Deno.Command("sh", { args: ["-c", "command -v chattr"], stdout: "null" }).output()).success;
+
+Deno.test({
+  name: "a restart that cannot restore its EDR files says the real cause and remedy in one line",
+  ignore: !chattr,
+  async fn() {
+    const first = await startServe();
+    const artifactsDir = `${first.artifactsDir}-kept`;
+    let second: ServedRouter | null = null;
+    try {
+      const answer = await postRaw(`${first.url}/v1/chat/completions`, { messages: chatUser("hi") });
+      assert.equal(answer.status, 200);
+      // A crash before the file was made: the record is only in the WAL, which the restart replays.
+      await first.stop("SIGKILL");
+      await Deno.rename(first.artifactsDir, artifactsDir);
+      await Deno.remove(`${artifactsDir}/edr`, { recursive: true });
+      await Deno.mkdir(`${artifactsDir}/edr`);
+      // Immutable: even root cannot create the restored file under it.
+      await new Deno.Command("chattr", { args: ["+i", `${artifactsDir}/edr`] }).output();
+      const started = startServe({ artifactsDir });
+      const failure = await started.then(
+        (s) => {
+          second = s;
+          return null;
+        },
+        (error: Error) => error.message,
+      );
+      assert.ok(failure, "the router must not start without restoring its records");
+      const line = failure.split("\n").find((l) => l.includes("cannot start")) ?? failure;
+      assert.match(line, /hybrid-inference cannot start: .*Operation not permitted/);
+      assert.match(line, /chattr \+i/);
+      assert.doesNotMatch(failure, /Uncaught|\n\s+at /);
+    } finally {
+      await new Deno.Command("chattr", { args: ["-i", `${artifactsDir}/edr`] }).output();
+      await (second as ServedRouter | null)?.close();
+      await first.close();
+      await Deno.remove(artifactsDir, { recursive: true }).catch(() => {});
+    }
+  },
 });
 
 /** Mounts a small tmpfs (root only); null where this machine does not allow it. */
