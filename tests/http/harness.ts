@@ -1,6 +1,11 @@
 /**
  * Starts the real router in-process against the fake upstreams on 127.0.0.1, with a fresh artifacts
  * folder, and gives tests what they need to look at: the fakes, the EDRs written, the log lines.
+ *
+ * Unit-level: it runs with the test's permissions (all of them), not the ones `deno task serve` grants.
+ * Tests of what users see (EDR files, replay, leases, crashes) use tests/e2e/serve_harness.ts instead;
+ * use this one only where a test needs internals (slot and health snapshots, probeNow(), injected
+ * adapters or memory readings) and say why at the top of the test.
  */
 import OpenAI from "openai";
 import { BUILTIN_POLICY_SOURCE, parsePolicy } from "../../lib/contract/mod.ts";

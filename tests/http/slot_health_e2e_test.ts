@@ -3,6 +3,8 @@
  * queue, release on disconnect and timeout), light work beside it, the health gate (Ollama down and
  * back, memory pressure, circuit breaker) and the metrics that show it, against the fake upstreams.
  */
+// Unit-level (in-process): the steps read the slot queue and circuit state (router.slot/health snapshots),
+// inject memory readings and probe on cue; the EDR files users see are covered through deno task serve.
 import assert from "node:assert/strict";
 import type { EdrRecord } from "../../lib/edr/mod.ts";
 import type { MemoryReading } from "../../lib/health/mod.ts";
