@@ -121,14 +121,16 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
     cloudProviders: (["anthropic", "openai"] as const).filter((p) => adapters[p] !== undefined),
     now: options.now,
   });
-  health.start();
-  // No request may see a gate that never probed: its snapshot has no age, and its record would not be a
-  // valid EDR. Requests that arrive before the first probe ends (bounded by the policy's probe timeout)
-  // wait for it; the port is bound at once, so a taken port is said at once.
+  // No request may be decided on a gate that never probed: its snapshot has no age, and its record would
+  // not be a valid EDR. Inference requests that arrive before the first probe ends (bounded by the
+  // policy's probe timeout) wait for it; the port is bound at once, so a taken port is said at once, and
+  // GET routes answer at once. The loop started next joins this probe instead of starting another.
   const firstProbe = health.probeNow().catch(() => {});
+  health.start();
   let probed = false;
   firstProbe.then(() => probed = true);
-  const serve = (request: Request) => probed ? handler(request) : firstProbe.then(() => handler(request));
+  const serve = (request: Request) =>
+    probed || request.method !== "POST" ? handler(request) : firstProbe.then(() => handler(request));
   const server = Deno.serve({ hostname: config.host, port: config.port, onListen: () => {} }, serve);
   const addr = server.addr as Deno.NetAddr;
   const url = `http://${addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname}:${addr.port}`;

@@ -437,3 +437,15 @@ async function waitGone(processes: ProcInfo[], ms: number): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+/** `startServe`, then waits until the router has logged local health fit once (its first probe succeeded). */
+export async function startServeHealthy(options: ServeOptions = {}): Promise<ServedRouter> {
+  const served = await startServe(options);
+  try {
+    await served.waitForOutput(/local health fit/);
+  } catch (error) {
+    await served.close();
+    throw error;
+  }
+  return served;
+}

@@ -16,19 +16,9 @@ import {
   type SigningKey,
 } from "../../lib/authority/mod.ts";
 import type { EdrRecord } from "../../lib/edr/mod.ts";
-import { policyWith, type ServedRouter, type ServeOptions, startServe } from "../e2e/serve_harness.ts";
+import { policyWith, type ServedRouter, startServeHealthy } from "../e2e/serve_harness.ts";
 
-/** Starts `deno task serve` and waits until it has seen local health once. */
-async function serve(options: ServeOptions): Promise<ServedRouter> {
-  const h = await startServe(options);
-  try {
-    await h.waitForOutput(/local health fit/);
-  } catch (error) {
-    await h.close();
-    throw error;
-  }
-  return h;
-}
+const serve = startServeHealthy;
 
 // ---------------------------------------------------------------------------------------------------
 // Secrets: everything registered here must never appear in an artifact file or a log line.

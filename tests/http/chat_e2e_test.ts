@@ -4,21 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { APIError } from "openai";
-import { policyWith, type ServedRouter, startServe } from "../e2e/serve_harness.ts";
+import { policyWith, startServeHealthy } from "../e2e/serve_harness.ts";
 
 const userTurn = (text: string) => [{ role: "user" as const, content: text }];
 
-/** Starts `deno task serve` and waits until it has seen local health once, as the in-process tests did. */
-async function serve(options: Parameters<typeof startServe>[0] = {}): Promise<ServedRouter> {
-  const h = await startServe(options);
-  try {
-    await h.waitForOutput(/local health fit/);
-  } catch (error) {
-    await h.close();
-    throw error;
-  }
-  return h;
-}
+const serve = startServeHealthy;
 
 Deno.test("a local answer through the OpenAI SDK", async (t) => {
   const h = await serve();
