@@ -73,7 +73,7 @@ if (import.meta.main) {
   console.log(
     `hybrid-inference listening on ${server.url} (policy ${policy.policy_version}, artifacts ${config.artifactsDir})`,
   );
-  await server.health.probeNow();
+  await server.firstProbe;
   const local = server.health.snapshot();
   const clouds = [config.anthropicApiKey ? "anthropic" : null, config.openaiApiKey ? "openai" : null].filter(
     Boolean,

@@ -344,7 +344,7 @@ export class EdrWriter {
     this.#dir = dir.replace(/\/+$/, "") || "/";
     this.#validate = options.validate ?? true;
     this.#log = options.log ?? defaultLog;
-    this.#maxBacklog = Math.max(1, options.maxMaterializeBacklog ?? 20_000);
+    this.#maxBacklog = Math.max(1, options.maxMaterializeBacklog ?? 1_000_000);
     this.#idleMs = Math.max(0, options.materializeIdleMs ?? 200);
     this.#maxDeferred = Math.max(1, options.maxDeferred ?? 32_768);
     this.#eventLoopIdle = options.eventLoopIdle ?? (() => false);

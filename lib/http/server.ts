@@ -40,6 +40,8 @@ export interface RunningServer {
   slot: HeavySlot;
   edr: EdrWriter;
   policy: Policy;
+  /** Settles when the first health probe has (inference requests wait for it). */
+  firstProbe: Promise<void>;
   /** Stops accepting requests, finishes in-flight ones, and flushes every record. */
   close(): Promise<void>;
 }
@@ -141,6 +143,7 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
     slot,
     edr,
     policy,
+    firstProbe,
     close() {
       closing ??= (async () => {
         await server.shutdown();

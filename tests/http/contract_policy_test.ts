@@ -5,7 +5,7 @@
  * rest, while a policy under which nothing could be served never reports ready.
  */
 import assert from "node:assert/strict";
-import { type ServedRouter, startServe } from "../e2e/serve_harness.ts";
+import { policyWith, type ServedRouter, startServe } from "../e2e/serve_harness.ts";
 
 type Endpoint = "/v1/chat/completions" | "/v1/messages";
 const ENDPOINTS: Endpoint[] = ["/v1/chat/completions", "/v1/messages"];
@@ -252,4 +252,42 @@ Deno.test("a policy under which no request could be served is never reported rea
       await router.close();
     }
   });
+});
+
+Deno.test("SENSITIVE finding local gone before the probe noticed gets the same 503 as after it", async (t) => {
+  // Probes far apart: the request, not the probe, is first to find Ollama gone.
+  const router = await startServe({
+    policy: policyWith({ health: { probe_interval_ms: 3_600_000 } }),
+  });
+  try {
+    await router.waitForOutput(/local health fit/);
+    await router.ollama.stop();
+    for (
+      const [endpoint, classification] of [
+        ["/v1/chat/completions", "SENSITIVE"],
+        ["/v1/messages", "SECRET"],
+      ] as const
+    ) {
+      await t.step(
+        `${endpoint}, ${classification}: 503 LOCAL_UNAVAILABLE_FOR_${classification}, not a 502`,
+        async () => {
+          const sent = await chat(router, endpoint, "sensitive while local just went away", {
+            body: { routing_contract: { classification } },
+          });
+          assert.equal(sent.status, 503, JSON.stringify(sent.body));
+          assert.equal(sent.body.error.code, `LOCAL_UNAVAILABLE_FOR_${classification}`);
+          assert.match(
+            errorMessage(sent),
+            new RegExp(`${classification} requests run only on the local host`),
+          );
+          assert.equal(router.openai.requests.length + router.anthropic.requests.length, 0);
+          const record = await router.record(sent.id);
+          assert.equal(record.failure?.code, `LOCAL_UNAVAILABLE_FOR_${classification}`);
+          assert.equal(record.attempts.at(-1)?.error_code, "UPSTREAM_CONNECT_FAILED");
+        },
+      );
+    }
+  } finally {
+    await router.close();
+  }
 });
