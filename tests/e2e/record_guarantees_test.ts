@@ -157,8 +157,23 @@ Deno.test("a lone surrogate anywhere the record hashes is a 400 naming the field
   }
 });
 
-const chattr = Deno.uid() === 0 &&
-  (await new Deno.Command("sh", { args: ["-c", "command -v chattr"], stdout: "null" }).output()).success;
+/** Whether this machine can make a folder in the temp directory immutable (root, chattr, a file system with it). */
+async function canMakeImmutable(): Promise<boolean> {
+  if (Deno.uid() !== 0) return false;
+  const probe = await Deno.makeTempDir({ prefix: "hi-chattr-" });
+  try {
+    const set = await new Deno.Command("chattr", { args: ["+i", probe], stderr: "null" }).output();
+    if (!set.success) return false;
+    await new Deno.Command("chattr", { args: ["-i", probe] }).output();
+    return true;
+  } catch {
+    return false; // no chattr on this machine
+  } finally {
+    await Deno.remove(probe).catch(() => {});
+  }
+}
+
+const chattr = await canMakeImmutable();
 
 Deno.test({
   name: "a restart that cannot restore its EDR files says the real cause and remedy in one line",
@@ -176,7 +191,8 @@ Deno.test({
       await Deno.remove(`${artifactsDir}/edr`, { recursive: true });
       await Deno.mkdir(`${artifactsDir}/edr`);
       // Immutable: even root cannot create the restored file under it.
-      await new Deno.Command("chattr", { args: ["+i", `${artifactsDir}/edr`] }).output();
+      const immutable = await new Deno.Command("chattr", { args: ["+i", `${artifactsDir}/edr`] }).output();
+      assert.ok(immutable.success, "chattr +i needs a file system that supports it (ext4, xfs, btrfs)");
       const started = startServe({ artifactsDir });
       const failure = await started.then(
         (s) => {
