@@ -54,6 +54,18 @@ async function main(args: string[]): Promise<number> {
     );
     return EXIT_CODES.USAGE;
   }
+  // The sandbox is granted real paths: Deno compares permission paths as text, so a grant on a symlink
+  // would not cover the folder it leads to, and replay reads and writes through real paths only.
+  let realArtifacts: string;
+  try {
+    realArtifacts = await Deno.realPath(artifactsDir);
+  } catch {
+    console.error(
+      `the artifacts folder ${artifactsDir} cannot be found; pass --artifacts DIR or set HI_ARTIFACTS_DIR`,
+    );
+    return EXIT_CODES.USAGE;
+  }
+  const realTarget = await Deno.realPath(target).catch(() => resolve(target));
   let ollamaUrl: string;
   try {
     ollamaUrl = ollamaBaseUrl(Deno.env.get("OLLAMA_HOST"));
@@ -62,8 +74,8 @@ async function main(args: string[]): Promise<number> {
     return EXIT_CODES.USAGE;
   }
   const permissions = replayPermissionArgs({
-    artifactsDir,
-    target: resolve(target),
+    artifactsDir: realArtifacts,
+    target: realTarget,
     ollamaUrl,
     allowNetwork: values["allow-network"],
     openaiBaseUrl: Deno.env.get("OPENAI_BASE_URL"),
@@ -76,8 +88,8 @@ async function main(args: string[]): Promise<number> {
     `--config=${join(here, "..", "deno.json")}`,
     ...permissions,
     join(here, "..", "lib", "replay", "run_cli.ts"),
-    ...(values.all !== undefined ? ["--all", values.all] : [positionals[0]]),
-    `--artifacts=${artifactsDir}`,
+    ...(values.all !== undefined ? ["--all", realTarget] : [realTarget]),
+    `--artifacts=${realArtifacts}`,
     `--ollama-url=${ollamaUrl}`,
     ...(values["allow-side-effects"] ? ["--allow-side-effects"] : []),
     ...(values["allow-network"] ? ["--allow-network"] : []),

@@ -2,7 +2,7 @@
  * Path rules for replay: where the artifacts folder is, where a report goes, and whether a pointer
  * stored inside a record stays inside the artifacts folder (records are untrusted input).
  */
-import { dirname, isAbsolute, join, normalize, relative, resolve, sep } from "node:path";
+import { basename, dirname, isAbsolute, join, normalize, relative, resolve, sep } from "node:path";
 
 /** The UTC `YYYY/MM/DD` folder of an ISO timestamp, or null when it is not a valid timestamp. */
 export function dayPathOf(timestamp: string): string | null {
@@ -68,6 +68,78 @@ export async function resolvePointer(artifactsDir: string, pointer: unknown): Pr
     return { ok: false, reason: "pointer resolves (through a symlink) outside the artifacts folder" };
   }
   return { ok: true, path: realTarget };
+}
+
+/**
+ * Where a file the replay reads really is: its real path (through every symlink) when that lies inside the
+ * artifacts folder's real path `realRoot`, else why not. The file must exist.
+ */
+export async function confinedRealPath(realRoot: string, path: string): Promise<PointerResolution> {
+  let real: string;
+  try {
+    real = await Deno.realPath(path);
+  } catch (error) {
+    return {
+      ok: false,
+      reason: error instanceof Deno.errors.NotFound ? "file does not exist" : "file cannot be read",
+    };
+  }
+  if (!isInside(realRoot, real)) {
+    return { ok: false, reason: "file resolves (through a symlink) outside the artifacts folder" };
+  }
+  return { ok: true, path: real };
+}
+
+/**
+ * Null when a report written to `reportPath` (built on the real artifacts folder `realRoot`) would really
+ * land inside `<realRoot>/replay`, else why not. Creates nothing: the deepest folder of the report's path
+ * that already exists must resolve inside `replay/` (or be the artifacts folder itself, before the first
+ * report), so a `replay/` that is a symlink to elsewhere is refused before anything runs.
+ */
+export async function reportFolderProblem(realRoot: string, reportPath: string): Promise<string | null> {
+  const replayRoot = join(realRoot, "replay");
+  let dir = dirname(reportPath);
+  for (;;) {
+    let exists = true;
+    try {
+      await Deno.lstat(dir);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) return `${shown(realRoot, dir)} cannot be inspected`;
+      exists = false;
+    }
+    if (exists) {
+      let real: string;
+      try {
+        real = await Deno.realPath(dir);
+      } catch {
+        return `${shown(realRoot, dir)} is a broken symlink`;
+      }
+      if (dir === realRoot || isInside(replayRoot, real)) return null;
+      return `${shown(realRoot, dir)} resolves (through a symlink) outside ${shown(realRoot, replayRoot)}`;
+    }
+    const parent = dirname(dir);
+    if (parent === dir || !isInside(realRoot, parent)) return "the report path leaves the artifacts folder";
+    dir = parent;
+  }
+}
+
+/**
+ * Makes the report's folder and returns the report's real path, refusing (by throwing) when the folder
+ * does not really lie inside `<realRoot>/replay`; the report is then written only through real paths.
+ */
+export async function placeReport(realRoot: string, reportPath: string): Promise<string> {
+  const before = await reportFolderProblem(realRoot, reportPath);
+  if (before !== null) throw new Error(`${before}; make ${join(realRoot, "replay")} a real folder`);
+  await Deno.mkdir(dirname(reportPath), { recursive: true });
+  const realDir = await Deno.realPath(dirname(reportPath));
+  if (!isInside(join(realRoot, "replay"), realDir)) {
+    throw new Error(`the report folder moved outside ${join(realRoot, "replay")}; make it a real folder`);
+  }
+  return join(realDir, basename(reportPath));
+}
+
+function shown(realRoot: string, path: string): string {
+  return isInside(realRoot, path) ? `<artifacts>/${relative(realRoot, path)}` : path;
 }
 
 /**

@@ -16,7 +16,14 @@ import {
 import { decide, policySchema } from "../contract/mod.ts";
 import { type ChatRequest, OllamaAdapter, type UpstreamFetch } from "../providers/mod.ts";
 import { ROUTER_VERSION } from "../version.ts";
-import { isInside, reportPathOf, resolvePointer } from "./paths.ts";
+import {
+  confinedRealPath,
+  isInside,
+  placeReport,
+  reportFolderProblem,
+  reportPathOf,
+  resolvePointer,
+} from "./paths.ts";
 import { REASON_CODES, type ReasonCode, type ReplayStatus } from "./reason_codes.ts";
 import {
   CHECK_ORDER,
@@ -114,9 +121,22 @@ function errorMessage(error: unknown): string {
 
 /** Replays one EDR file and writes its report; never throws for a bad record (it reports it). */
 export async function replayEdr(edrPath: string, options: ReplayOptions): Promise<ReplayResult> {
-  const artifactsDir = resolve(options.artifactsDir);
+  const givenRoot = resolve(options.artifactsDir);
   const absPath = resolve(edrPath);
-  const shownPath = isInside(artifactsDir, absPath) ? relative(artifactsDir, absPath) : edrPath;
+  // Every read and write goes through real paths inside the artifacts folder's real path: Deno's
+  // permission flags compare path text, so a symlink under the folder could otherwise lead anywhere.
+  let realRoot = givenRoot;
+  let rootProblem: string | null = null;
+  try {
+    realRoot = await Deno.realPath(givenRoot);
+  } catch {
+    rootProblem =
+      `the artifacts folder ${givenRoot} cannot be found; pass --artifacts with the folder that holds edr/`;
+  }
+  let shownPath = edrPath;
+  for (const root of [givenRoot, realRoot]) {
+    if (isInside(root, absPath)) shownPath = relative(root, absPath);
+  }
   const flags = {
     allow_side_effects: options.allowSideEffects === true,
     allow_network: options.allowNetwork === true,
@@ -124,6 +144,7 @@ export async function replayEdr(edrPath: string, options: ReplayOptions): Promis
   const checks = new Checks();
   const now = options.now ?? (() => new Date());
   let record: EdrRecord | null = null;
+  let reportPath: string | null = null;
 
   const finish = async (
     status: ReplayStatus,
@@ -143,23 +164,42 @@ export async function replayEdr(edrPath: string, options: ReplayOptions): Promis
       router_version: ROUTER_VERSION,
       replayed_at: now().toISOString(),
     });
-    let reportPath: string | null = null;
-    if (record !== null && options.writeReport !== false) {
-      reportPath = reportPathOf(artifactsDir, record);
-      if (reportPath !== null) await writeReportAtomic(reportPath, report);
+    let written: string | null = null;
+    if (reportPath !== null && options.writeReport !== false) {
+      written = await placeReport(realRoot, reportPath);
+      await writeReportAtomic(written, report);
     }
-    return { report, reportPath };
+    return { report, reportPath: written };
+  };
+  const unreadable = (observed: string, message: string) => {
+    checks.set("parse", "fail", "EDR_v1.0.0 record", observed);
+    return finish("ERROR", ["EXECUTION_ERROR"], message);
   };
 
-  // 1. parse: unreadable, malformed or schema-invalid records are an execution error.
+  // 1. parse: unreadable, malformed or schema-invalid records are an execution error. The record must
+  // really lie inside the artifacts folder: the text check first (nothing outside is touched), then its
+  // real path (a symlink under edr/ that leads out is refused too).
+  if (rootProblem !== null) return await unreadable("artifacts folder not found", rootProblem);
+  const outside =
+    "the edr file resolves outside the artifacts folder; replay it where the router wrote it, " +
+    "or pass --artifacts with the folder that holds it";
+  if (!isInside(givenRoot, absPath) && !isInside(realRoot, absPath)) {
+    return await unreadable("outside the artifacts folder", outside);
+  }
+  const located = await confinedRealPath(realRoot, absPath);
+  if (!located.ok) {
+    return located.reason.includes("outside") ? await unreadable(located.reason, outside) : await unreadable(
+      `unreadable: ${located.reason}`,
+      "the edr file cannot be read; check the path and permissions",
+    );
+  }
+  shownPath = relative(realRoot, located.path);
   let text: string;
   try {
-    text = await Deno.readTextFile(absPath);
+    text = await Deno.readTextFile(located.path);
   } catch (error) {
-    checks.set("parse", "fail", "EDR_v1.0.0 record", `unreadable: ${errorMessage(error)}`);
-    return await finish(
-      "ERROR",
-      ["EXECUTION_ERROR"],
+    return await unreadable(
+      `unreadable: ${errorMessage(error)}`,
       "the edr file cannot be read; check the path and permissions",
     );
   }
@@ -168,12 +208,7 @@ export async function replayEdr(edrPath: string, options: ReplayOptions): Promis
     parsed = JSON.parse(text);
   } catch {
     // The parser's message quotes the file; keep it out of the report.
-    checks.set("parse", "fail", "EDR_v1.0.0 record", "not valid JSON");
-    return await finish(
-      "ERROR",
-      ["EXECUTION_ERROR"],
-      "the edr file is not valid json; restore it from a backup",
-    );
+    return await unreadable("not valid JSON", "the edr file is not valid json; restore it from a backup");
   }
   const validity = validateEdr(parsed);
   // A pointer that breaks only its pattern (`../x`, `/etc/x`) is reported where operators look for
@@ -181,20 +216,27 @@ export async function replayEdr(edrPath: string, options: ReplayOptions): Promis
   const pointerOnly = !validity.valid && validity.errors.length > 0 &&
     validity.errors.every((e) => e.startsWith("/replay/required_inputs_pointer "));
   if (!validity.valid && !pointerOnly) {
-    const errors = validity.errors;
-    checks.set(
-      "parse",
-      "fail",
-      "EDR_v1.0.0 record",
-      `schema-invalid: ${short(errors.slice(0, 5).join("; "), 300)}`,
-    );
-    return await finish(
-      "ERROR",
-      ["EXECUTION_ERROR"],
+    return await unreadable(
+      `schema-invalid: ${short(validity.errors.slice(0, 5).join("; "), 300)}`,
       "the edr file does not match EDR_v1.0.0; run deno task verify to find what changed",
     );
   }
   record = parsed as EdrRecord;
+  // Where the report goes is checked before anything runs: a replay whose report would land outside
+  // the artifacts folder does not run at all.
+  const plannedReport = reportPathOf(realRoot, record);
+  if (plannedReport !== null && options.writeReport !== false) {
+    const problem = await reportFolderProblem(realRoot, plannedReport);
+    if (problem !== null) {
+      checks.set("parse", "pass", "EDR_v1.0.0 record", "EDR_v1.0.0 record");
+      return await finish(
+        "ERROR",
+        ["EXECUTION_ERROR"],
+        `the report cannot be written: ${problem}; make it a real folder inside the artifacts folder and rerun`,
+      );
+    }
+  }
+  reportPath = plannedReport;
   checks.set(
     "parse",
     "pass",
@@ -226,7 +268,7 @@ export async function replayEdr(edrPath: string, options: ReplayOptions): Promis
 
   // 4. required inputs: the captured request (through its pointer) and the stored policy.
   const pointer = record.replay.required_inputs_pointer;
-  const input = await resolvePointer(artifactsDir, pointer);
+  const input = await resolvePointer(realRoot, pointer);
   let capturedInput: unknown;
   let inputProblem: string | null = input.ok ? null : input.reason;
   if (input.ok) {
@@ -238,7 +280,7 @@ export async function replayEdr(edrPath: string, options: ReplayOptions): Promis
   }
   let storedPolicy: unknown;
   if (inputProblem === null) {
-    const policyFile = await resolvePointer(artifactsDir, `policies/${record.policy_hash}.json`);
+    const policyFile = await resolvePointer(realRoot, `policies/${record.policy_hash}.json`);
     if (!policyFile.ok) inputProblem = `stored policy: ${policyFile.reason}`;
     else {
       try {
@@ -287,22 +329,37 @@ export async function replayEdr(edrPath: string, options: ReplayOptions): Promis
     checks.set("provider", "pass", provider ?? "none", local ? "local re-execution" : "nothing was served");
   }
 
-  // 7. recomputations.
-  checks.compare("edr_hash", record.edr_hash, safe(() => computeEdrHash(record!)));
-  checks.compare("input_hash", record.input_hash, safe(() => hashCanonical(capturedInput)));
+  // 7. recomputations. The ones that read nothing but the record and the artifacts run first and all
+  // report; only a record whose own hashes and captured input hold is executed (re-running an edited
+  // record proves nothing, and its model, options or prompt may be the edit).
+  const edrOk = checks.compare("edr_hash", record.edr_hash, safe(() => computeEdrHash(record!)));
+  const inputOk = checks.compare("input_hash", record.input_hash, safe(() => hashCanonical(capturedInput)));
   const policyOk = checks.compare("policy_hash", record.policy_hash, safe(() => hashCanonical(storedPolicy)));
   recomputeDecision(record, storedPolicy, policyOk, checks);
-  checks.compare(
+  const coreOk = checks.compare(
     "decision_core_hash",
     record.decision_core_hash,
     safe(() => computeDecisionCoreHash(record!)),
   );
   checks.compare("router_version", record.environment.router_version, ROUTER_VERSION);
+  const broken = [
+    edrOk ? null : "edr_hash",
+    coreOk ? null : "decision_core_hash",
+    inputOk ? null : "input_hash",
+  ]
+    .filter((name) => name !== null);
 
   let executionError: string | null = null;
   const doFetch = options.fetch ?? fetch;
   const timeoutMs = options.timeoutMs ?? 300_000;
-  if (local && record.decision.model !== null) {
+  if (local && broken.length > 0) {
+    const why = `not executed: ${
+      broken.join(", ")
+    } does not hold, so the record is not what the router wrote`;
+    checks.skip("ollama_version", why, record.environment.ollama_version);
+    checks.skip("model_digest", why, record.environment.model_digest);
+    checks.skip("output_hash", why, record.output_hash);
+  } else if (local && record.decision.model !== null) {
     const baseUrl = options.ollamaUrl ?? ollamaBaseUrl(Deno.env.get("OLLAMA_HOST"));
     const env = await probeOllama(baseUrl, record.decision.model, doFetch, timeoutMs);
     if (env.error !== null) {
@@ -472,7 +529,9 @@ async function probeOllama(
   }
 }
 
-const NATIVE_ONLY_OPTIONS = new Set(["max_tokens"]);
+// Recorded options that do not go to Ollama as recorded: max_tokens (sent as num_predict) and stop (the
+// record keeps only hashes; the adapter sends the captured request's strings).
+const NATIVE_ONLY_OPTIONS = new Set(["max_tokens", "stop"]);
 
 async function reExecute(
   record: EdrRecord,

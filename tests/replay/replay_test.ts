@@ -104,13 +104,18 @@ Deno.test("replay re-checks a recorded request and reports every divergence", as
     });
 
     await t.step(
-      "a tampered output hash diverges on the record hash and the re-executed output",
+      "a tampered output hash diverges on the record hash and is never sent to Ollama",
       async () => {
         await tamper(path(2), (r) => r.output_hash = "e".repeat(64));
+        const before = fake.requests.length;
         const report = await replay(2);
         assert.equal(report.status, "DIVERGED");
-        assert.deepEqual(report.reason_codes, ["EDR_HASH_MISMATCH", "OUTPUT_HASH_MISMATCH"]);
+        assert.deepEqual(report.reason_codes, ["EDR_HASH_MISMATCH"]);
         assert.deepEqual(validateReport(report), { valid: true });
+        const output = report.checks.find((c) => c.name === "output_hash")!;
+        assert.equal(output.status, "skipped");
+        assert.match(output.observed!, /not executed: edr_hash does not hold/);
+        assert.equal(fake.requests.length, before, "a tampered record makes no call to Ollama");
       },
     );
 
@@ -162,13 +167,15 @@ Deno.test("replay re-checks a recorded request and reports every divergence", as
     });
 
     await t.step(
-      "a swapped captured input diverges on the input hash (and the output it produces)",
+      "a swapped captured input diverges on the input hash and is never sent to Ollama",
       async () => {
         const target = join(art.dir, byIndex(10).replay.required_inputs_pointer!);
         await Deno.writeTextFile(target, JSON.stringify(sampleInput(999)));
+        const before = fake.requests.length;
         const report = await replay(10);
         assert.equal(report.status, "DIVERGED");
-        assert.deepEqual(report.reason_codes, ["INPUT_HASH_MISMATCH", "OUTPUT_HASH_MISMATCH"]);
+        assert.deepEqual(report.reason_codes, ["INPUT_HASH_MISMATCH"]);
+        assert.equal(fake.requests.length, before, "an input that does not hash to the record is not run");
       },
     );
 
