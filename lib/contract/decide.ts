@@ -130,7 +130,8 @@ export function decide(input: DecisionInput): Decision {
         constraints,
         404,
         "MODEL_NOT_FOUND",
-        `model ${requested} is not in the policy and not installed on the local Ollama host; use "auto" or a model from GET /v1/models`,
+        // The name is not echoed: it is client text that reaches the record.
+        'the requested model is not in the policy and not installed on the local Ollama host; use "auto" or a model from GET /v1/models',
       );
     }
     if (!contract.provider_allowlist.includes(pinned.provider)) {

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { Policy } from "./policy.ts";
 import { type EffectiveContract, type RoutingContract, stricterClassification } from "./routing_contract.ts";
 
@@ -48,10 +49,30 @@ function combine(request: RoutingContract, policy: Policy): EffectiveContract {
     classification,
     latency: asked.latency ?? defaults.latency,
     max_cost_usd: caps.length ? Math.min(...caps) : null,
-    model_preferences: asked.model_preferences ?? [],
+    model_preferences: asked.model_preferences ? recordablePreferences(asked.model_preferences, policy) : [],
     provider_allowlist: allowlist,
     requires: dedupe(asked.requires ?? []),
   };
+}
+
+const policyModelNames = new WeakMap<Policy, Set<string>>();
+
+/**
+ * The preferences as the contract keeps them: a policy model's name as it is, any other entry as
+ * `sha256:<hex>` of its text. decide() reads preferences only by policy model name, so the others cannot
+ * change a decision, and the record (which holds the effective contract) keeps no client-chosen text.
+ */
+function recordablePreferences(preferences: readonly string[], policy: Policy): string[] {
+  let known = policyModelNames.get(policy);
+  if (!known) {
+    known = new Set(policy.models.map((m) => m.name));
+    policyModelNames.set(policy, known);
+  }
+  return preferences.map((name) => known.has(name) ? name : `sha256:${sha256Hex(name)}`);
+}
+
+function sha256Hex(text: string): string {
+  return createHash("sha256").update(text, "utf8").digest("hex");
 }
 
 function dedupe<T>(items: readonly T[]): T[] {

@@ -13,6 +13,11 @@ export const capabilitySchema = z.enum(["tool_calls", "long_context", "json_mode
 /** A model capability. */
 export type Capability = z.infer<typeof capabilitySchema>;
 
+/** Most `model_preferences` entries a contract may list. */
+export const MAX_MODEL_PREFERENCES = 16;
+/** Longest `model_preferences` entry (characters). */
+export const MAX_MODEL_PREFERENCE_CHARS = 256;
+
 /** The request's routing contract (body field `routing_contract` or header `x-routing-contract`). */
 export const routingContractSchema = z.strictObject({
   classification: classificationSchema.optional(),
@@ -20,7 +25,9 @@ export const routingContractSchema = z.strictObject({
   max_cost_usd: z.number().nonnegative().optional(),
   requires: z.array(capabilitySchema).optional(),
   provider_allowlist: z.array(providerNameSchema).min(1).optional(),
-  model_preferences: z.array(z.string().min(1)).optional(),
+  model_preferences: z.array(
+    z.string().min(1).max(MAX_MODEL_PREFERENCE_CHARS, `at most ${MAX_MODEL_PREFERENCE_CHARS} characters`),
+  ).max(MAX_MODEL_PREFERENCES, `at most ${MAX_MODEL_PREFERENCES} entries`).optional(),
   authority_required: z.boolean().optional(),
 });
 /** A routing contract as the client sent it. */

@@ -7,6 +7,20 @@ import type { ChatRequest } from "../providers/mod.ts";
 // whole object (about ten times slower here); nulls are dropped before parsing instead (see
 // `withoutNullFields`).
 
+/**
+ * Longest model name, stop string and `user` the router takes (characters). Real names and stop strings
+ * are far shorter; the cap keeps what a record holds about them bounded (see docs/security.md).
+ */
+export const MAX_CLIENT_NAME_CHARS = 256;
+/** Most stop strings one request may send (OpenAI's own limit). */
+export const MAX_STOP_STRINGS = 4;
+
+const nameSchema = z.string().max(MAX_CLIENT_NAME_CHARS, `at most ${MAX_CLIENT_NAME_CHARS} characters`);
+const stopStringSchema = z.string().max(
+  MAX_CLIENT_NAME_CHARS,
+  `a stop string has at most ${MAX_CLIENT_NAME_CHARS} characters`,
+);
+
 const contentPartSchema = z.discriminatedUnion("type", [
   z.object({ text: z.string(), type: z.literal("text") }),
   z.object({
@@ -77,20 +91,23 @@ export const chatRequestSchema = z.object({
   max_completion_tokens: z.number().int().positive().optional(),
   max_tokens: z.number().int().positive().optional(),
   messages: z.array(messageSchema).min(1, "messages must hold at least one message"),
-  model: z.string().min(1).optional(),
+  model: nameSchema.min(1).optional(),
   n: z.number().int().min(1).max(1).optional(),
   parallel_tool_calls: z.boolean().optional(),
   presence_penalty: z.number().min(-2).max(2).optional(),
   response_format: responseFormatSchema.optional(),
   seed: z.number().int().optional(),
-  stop: z.union([z.string(), z.array(z.string()).max(4)]).optional(),
+  stop: z.union([
+    stopStringSchema,
+    z.array(stopStringSchema).max(MAX_STOP_STRINGS, `at most ${MAX_STOP_STRINGS} stop strings`),
+  ]).optional(),
   stream: z.boolean().optional(),
   stream_options: z.object({ include_usage: z.boolean().optional() }).optional(),
   temperature: z.number().min(0).max(2).optional(),
   tool_choice: toolChoiceSchema.optional(),
   tools: z.array(toolSchema).optional(),
   top_p: z.number().min(0).max(1).optional(),
-  user: z.string().optional(),
+  user: nameSchema.optional(),
 });
 
 /** Top-level fields that SDKs send as `null` to mean "not set". */

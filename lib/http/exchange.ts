@@ -165,7 +165,7 @@ export class Exchange {
       candidates: this.decision?.candidates.map(orderedCopy) ?? [],
       decision_inputs: {
         authority: this.authority ? orderedCopy(this.authority) : null,
-        features: this.features ? orderedCopy(this.features) : null,
+        features: this.features ? recordedFeatures(this.features, this.decision) : null,
         health: this.health ? edrHealth(this.health) : null,
         keys: { anthropic: this.keys.anthropic, openai: this.keys.openai },
         slot: this.slotSnapshot ? orderedCopy(this.slotSnapshot) : null,
@@ -211,10 +211,34 @@ function samplingOptions(chat: ChatRequest): EdrSamplingOptions {
   if (maxTokens !== undefined) options.max_tokens = maxTokens;
   if (chat.presence_penalty !== undefined) options.presence_penalty = chat.presence_penalty;
   if (chat.seed !== undefined) options.seed = chat.seed;
-  if (chat.stop !== undefined) options.stop = chat.stop;
+  // The record keeps no client-chosen text: a stop string is kept as its hash. Replay takes the strings
+  // from the captured input, which holds them only where the policy captures inputs.
+  if (chat.stop !== undefined) {
+    options.stop = typeof chat.stop === "string" ? textHash(chat.stop) : chat.stop.map(textHash);
+  }
   if (chat.temperature !== undefined) options.temperature = chat.temperature;
   if (chat.top_p !== undefined) options.top_p = chat.top_p;
   return options;
+}
+
+/** How the record names client text it need not keep: `sha256:` and the hex SHA-256 of its UTF-8 bytes. */
+function textHash(text: string): string {
+  return `sha256:${sha256Hex(text)}`;
+}
+
+/** decide() factors that mean the requested model is one the policy lists or Ollama has installed. */
+const PINNED_FACTORS = ["MODEL_PINNED", "MODEL_PINNED_LOCAL_INSTALLED"];
+
+/**
+ * The features as the record keeps them. A requested model that decide() did not pin (not in the
+ * policy, not installed) is client-chosen text the decision does not need: it is kept as its hash,
+ * which decide() finds in neither place either, so replay reaches the same 404.
+ */
+function recordedFeatures(features: RequestFeatures, decision: Decision | null): RequestFeatures {
+  const requested = features.requested_model;
+  const pinned = decision?.factors.some((f) => PINNED_FACTORS.includes(f)) === true;
+  if (requested === null || requested === "auto" || pinned) return orderedCopy(features);
+  return orderedCopy({ ...features, requested_model: textHash(requested) });
 }
 
 /** The gate shares one installed-models list between its snapshots until the next probe. */

@@ -20,33 +20,48 @@ import type {
   ToolChoice,
 } from "./types.ts";
 
+/**
+ * Names an unknown field only while it looks like one: the message reaches the EDR, which holds no
+ * client-chosen free text, and a field name is not a place for prose.
+ */
+function unknownField(issue: { code: string; keys?: unknown }): string | undefined {
+  if (issue.code !== "unrecognized_keys" || !Array.isArray(issue.keys)) return undefined;
+  const key = String(issue.keys[0]);
+  return /^[A-Za-z0-9_-]{1,64}$/.test(key) ? `unknown field ${key}` : "an unknown field";
+}
+
+/** A closed object whose unknown-field error says which field without echoing free text. */
+function closed<T extends z.core.$ZodLooseShape>(shape: T) {
+  return z.strictObject(shape, { error: unknownField });
+}
+
 const cacheControl = z.looseObject({ type: z.literal("ephemeral") }).nullable().optional();
 
 /**
  * A text block. `cache_control` and `citations` are accepted and ignored: SDKs echo an assistant
  * message's blocks back verbatim, and those carry `citations: null`.
  */
-const textBlockSchema = z.strictObject({
+const textBlockSchema = closed({
   type: z.literal("text"),
   text: z.string(),
   cache_control: cacheControl,
   citations: z.array(z.unknown()).nullable().optional(),
 });
 
-const imageBlockSchema = z.strictObject({
+const imageBlockSchema = closed({
   type: z.literal("image"),
   source: z.discriminatedUnion("type", [
-    z.strictObject({
+    closed({
       type: z.literal("base64"),
       media_type: z.enum(["image/png", "image/jpeg", "image/gif", "image/webp"]),
       data: z.string().min(1),
     }),
-    z.strictObject({ type: z.literal("url"), url: z.string().regex(/^https?:\/\//i) }),
+    closed({ type: z.literal("url"), url: z.string().regex(/^https?:\/\//i) }),
   ]),
   cache_control: cacheControl,
 });
 
-const toolUseBlockSchema = z.strictObject({
+const toolUseBlockSchema = closed({
   type: z.literal("tool_use"),
   id: z.string().min(1),
   name: z.string().min(1),
@@ -57,7 +72,7 @@ const toolUseBlockSchema = z.strictObject({
   toolset_name: z.string().nullable().optional(),
 });
 
-const toolResultBlockSchema = z.strictObject({
+const toolResultBlockSchema = closed({
   type: z.literal("tool_result"),
   tool_use_id: z.string().min(1),
   content: z.union([z.string(), z.array(z.discriminatedUnion("type", [textBlockSchema, imageBlockSchema]))])
@@ -76,14 +91,24 @@ const assistantBlockSchema = z.discriminatedUnion("type", [textBlockSchema, tool
 
 const toolNamePattern = /^[a-zA-Z0-9_-]{1,64}$/;
 
+/** Longest model name, stop sequence and `metadata.user_id` accepted (characters; Anthropic's own `user_id` limit). */
+export const MAX_ANTHROPIC_NAME_CHARS = 256;
+/** Most stop sequences one request may send. */
+export const MAX_STOP_SEQUENCES = 16;
+
+const boundedName = z.string().max(
+  MAX_ANTHROPIC_NAME_CHARS,
+  `at most ${MAX_ANTHROPIC_NAME_CHARS} characters`,
+);
+
 /** Schema of an inbound Anthropic Messages request (without the router's extension fields). */
-export const anthropicMessagesRequestSchema = z.strictObject({
-  model: z.string().min(1),
+export const anthropicMessagesRequestSchema = closed({
+  model: boundedName.min(1),
   max_tokens: z.number().int().min(1),
   messages: z.array(
     z.discriminatedUnion("role", [
-      z.strictObject({ role: z.literal("user"), content: z.union([z.string(), z.array(userBlockSchema)]) }),
-      z.strictObject({
+      closed({ role: z.literal("user"), content: z.union([z.string(), z.array(userBlockSchema)]) }),
+      closed({
         role: z.literal("assistant"),
         content: z.union([z.string(), z.array(assistantBlockSchema)]),
       }),
@@ -93,9 +118,14 @@ export const anthropicMessagesRequestSchema = z.strictObject({
   temperature: z.number().min(0).max(1).optional(),
   top_p: z.number().min(0).max(1).optional(),
   top_k: z.number().int().min(0).optional(),
-  stop_sequences: z.array(z.string()).optional(),
+  stop_sequences: z.array(
+    z.string().max(
+      MAX_ANTHROPIC_NAME_CHARS,
+      `a stop sequence has at most ${MAX_ANTHROPIC_NAME_CHARS} characters`,
+    ),
+  ).max(MAX_STOP_SEQUENCES, `at most ${MAX_STOP_SEQUENCES} stop sequences`).optional(),
   stream: z.boolean().optional(),
-  tools: z.array(z.strictObject({
+  tools: z.array(closed({
     type: z.literal("custom").optional(),
     name: z.string().regex(toolNamePattern, "tool names must match ^[a-zA-Z0-9_-]{1,64}$"),
     description: z.string().optional(),
@@ -103,16 +133,16 @@ export const anthropicMessagesRequestSchema = z.strictObject({
     cache_control: cacheControl,
   })).optional(),
   tool_choice: z.discriminatedUnion("type", [
-    z.strictObject({ type: z.literal("auto"), disable_parallel_tool_use: z.boolean().optional() }),
-    z.strictObject({ type: z.literal("any"), disable_parallel_tool_use: z.boolean().optional() }),
-    z.strictObject({
+    closed({ type: z.literal("auto"), disable_parallel_tool_use: z.boolean().optional() }),
+    closed({ type: z.literal("any"), disable_parallel_tool_use: z.boolean().optional() }),
+    closed({
       type: z.literal("tool"),
       name: z.string().min(1),
       disable_parallel_tool_use: z.boolean().optional(),
     }),
-    z.strictObject({ type: z.literal("none") }),
+    closed({ type: z.literal("none") }),
   ]).optional(),
-  metadata: z.strictObject({ user_id: z.string().nullable().optional() }).optional(),
+  metadata: closed({ user_id: boundedName.nullable().optional() }).optional(),
 });
 
 /** An Anthropic Messages request body (inbound, and what the Anthropic adapter sends). */

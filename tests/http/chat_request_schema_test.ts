@@ -101,4 +101,31 @@ Deno.test("chat request schema", async (t) => {
       assert.equal(result.error.issues[0].path.join("."), path);
     }
   });
+
+  await t.step("client names and stop strings longer than 256 characters are rejected at their path", () => {
+    const long = "x".repeat(257);
+    const cases: Array<[Record<string, unknown>, string]> = [
+      [{ model: long }, "model"],
+      [{ user: long }, "user"],
+      [{ stop: long }, "stop"],
+      [{ stop: ["ok", long] }, "stop.1"],
+    ];
+    for (const [extra, path] of cases) {
+      const result = parse({ messages: [{ role: "user", content: "hi" }], ...extra });
+      assert.ok(!result.success, `${path} should be rejected`);
+      assert.equal(result.error.issues[0].path.join("."), path);
+      assert.match(result.error.issues[0].message, /256 characters/);
+    }
+  });
+
+  await t.step("the longest accepted values still parse", () => {
+    const max = "x".repeat(256);
+    const result = parse({
+      model: max,
+      user: max,
+      stop: [max, max, max, max],
+      messages: [{ role: "user", content: "hi" }],
+    });
+    assert.ok(result.success, JSON.stringify(!result.success && result.error.issues));
+  });
 });
