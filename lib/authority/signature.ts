@@ -1,7 +1,8 @@
 /**
  * Signing and verifying authority blocks. The signed bytes are the RFC 8785 canonical JSON of the block
  * without its `signature` field, so any re-serialisation by a proxy or SDK keeps the signature valid.
- * Signatures are base64url without padding: HMAC-SHA256 (32 bytes) or Ed25519 (64 bytes).
+ * Signatures are canonical base64url without padding (one spelling per signature): HMAC-SHA256 (32 bytes,
+ * 43 characters) or Ed25519 (64 bytes, 86 characters).
  */
 import canonicalize from "canonicalize";
 import { createHmac, timingSafeEqual } from "node:crypto";
@@ -21,10 +22,17 @@ export function toBase64Url(bytes: Uint8Array): string {
   return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
 }
 
-/** Decodes strict base64url without padding; returns null for anything else. */
+/**
+ * Decodes canonical base64url without padding; returns null for anything else, including a text whose last
+ * character carries non-zero unused bits, so every byte string has exactly one accepted spelling.
+ */
 export function fromBase64Url(text: string): Uint8Array<ArrayBuffer> | null {
   if (!/^[A-Za-z0-9_-]*$/.test(text) || text.length % 4 === 1) return null;
-  return decodeBase64(text.replaceAll("-", "+").replaceAll("_", "/"));
+  const bytes = decodeBase64(text.replaceAll("-", "+").replaceAll("_", "/"));
+  // atob ignores the unused low bits of the last character: "…Q" and "…R" decode alike. A signature
+  // must re-encode to exactly what was sent, or one signature would have several accepted spellings.
+  if (bytes === null || toBase64Url(bytes) !== text) return null;
+  return bytes;
 }
 
 /** Decodes standard base64 (padding optional); returns null when it is not base64. */
