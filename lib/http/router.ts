@@ -1,4 +1,4 @@
-import { checkAuthority, type LeaseReserver } from "../authority/mod.ts";
+import { checkAuthority, checkClientKey, type LeaseReserver } from "../authority/mod.ts";
 import { type Policy, policyServingProblem } from "../contract/mod.ts";
 import type { HealthGate } from "../health/mod.ts";
 import type { HeavySlot } from "../slot/mod.ts";
@@ -33,8 +33,19 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
     anthropic: options.cloudProviders.includes("anthropic"),
     openai: options.cloudProviders.includes("openai"),
   });
+  // With client keys listed, every route but /healthz needs one (the inference routes check it inside
+  // the chat pipeline, with an EDR); /readyz without one answers only whether the router is ready.
+  const keysRequired = policy.client_keys.length > 0;
+  const clientKeyOf = (request: Request) =>
+    checkClientKey(request.headers, { keys: policy.client_keys, allowXApiKey: true });
   const route = async (request: Request): Promise<Response> => {
     const path = new URL(request.url).pathname;
+    const inference = request.method === "POST" &&
+      (path === "/v1/chat/completions" || path === "/v1/messages");
+    if (keysRequired && !inference && path !== "/healthz" && path !== "/readyz") {
+      const key = clientKeyOf(request);
+      if (!key.ok) return error(401, key.code, key.message);
+    }
     if (request.method === "POST") {
       if (path === "/v1/chat/completions") return await chat.handle(request, openAIDialect);
       if (path === "/v1/messages") return await chat.handle(request, anthropicDialect);
@@ -48,6 +59,7 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
         if (healthSnapshot.state === "unfit") reasons.push("local_unfit");
         if (edr.state !== "ok") reasons.push("edr_writer_degraded");
         const ready = reasons.length === 0;
+        if (keysRequired && !clientKeyOf(request).ok) return json(ready ? 200 : 503, { ready });
         const reason = servingProblem === null ? {} : { reason: servingProblem };
         return json(ready ? 200 : 503, {
           ready,
