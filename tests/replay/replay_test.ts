@@ -339,6 +339,35 @@ Deno.test("replay re-checks a recorded request and reports every divergence", as
       },
     );
 
+    await t.step(
+      "a report day folder that is a symlink to elsewhere is refused before anything runs",
+      async () => {
+        const outside = await Deno.makeTempDir({ prefix: "hi-replay-day-" });
+        const day = join(art.dir, "replay", "2026", "11", "27");
+        const saved = `${day}.saved`;
+        await Deno.rename(day, saved);
+        await Deno.symlink(outside, day);
+        try {
+          const before = fake.requests.length;
+          const result = await replayEdr(path(1), opts);
+          assert.equal(result.report.status, "ERROR");
+          assert.deepEqual(result.report.reason_codes, ["EXECUTION_ERROR"]);
+          assert.match(result.report.message!, /<artifacts>\/replay\/2026\/11\/27 resolves .*outside/);
+          assert.equal(result.reportPath, null);
+          assert.deepEqual(await Array.fromAsync(Deno.readDir(outside)), []);
+          assert.equal(fake.requests.length, before);
+          await Deno.remove(day);
+          await Deno.symlink(join(outside, "missing"), day);
+          const broken = await replayEdr(path(1), opts);
+          assert.match(broken.report.message!, /is a broken symlink/);
+        } finally {
+          await Deno.remove(day);
+          await Deno.rename(saved, day);
+          await Deno.remove(outside, { recursive: true });
+        }
+      },
+    );
+
     await t.step("a stored policy that was altered diverges on the decision core", async () => {
       const policyFile = join(art.dir, "policies", `${art.policyHash}.json`);
       const original = await Deno.readTextFile(policyFile);
