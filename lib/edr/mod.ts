@@ -18,6 +18,18 @@ export {
 export { EDR_SCHEMA, type EdrValidationResult, validateEdr } from "./schema.ts";
 export * from "./types.ts";
 export { inputPointerOf } from "./paths.ts";
+export {
+  type Checkpoint,
+  type CheckpointKey,
+  checkpointPathOn,
+  checkpointSignatureHolds,
+  CheckpointWriter,
+  type CheckpointWriterOptions,
+  type HeadSource,
+  parseCheckpoint,
+  signCheckpoint,
+  UNSIGNED,
+} from "./checkpoint.ts";
 export { scanWalLines } from "./wal_scan.ts";
 export {
   type EdrCommitOptions,

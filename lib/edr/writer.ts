@@ -425,6 +425,11 @@ export class EdrWriter {
     return this.#repair.untilOk();
   }
 
+  /** Each UTC day's (`YYYY-MM-DD`) durable chain head: its sequence and `edr_hash` (a copy, read-only). */
+  heads(): Map<string, { sequence: number; edrHash: string }> {
+    return new Map([...this.#durable].map(([day, head]) => [day, { ...head }]));
+  }
+
   /** Counters since `open()`, including what recovery repaired. */
   stats(): EdrWriterStats {
     return {

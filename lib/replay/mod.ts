@@ -38,12 +38,10 @@ export {
 } from "./replay.ts";
 export {
   type FindingKind,
-  readWalDays,
   type VerifyFinding,
   type VerifyOptions,
   type VerifyResult,
   verifyTree,
-  type WalEntry,
 } from "./verify.ts";
 export { artifactsDirOfEdr, dayPathOf, isInside, reportPathOf, resolvePointer } from "./paths.ts";
 export {

@@ -1,17 +1,24 @@
 /**
  * Verification of an EDR tree: every record against the schema and its own hashes, its place on disk,
- * and each day's chain (sequence 1..n, `prev_edr_hash` links, the write-ahead log's head). Every
- * finding names the file it is about, so an operator knows which record to restore.
+ * each day's chain (sequence 1..n, `prev_edr_hash` links, the write-ahead log), and the checkpoints the
+ * router signed of each day's head. Every finding names the file it is about, so an operator knows which
+ * record to restore. It streams: one day at a time, one file at a time, with memory bounded by the
+ * largest day (see verify_day.ts), so a million records a day verify like a thousand.
  */
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import {
+  type Checkpoint,
+  checkpointSignatureHolds,
   computeDecisionCoreHash,
   computeEdrHash,
   type EdrRecord,
+  parseCheckpoint,
   scanWalLines,
+  UNSIGNED,
   validateEdr,
 } from "../edr/mod.ts";
 import { dayPathOf } from "./paths.ts";
+import { type ChainEntry, DayChain, type WalLine } from "./verify_day.ts";
 
 /** What kind of damage a finding reports. */
 export type FindingKind =
@@ -22,7 +29,11 @@ export type FindingKind =
   | "duplicate"
   | "missing"
   | "reordered"
-  | "chain_broken";
+  | "chain_broken"
+  | "wal_missing"
+  | "truncated"
+  | "rechained"
+  | "checkpoint_invalid";
 
 /** One problem found in the tree. */
 export interface VerifyFinding {
@@ -45,311 +56,239 @@ export interface VerifyResult {
   records: number;
   /** Day folders examined. */
   days: number;
+  /** Checkpoint lines checked against the chains. */
+  checkpoints: number;
+  /** Signed checkpoint lines whose signature was not checked, because no key was given. */
+  signatures_unchecked: number;
+  /** Bytes the largest day's chain columns took (about 163 per record of that day; see docs/edr-format.md). */
+  peak_day_bytes: number;
   findings: VerifyFinding[];
+  /** Findings beyond `maxFindings`, counted but not listed. */
+  findings_omitted: number;
 }
 
 /** Options of `verifyTree`. */
 export interface VerifyOptions {
   /** The write-ahead log folder (`<artifacts>/wal`); default: `wal/` next to the `edr/` folder; null: none. */
   walDir?: string | null;
+  /** The checkpoints folder; default: `checkpoints/` next to the `edr/` folder; null: none. */
+  checkpointsDir?: string | null;
+  /** The HMAC secret checkpoints were signed with; without it their signatures are not checked. */
+  checkpointSecret?: string;
+  /** `edr_hash`es of heads taken earlier (e.g. from `GET /v1/edr/head`) that must still be in a chain. */
+  expectHeads?: string[];
+  /** Most findings listed (default 10,000); the rest are counted in `findings_omitted`. */
+  maxFindings?: number;
   /** Called after each file with (done, total), e.g. to draw a progress bar. */
   onProgress?: (done: number, total: number) => void;
 }
 
-interface Entry {
-  file: string;
-  day: string | null;
-  record: EdrRecord | null;
-  /** A byte-identical or same-record copy of another, correctly named file. */
-  copyOf?: string;
-  /** In a folder other than its timestamp's day: reported, and kept out of that folder's chain. */
-  wrongDay?: boolean;
+/** The tree's shape: day folders with their record-file counts, and record files outside any day folder. */
+interface TreeMap {
+  days: Map<string, { path: string; files: number }>;
+  stray: string[];
+  total: number;
 }
 
-/** One record the write-ahead log knows, as far as its line says. */
-export interface WalEntry {
-  sequence: number | null;
-  edr_hash: string | null;
-  decision_core_hash: string | null;
-}
+const DAY_PARTS = [/^\d{4}$/, /^\d{2}$/, /^\d{2}$/];
 
-/** Verifies an `edr/` tree (`YYYY/MM/DD/<decision_core_hash>.json`); never throws for a bad record. */
+/**
+ * Verifies an `edr/` tree (`YYYY/MM/DD/<decision_core_hash>.json`); never throws for a bad record, only
+ * when the tree itself cannot be read (a folder or log it may not open), which is verify's own failure.
+ */
 export async function verifyTree(edrDir: string, options: VerifyOptions = {}): Promise<VerifyResult> {
   const root = resolve(edrDir);
-  const files = await listJson(root);
-  const findings: VerifyFinding[] = [];
-  const entries: Entry[] = [];
-  let done = 0;
-  for (const path of files) {
-    entries.push(await checkFile(root, path, findings));
-    options.onProgress?.(++done, files.length);
-  }
-
-  const byDay = new Map<string, Entry[]>();
-  for (const entry of entries) {
-    if (entry.day === null || entry.record === null || entry.wrongDay) continue;
-    const list = byDay.get(entry.day) ?? [];
-    list.push(entry);
-    byDay.set(entry.day, list);
-  }
   const walDir = options.walDir === undefined ? join(dirname(root), "wal") : options.walDir;
-  const days = new Set<string>(byDay.keys());
-  const walDays = walDir === null ? new Map<string, WalEntry[]>() : await readWalDays(walDir);
-  for (const day of walDays.keys()) days.add(day);
-  for (const day of [...days].sort()) {
-    checkChain(day, byDay.get(day) ?? [], walDays.get(day) ?? null, findings);
+  const checkpointsDir = options.checkpointsDir === undefined
+    ? join(dirname(root), "checkpoints")
+    : options.checkpointsDir;
+  const maxFindings = options.maxFindings ?? 10_000;
+  const result: VerifyResult = {
+    ok: true,
+    records: 0,
+    days: 0,
+    checkpoints: 0,
+    signatures_unchecked: 0,
+    peak_day_bytes: 0,
+    findings: [],
+    findings_omitted: 0,
+  };
+  const add = (finding: VerifyFinding) => {
+    if (result.findings.length < maxFindings) result.findings.push(finding);
+    else result.findings_omitted++;
+  };
+  const tree = await mapTree(root);
+  const walDays = walDir === null
+    ? new Set<string>()
+    : await daysOfFolder(walDir, /^(\d{4}-\d{2}-\d{2})\.log$/);
+  const checkpointDays = checkpointsDir === null
+    ? new Set<string>()
+    : await daysOfFolder(checkpointsDir, /^(\d{4}-\d{2}-\d{2})\.jsonl$/);
+  const expect = new Set(options.expectHeads ?? []);
+  const found = new Set<string>();
+  let done = 0;
+  const progress = () => {
+    done++;
+    options.onProgress?.(done, tree.total);
+  };
+
+  for (const path of tree.stray) {
+    checkFile(root, path, null, add);
+    progress();
   }
-  return { ok: findings.length === 0, records: files.length, days: days.size, findings };
+  const days = new Set([...tree.days.keys(), ...walDays, ...checkpointDays]);
+  for (const day of [...days].sort()) {
+    const folder = tree.days.get(day);
+    const dash = day.replaceAll("/", "-");
+    const chain = new DayChain(day, folder?.files ?? 0, { add, expect, found });
+    if (walDays.has(day)) await readWal(join(walDir!, `${dash}.log`), chain);
+    chain.endWal();
+    if (folder) {
+      // File findings come sorted by name; the folder lists in whatever order the file system keeps.
+      const fileFindings: VerifyFinding[] = [];
+      for (const name of listFolder(folder.path)) {
+        if (!name.isFile && !name.isSymlink) continue;
+        if (!name.name.endsWith(".json")) continue;
+        const entry = checkFile(root, join(folder.path, name.name), day, (f) => fileFindings.push(f));
+        if (entry) chain.addFile(entry);
+        progress();
+      }
+      fileFindings.sort((a, b) => a.file! < b.file! ? -1 : a.file! > b.file! ? 1 : 0);
+      for (const finding of fileFindings) add(finding);
+    }
+    chain.finish();
+    result.peak_day_bytes = Math.max(result.peak_day_bytes, chain.bytes);
+    if (walDir !== null && !walDays.has(day) && chain.chained > 0) {
+      add({
+        kind: "wal_missing",
+        day,
+        file: null,
+        sequence: null,
+        message: `${day} has ${chain.chained} record file(s) but no write-ahead log wal/${dash}.log, so a ` +
+          `deleted last record cannot be told apart; restore the log from a backup`,
+      });
+    }
+    if (checkpointDays.has(day)) {
+      await checkCheckpoints(join(checkpointsDir!, `${dash}.jsonl`), dash, chain, options, result, add);
+    }
+  }
+  for (const hash of expect) {
+    if (found.has(hash)) continue;
+    add({
+      kind: "truncated",
+      day: null,
+      file: null,
+      sequence: null,
+      message: `no record has the edr_hash ${hash} given with --expect-head: the chain that held it was ` +
+        `cut or rewritten; restore the day from a backup`,
+    });
+  }
+  result.records = done;
+  result.days = days.size;
+  result.ok = result.findings.length === 0 && result.findings_omitted === 0;
+  return result;
 }
 
-async function listJson(root: string): Promise<string[]> {
-  const out: string[] = [];
-  const walk = async (dir: string) => {
-    const names: Deno.DirEntry[] = [];
+/** Finds the day folders (following symlinked ones) and record files elsewhere, counting files per day. */
+async function mapTree(root: string): Promise<TreeMap> {
+  const map: TreeMap = { days: new Map(), stray: [], total: 0 };
+  const walk = async (dir: string, depth: number, parts: string[]) => {
+    let entries: Deno.DirEntry[];
     try {
-      for await (const entry of Deno.readDir(dir)) names.push(entry);
+      entries = [...listFolder(dir)];
     } catch (error) {
       if (error instanceof Deno.errors.NotFound && dir === root) return;
       throw error;
     }
-    names.sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
-    for (const entry of names) {
+    entries.sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+    for (const entry of entries) {
       const path = join(dir, entry.name);
-      if (entry.isDirectory) await walk(path);
-      else if (entry.name.endsWith(".json")) out.push(path);
-    }
-  };
-  await walk(root);
-  return out;
-}
-
-async function checkFile(root: string, path: string, findings: VerifyFinding[]): Promise<Entry> {
-  const file = relative(root, path).split(sep).join("/");
-  const parts = file.split("/");
-  const day =
-    parts.length === 4 && /^\d{4}$/.test(parts[0]) && /^\d{2}$/.test(parts[1]) && /^\d{2}$/.test(parts[2])
-      ? parts.slice(0, 3).join("/")
-      : null;
-  const entry: Entry = { file, day, record: null };
-  const add = (kind: FindingKind, message: string, sequence: number | null = null) =>
-    findings.push({ kind, day, file, sequence, message });
-
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(await Deno.readTextFile(path));
-  } catch {
-    add("unreadable", `${file} cannot be read as JSON`);
-    return entry;
-  }
-  const validity = validateEdr(parsed);
-  if (!validity.valid) {
-    const errors = (validity as { errors: string[] }).errors.slice(0, 3).join("; ");
-    add("invalid", `${file} does not match EDR_v1.0.0: ${errors}`);
-    // A schema-invalid record may still carry a sequence: keep it for the chain if it looks usable.
-    const maybe = parsed as Partial<EdrRecord>;
-    if (maybe !== null && typeof maybe === "object" && Number.isInteger(maybe.sequence)) {
-      entry.record = maybe as EdrRecord;
-    }
-    return entry;
-  }
-  const record = parsed as EdrRecord;
-  entry.record = record;
-  const edrHash = computeEdrHash(record);
-  if (edrHash !== record.edr_hash) {
-    add("altered", `${file} was altered: its edr_hash does not match its content`, record.sequence);
-  }
-  const coreHash = computeDecisionCoreHash(record);
-  if (coreHash !== record.decision_core_hash) {
-    add(
-      "altered",
-      `${file} was altered: its decision_core_hash does not match its decision core`,
-      record.sequence,
-    );
-  }
-  const expectedDay = dayPathOf(record.timestamp);
-  if (day === null || expectedDay !== day) {
-    add(
-      "misplaced",
-      `${file} is in the wrong folder: its timestamp puts it under ${expectedDay ?? "no valid day"}`,
-      record.sequence,
-    );
-    entry.wrongDay = true;
-  }
-  if (basename(file, ".json") !== record.decision_core_hash) {
-    // Whether this is a copy is settled once the whole day is known (checkChain).
-    entry.copyOf = "";
-  }
-  return entry;
-}
-
-function checkChain(day: string, entries: Entry[], wal: WalEntry[] | null, findings: VerifyFinding[]): void {
-  const add = (kind: FindingKind, file: string | null, sequence: number | null, message: string) =>
-    findings.push({ kind, day, file, sequence, message });
-
-  // Misnamed files: a copy of a correctly named record is a duplicate; anything else is misplaced.
-  const byName = new Map(entries.map((e) => [e.file, e]));
-  const chained: Entry[] = [];
-  for (const entry of entries) {
-    if (entry.copyOf === undefined) {
-      chained.push(entry);
-      continue;
-    }
-    const record = entry.record!;
-    const original = byName.get(`${day}/${record.decision_core_hash}.json`);
-    if (original?.record?.edr_hash === record.edr_hash) {
-      entry.copyOf = original.file;
-      add("duplicate", entry.file, record.sequence, `${entry.file} is a duplicate of ${original.file}`);
-    } else {
-      add(
-        "misplaced",
-        entry.file,
-        record.sequence,
-        `${entry.file} is misnamed: its decision_core_hash is ${record.decision_core_hash}`,
-      );
-      chained.push(entry);
-    }
-  }
-
-  const bySequence = new Map<number, Entry[]>();
-  for (const entry of chained) {
-    const sequence = entry.record!.sequence;
-    const list = bySequence.get(sequence) ?? [];
-    list.push(entry);
-    bySequence.set(sequence, list);
-  }
-  for (const [sequence, list] of bySequence) {
-    if (list.length > 1) {
-      const names = list.map((e) => e.file).join(", ");
-      for (const entry of list) {
-        add("duplicate", entry.file, sequence, `sequence ${sequence} of ${day} is claimed by ${names}`);
+      const isDir = entry.isDirectory || (entry.isSymlink && isFolder(path));
+      const dayLevel = depth < 3 && parts.length === depth && DAY_PARTS[depth].test(entry.name);
+      if (isDir && dayLevel && depth === 2) {
+        const day = [...parts, entry.name].join("/");
+        let files = 0;
+        for (const file of listFolder(path)) {
+          if ((file.isFile || file.isSymlink) && file.name.endsWith(".json")) files++;
+          else if (file.isDirectory) await walk(join(path, file.name), 4, []);
+        }
+        map.days.set(day, { path, files });
+        map.total += files;
+      } else if (isDir) {
+        await walk(path, depth + 1, dayLevel ? [...parts, entry.name] : []);
+      } else if (entry.name.endsWith(".json")) {
+        map.stray.push(path);
+        map.total++;
       }
     }
-  }
-
-  const walBySequence = new Map<number, WalEntry>();
-  for (const line of wal ?? []) if (line.sequence !== null) walBySequence.set(line.sequence, line);
-  const known = chained.map((e) => e.record!.sequence).filter((s) => Number.isInteger(s) && s >= 1);
-  const highest = Math.max(0, ...known, ...walBySequence.keys());
-  const walNamed = (sequence: number) => {
-    const line = walBySequence.get(sequence);
-    return line?.decision_core_hash ? `${day}/${line.decision_core_hash}.json` : null;
   };
-  for (const entry of chained) {
-    const sequence = entry.record!.sequence;
-    if (!Number.isInteger(sequence) || sequence < 1) {
-      add("chain_broken", entry.file, null, `${entry.file} has no valid sequence`);
-    }
-  }
-  for (let sequence = 1; sequence <= highest; sequence++) {
-    if (bySequence.has(sequence)) continue;
-    const name = walNamed(sequence);
-    const beyond = sequence > Math.max(0, ...known);
-    add(
-      "missing",
-      name,
-      sequence,
-      `${name ?? `the record with sequence ${sequence}`} of ${day} is missing` +
-        (beyond ? " (the write-ahead log says it was written)" : ""),
-    );
-  }
-
-  const hashes = new Map<string, Entry>();
-  for (const entry of chained) hashes.set(entry.record!.edr_hash, entry);
-  for (const [sequence, list] of bySequence) {
-    if (list.length !== 1) continue;
-    const entry = list[0];
-    const prev = entry.record!.prev_edr_hash;
-    if (sequence === 1) {
-      if (prev !== null) {
-        const pointsTo = hashes.get(prev);
-        add(
-          pointsTo ? "reordered" : "chain_broken",
-          entry.file,
-          sequence,
-          `${entry.file} is sequence 1 of ${day} but links back to ${pointsTo?.file ?? "an unknown record"}`,
-        );
-      }
-      continue;
-    }
-    const before = bySequence.get(sequence - 1);
-    if (before === undefined || before.length !== 1) continue;
-    const expected = before[0].record!.edr_hash;
-    if (prev === expected) continue;
-    const pointsTo = prev === null ? undefined : hashes.get(prev);
-    if (pointsTo !== undefined) {
-      add(
-        "reordered",
-        entry.file,
-        sequence,
-        `${entry.file} (sequence ${sequence}) links back to ${pointsTo.file} ` +
-          `(sequence ${pointsTo.record!.sequence}) instead of ${before[0].file}`,
-      );
-    } else {
-      add(
-        "chain_broken",
-        entry.file,
-        sequence,
-        `${entry.file} (sequence ${sequence}) does not link back to ${before[0].file}`,
-      );
-    }
-  }
-
-  // Each record must be the one the WAL committed under its sequence: this catches a record that was
-  // rewritten with fresh hashes, and records whose sequence numbers were swapped and re-hashed.
-  for (const [sequence, line] of walBySequence) {
-    const list = bySequence.get(sequence);
-    if (list === undefined || list.length !== 1 || line.edr_hash === null) continue;
-    const entry = list[0];
-    const record = entry.record!;
-    if (record.edr_hash === line.edr_hash) continue;
-    if (line.decision_core_hash !== null && line.decision_core_hash !== record.decision_core_hash) {
-      add(
-        "reordered",
-        entry.file,
-        sequence,
-        `${entry.file} claims sequence ${sequence}, which the write-ahead log gave to ${walNamed(sequence)}`,
-      );
-    } else {
-      add(
-        "altered",
-        entry.file,
-        sequence,
-        `${entry.file} differs from the record the write-ahead log committed under sequence ${sequence}`,
-      );
-    }
-  }
+  await walk(root, 0, []);
+  return map;
 }
 
-/**
- * Reads `wal/<YYYY-MM-DD>.log` files (one JSON object per line; a torn last line is ignored) into
- * day folder → entries. Unknown line shapes contribute nothing rather than failing verification.
- */
-export async function readWalDays(walDir: string): Promise<Map<string, WalEntry[]>> {
-  const days = new Map<string, WalEntry[]>();
-  let listing: Deno.DirEntry[] = [];
+/** Lists a folder; an error names the folder and says what to do. */
+function listFolder(path: string): Iterable<Deno.DirEntry> {
   try {
-    for await (const entry of Deno.readDir(walDir)) listing.push(entry);
-  } catch {
-    return days;
-  }
-  listing = listing.filter((e) => e.isFile && /^\d{4}-\d{2}-\d{2}\.log$/.test(e.name));
-  for (const entry of listing) {
-    const day = entry.name.slice(0, 10).replaceAll("-", "/");
-    // Line by line: a day's log can be far larger than memory should hold, and only identities are kept.
-    const entries: WalEntry[] = [];
-    const decoder = new TextDecoder();
-    await scanWalLines(join(walDir, entry.name), (line) => {
-      const walEntry = walEntryOf(decoder.decode(line));
-      if (walEntry) entries.push(walEntry);
+    return Deno.readDirSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) throw error;
+    throw new Error(`cannot read the folder ${path} (${(error as Error).message}); make it readable`, {
+      cause: error,
     });
-    days.set(day, entries);
+  }
+}
+
+function isFolder(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw new Error(`cannot read the folder ${path} (${(error as Error).message}); make it readable`, {
+      cause: error,
+    });
+  }
+}
+
+/** The `YYYY/MM/DD` days whose files in `dir` match `pattern`; none when the folder does not exist. */
+async function daysOfFolder(dir: string, pattern: RegExp): Promise<Set<string>> {
+  const days = new Set<string>();
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      const match = pattern.exec(entry.name);
+      if (match) days.add(match[1].replaceAll("-", "/"));
+    }
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) return days;
+    throw new Error(`cannot read the folder ${dir} (${(error as Error).message}); make it readable`, {
+      cause: error,
+    });
   }
   return days;
 }
 
-/** The record identity one WAL line carries, or null for a blank or unparsable line. */
-function walEntryOf(line: string): WalEntry | null {
-  if (line.trim() === "") return null;
+/** Streams a day's WAL into its chain (one JSON object per line; a torn last line is ignored). */
+async function readWal(path: string, chain: DayChain): Promise<void> {
+  const decoder = new TextDecoder();
+  let line = 0;
+  try {
+    await scanWalLines(path, (bytes) => {
+      const entry = walLineOf(decoder.decode(bytes));
+      if (entry === undefined) return;
+      chain.addWalLine(++line, entry ?? { sequence: null, edr_hash: null, decision_core_hash: null });
+    });
+  } catch (error) {
+    throw new Error(
+      `cannot read the write-ahead log ${path} (${(error as Error).message}); make it readable`,
+      {
+        cause: error,
+      },
+    );
+  }
+}
+
+/** The record identity one WAL line carries; null for an unparsable line, undefined for a blank one. */
+function walLineOf(line: string): WalLine | null | undefined {
+  if (line.trim() === "") return undefined;
   let value: unknown;
   try {
     value = JSON.parse(line);
@@ -364,4 +303,121 @@ function walEntryOf(line: string): WalEntry | null {
     edr_hash: typeof inner.edr_hash === "string" ? inner.edr_hash : null,
     decision_core_hash: typeof inner.decision_core_hash === "string" ? inner.decision_core_hash : null,
   };
+}
+
+/** Checks one record file; returns what it gives its day's chain, or null when it has no place in one. */
+function checkFile(
+  root: string,
+  path: string,
+  folderDay: string | null,
+  add: (finding: VerifyFinding) => void,
+): ChainEntry | null {
+  const file = relative(root, path).split(sep).join("/");
+  const day = folderDay;
+  const finding = (kind: FindingKind, message: string, sequence: number | null = null) =>
+    add({ kind, day, file, sequence, message });
+
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Deno.readTextFileSync(path));
+  } catch {
+    finding("unreadable", `${file} cannot be read as JSON`);
+    return null;
+  }
+  const validity = validateEdr(parsed);
+  const entryOf = (r: Partial<EdrRecord>): ChainEntry => ({
+    file,
+    sequence: r.sequence,
+    edrHash: r.edr_hash,
+    prevHash: r.prev_edr_hash,
+    coreHash: r.decision_core_hash,
+    misnamed: basename(file, ".json") !== r.decision_core_hash,
+  });
+  if (!validity.valid) {
+    const errors = (validity as { errors: string[] }).errors.slice(0, 3).join("; ");
+    finding("invalid", `${file} does not match EDR_v1.0.0: ${errors}`);
+    // A schema-invalid record may still carry a sequence: keep it for the chain if it looks usable.
+    const maybe = parsed as Partial<EdrRecord>;
+    if (day !== null && maybe !== null && typeof maybe === "object" && Number.isInteger(maybe.sequence)) {
+      return entryOf(maybe);
+    }
+    return null;
+  }
+  const record = parsed as EdrRecord;
+  if (computeEdrHash(record) !== record.edr_hash) {
+    finding("altered", `${file} was altered: its edr_hash does not match its content`, record.sequence);
+  }
+  if (computeDecisionCoreHash(record) !== record.decision_core_hash) {
+    finding(
+      "altered",
+      `${file} was altered: its decision_core_hash does not match its decision core`,
+      record.sequence,
+    );
+  }
+  const expectedDay = dayPathOf(record.timestamp);
+  if (day === null || expectedDay !== day) {
+    finding(
+      "misplaced",
+      `${file} is in the wrong folder: its timestamp puts it under ${expectedDay ?? "no valid day"}`,
+      record.sequence,
+    );
+    // Kept out of that folder's chain: it belongs to another.
+    return null;
+  }
+  return entryOf(record);
+}
+
+/** Checks a day's checkpoint lines: each well formed, signed by the key when one is given, and anchored. */
+async function checkCheckpoints(
+  path: string,
+  dash: string,
+  chain: DayChain,
+  options: VerifyOptions,
+  result: VerifyResult,
+  add: (finding: VerifyFinding) => void,
+): Promise<void> {
+  const name = `checkpoints/${dash}.jsonl`;
+  const decoder = new TextDecoder();
+  const lines: Array<{ number: number; checkpoint: Checkpoint | string }> = [];
+  let number = 0;
+  try {
+    await scanWalLines(path, (bytes) => {
+      number++;
+      const text = decoder.decode(bytes);
+      if (text.trim() !== "") lines.push({ number, checkpoint: parseCheckpoint(text) });
+    });
+  } catch (error) {
+    throw new Error(`cannot read the checkpoints ${path} (${(error as Error).message}); make it readable`, {
+      cause: error,
+    });
+  }
+  const invalid = (line: number, why: string) =>
+    add({
+      kind: "checkpoint_invalid",
+      day: chain.day,
+      file: null,
+      sequence: null,
+      message: `line ${line} of ${name} is not a valid checkpoint: ${why}; ` +
+        `compare it with the heads shipped from GET /v1/edr/head`,
+    });
+  for (const { number, checkpoint } of lines) {
+    if (typeof checkpoint === "string") {
+      invalid(number, checkpoint);
+      continue;
+    }
+    if (checkpoint.day !== dash) {
+      invalid(number, `it is for ${checkpoint.day}`);
+      continue;
+    }
+    if (checkpoint.signature !== UNSIGNED) {
+      if (options.checkpointSecret === undefined) {
+        result.signatures_unchecked++;
+      } else if (!await checkpointSignatureHolds(checkpoint, options.checkpointSecret)) {
+        invalid(number, `its signature does not hold under the given key (key_id ${checkpoint.key_id})`);
+        continue;
+      }
+    }
+    result.checkpoints++;
+    chain.checkCheckpoint(checkpoint, `the checkpoint on line ${number} of ${name}`);
+  }
 }
