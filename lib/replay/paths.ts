@@ -115,7 +115,9 @@ export async function reportFolderProblem(realRoot: string, reportPath: string):
         return `${shown(realRoot, dir)} is a broken symlink`;
       }
       if (dir === realRoot || isInside(replayRoot, real)) return null;
-      return `${shown(realRoot, dir)} resolves (through a symlink) outside ${shown(realRoot, replayRoot)}`;
+      return `${shown(realRoot, dir)} leads (through a symlink) to ${real}, outside ${
+        shown(realRoot, replayRoot)
+      }`;
     }
     const parent = dirname(dir);
     if (parent === dir || !isInside(realRoot, parent)) return "the report path leaves the artifacts folder";

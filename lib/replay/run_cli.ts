@@ -176,7 +176,7 @@ function describe(result: ReplayResult): string[] {
     } else if (check.status === "skipped") line += `: ${clip(check.observed)}`;
     lines.push(line);
   }
-  lines.push(`  report  ${result.reportPath ?? "(not written: the record has no valid place)"}`);
+  lines.push(`  report  ${result.reportPath ?? "(not written; the message above says why)"}`);
   return lines;
 }
 

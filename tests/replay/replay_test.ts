@@ -352,7 +352,10 @@ Deno.test("replay re-checks a recorded request and reports every divergence", as
           const result = await replayEdr(path(1), opts);
           assert.equal(result.report.status, "ERROR");
           assert.deepEqual(result.report.reason_codes, ["EXECUTION_ERROR"]);
-          assert.match(result.report.message!, /<artifacts>\/replay\/2026\/11\/27 resolves .*outside/);
+          assert.match(
+            result.report.message!,
+            /<artifacts>\/replay\/2026\/11\/27 leads \(through a symlink\) to .*, outside/,
+          );
           assert.equal(result.reportPath, null);
           assert.deepEqual(await Array.fromAsync(Deno.readDir(outside)), []);
           assert.equal(fake.requests.length, before);
