@@ -18,7 +18,11 @@ async function start() {
   try {
     const config = configFromEnv(readRouterEnv());
     const policy = await loadPolicy(config.policyPath);
-    const secrets = secretLookup(issuerSecretEnvNames(policy.authority));
+    const checkpointEnv = policy.checkpoints.hmac_secret_env;
+    const secrets = secretLookup([
+      ...issuerSecretEnvNames(policy.authority),
+      ...(checkpointEnv ? [checkpointEnv] : []),
+    ]);
     const server = await startServer(config, { policy, secrets });
     return { config, policy, server };
   } catch (error) {

@@ -66,7 +66,11 @@ async function launchFlags(): Promise<string[]> {
     const problem = artifactsDirProblem(config.artifactsDir);
     if (problem) throw new Error(problem);
     const policy = await loadPolicy(config.policyPath);
-    return serverPermissionFlags(config, issuerSecretEnvNames(policy.authority));
+    const checkpointEnv = policy.checkpoints.hmac_secret_env;
+    return serverPermissionFlags(config, [
+      ...issuerSecretEnvNames(policy.authority),
+      ...(checkpointEnv ? [checkpointEnv] : []),
+    ]);
   } catch (error) {
     exitCannotStart(error);
   }

@@ -61,6 +61,17 @@ export const policySchema = z.strictObject({
   slot: slotPolicySchema.prefault({}),
   authority: authorityPolicySchema.prefault({}),
   client_keys: clientKeysPolicySchema.default([]),
+  /** Signed checkpoints of each day's EDR chain head (docs/configuration.md, governance/CAES_SPEC.md §10). */
+  checkpoints: z.strictObject({
+    /** How often a day's head that moved is checkpointed (and once more at shutdown). */
+    interval_s: z.number().int().min(1).max(86_400).default(60),
+    /** The environment variable holding the HMAC-SHA256 key; without it checkpoints are marked "unsigned". */
+    hmac_secret_env: z.string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "use an environment variable name like HI_CHECKPOINT_SECRET")
+      .optional(),
+    /** Names the key in each checkpoint line, so a rotated key can be told apart. */
+    key_id: z.string().min(1).max(128).default("checkpoint"),
+  }).prefault({}),
 });
 /** A parsed server policy with every default applied. */
 export type Policy = z.infer<typeof policySchema>;

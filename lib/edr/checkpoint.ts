@@ -113,8 +113,10 @@ export class CheckpointWriter {
   readonly #log: (message: string) => void;
   /** The head last checkpointed per day (heads recovered at start count as done: their days are over). */
   #written = new Map<string, number>();
-  /** Days whose head moved while this process ran, plus the newest day it started with. */
-  #live = new Set<string>();
+  /** The heads this process started with: days whose head is unchanged since are not served. */
+  readonly #atStart = new Map<string, number>();
+  /** The newest day this process started with (served even before its head moves). */
+  readonly #newest: string | undefined;
   #timer: ReturnType<typeof setInterval> | null = null;
   #chain: Promise<unknown> = Promise.resolve();
 
@@ -125,9 +127,11 @@ export class CheckpointWriter {
     this.#now = options.now ?? Date.now;
     this.#log = options.log ?? ((message) => console.error(message));
     const heads = source.heads();
-    for (const [day, head] of heads) this.#written.set(day, head.sequence);
-    const newest = [...heads.keys()].sort().pop();
-    if (newest !== undefined) this.#live.add(newest);
+    for (const [day, head] of heads) {
+      this.#written.set(day, head.sequence);
+      this.#atStart.set(day, head.sequence);
+    }
+    this.#newest = [...heads.keys()].sort().pop();
   }
 
   /** Starts checkpointing every `intervalMs` (the timer never keeps the process alive). */
@@ -142,7 +146,9 @@ export class CheckpointWriter {
   async heads(): Promise<Checkpoint[]> {
     const heads = this.#source.heads();
     const at = new Date(this.#now()).toISOString();
-    const days = [...this.#live].filter((day) => heads.has(day)).sort();
+    const days = [...heads].filter(([day, head]) =>
+      day === this.#newest || this.#atStart.get(day) !== head.sequence
+    ).map(([day]) => day).sort();
     return await Promise.all(days.map((day) => {
       const head = heads.get(day)!;
       return signCheckpoint({ day, sequence: head.sequence, edr_hash: head.edrHash, at }, this.#key);
@@ -168,7 +174,6 @@ export class CheckpointWriter {
     let count = 0;
     for (const [day, head] of this.#source.heads()) {
       if (this.#written.get(day) === head.sequence) continue;
-      this.#live.add(day);
       const line = await signCheckpoint(
         { day, sequence: head.sequence, edr_hash: head.edrHash, at },
         this.#key,

@@ -6,7 +6,7 @@ import type { ChatHandler } from "./chat_handler.ts";
 import { anthropicDialect, openAIDialect } from "./dialects.ts";
 import { openAIErrorBody, RouterError } from "./errors.ts";
 import type { RouterMetrics } from "./metrics.ts";
-import type { EdrWriterHealth } from "../edr/mod.ts";
+import type { Checkpoint, EdrWriterHealth } from "../edr/mod.ts";
 
 /** What the HTTP routes need besides the chat pipeline. */
 export interface RouterOptions {
@@ -19,6 +19,8 @@ export interface RouterOptions {
   secrets: Record<string, string | undefined>;
   /** The EDR writer's state, for `/readyz` and `/metrics`. */
   edr: { health(): EdrWriterHealth };
+  /** Signed heads of the EDR chains, for `GET /v1/edr/head`. */
+  checkpoints?: { heads(): Promise<Checkpoint[]> };
   /** Cloud providers with a key configured. */
   cloudProviders: ("anthropic" | "openai")[];
   now?: () => number;
@@ -71,6 +73,9 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
         });
       }
       if (path === "/v1/models") return json(200, listModels(options));
+      if (path === "/v1/edr/head" && options.checkpoints) {
+        return json(200, { object: "edr.heads", heads: await options.checkpoints.heads() });
+      }
       if (path === "/metrics") {
         if (policy.authority.required) {
           const verdict = await checkAuthority(undefined, {
@@ -96,7 +101,15 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
         return new Response(exposition.body, { headers: { "content-type": exposition.contentType } });
       }
     }
-    const known = ["/v1/chat/completions", "/v1/messages", "/healthz", "/readyz", "/v1/models", "/metrics"];
+    const known = [
+      "/v1/chat/completions",
+      "/v1/messages",
+      "/healthz",
+      "/readyz",
+      "/v1/models",
+      "/metrics",
+      "/v1/edr/head",
+    ];
     if (known.includes(path)) {
       return error(405, "METHOD_NOT_ALLOWED", `${request.method} is not allowed on ${path}`);
     }

@@ -1,6 +1,6 @@
 import { LeaseStore } from "../authority/mod.ts";
 import { loadPolicy, type Policy } from "../contract/mod.ts";
-import { EdrWriter, writePolicySnapshot } from "../edr/mod.ts";
+import { CheckpointWriter, EdrWriter, writePolicySnapshot } from "../edr/mod.ts";
 import { HealthGate, type HealthGateOptions } from "../health/mod.ts";
 import {
   AnthropicAdapter,
@@ -50,6 +50,13 @@ export interface RunningServer {
 export async function startServer(config: RouterConfig, options: StartOptions = {}): Promise<RunningServer> {
   const log = options.log ?? ((line: string) => console.error(`[hybrid-inference] ${line}`));
   const policy = options.policy ?? await loadPolicy(config.policyPath);
+  const checkpointEnv = policy.checkpoints.hmac_secret_env;
+  const checkpointSecret = checkpointEnv === undefined ? undefined : options.secrets?.[checkpointEnv];
+  if (checkpointEnv !== undefined && !checkpointSecret) {
+    throw new Error(
+      `the policy signs EDR checkpoints with the key in ${checkpointEnv}, which is not set; set it, or remove checkpoints.hmac_secret_env`,
+    );
+  }
   await Deno.mkdir(config.artifactsDir, { recursive: true });
   const policyHash = await writePolicySnapshot(config.artifactsDir, policy);
   const edr = await EdrWriter.open(config.artifactsDir, {
@@ -57,6 +64,12 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
     // `chat` is made below, with this writer; the writer asks only when a commit comes, which is after.
     eventLoopIdle: () => chat.openRequests === 0,
     log: (event) => log(`edr ${event.level}: ${event.msg}${event.reason ? ` (${event.reason})` : ""}`),
+  });
+  const checkpoints = CheckpointWriter.start(config.artifactsDir, edr, {
+    intervalMs: policy.checkpoints.interval_s * 1000,
+    key: checkpointSecret ? { keyId: policy.checkpoints.key_id, hmacSecret: checkpointSecret } : null,
+    now: options.now,
+    log,
   });
   const leases = await LeaseStore.open(config.artifactsDir);
   const metrics = new RouterMetrics();
@@ -120,6 +133,7 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
     leases,
     secrets,
     edr,
+    checkpoints,
     cloudProviders: (["anthropic", "openai"] as const).filter((p) => adapters[p] !== undefined),
     now: options.now,
   });
@@ -152,6 +166,8 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
         try {
           await edr.close();
         } finally {
+          // The last checkpoint anchors every durable record, whatever happened to the files.
+          await checkpoints.stop();
           // Spent leases must stay spent whatever happened to the records.
           await leases.close();
         }
