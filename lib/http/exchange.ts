@@ -111,7 +111,7 @@ export class Exchange {
     // Members in RFC 8785 order (see #draft).
     this.failure ??= {
       code: error.code,
-      message: error.message,
+      message: recordedMessage(error.message),
       stage: error.stage,
       type: error.failureType,
     };
@@ -219,6 +219,21 @@ function samplingOptions(chat: ChatRequest): EdrSamplingOptions {
   if (chat.temperature !== undefined) options.temperature = chat.temperature;
   if (chat.top_p !== undefined) options.top_p = chat.top_p;
   return options;
+}
+
+/** The longest `failure.message` the EDR schema allows. */
+const MAX_FAILURE_MESSAGE = 1000;
+
+/**
+ * The message as the record keeps it: within the schema's limit whatever the message echoes (the client
+ * still gets it whole), cut before a split surrogate pair so the record stays canonicalizable.
+ */
+function recordedMessage(message: string): string {
+  if (message.length <= MAX_FAILURE_MESSAGE) return message;
+  let cut = MAX_FAILURE_MESSAGE - 1;
+  const last = message.charCodeAt(cut - 1);
+  if (last >= 0xd800 && last <= 0xdbff) cut--;
+  return `${message.slice(0, cut)}…`;
 }
 
 /** How the record names client text it need not keep: `sha256:` and the hex SHA-256 of its UTF-8 bytes. */

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { edrPath, type EdrRecord } from "../../lib/edr/mod.ts";
+import { edrPath, type EdrRecord, validateEdr } from "../../lib/edr/mod.ts";
 import { runTask, type ServedRouter, startServeHealthy } from "./serve_harness.ts";
 
 const sha = (text: string) => `sha256:${createHash("sha256").update(text, "utf8").digest("hex")}`;
@@ -235,6 +235,20 @@ Deno.test("over-long client strings are a 400 naming the field, with a small rec
         assert.ok(!answer.text.includes("xxxxxxxxxxxxxxxx"), `the error echoed the value: ${answer.text}`);
       });
     }
+    await t.step(
+      "a 2,000-character unknown contract field is a 400 whose record stays schema-valid",
+      async () => {
+        const answer = await post(router, "/v1/chat/completions", {
+          messages: user,
+          routing_contract: { ["k".repeat(2000)]: 1 },
+        });
+        assert.equal(answer.status, 400, answer.text);
+        const record = await router.record(answer.requestId);
+        assert.deepEqual(validateEdr(record), { valid: true });
+        assert.ok(record.failure!.message.length <= 1000);
+      },
+    );
+
     await t.step("every refusal has one record, under 4 KB", async () => {
       const records = await router.records();
       for (const [i, answer] of answers.entries()) {

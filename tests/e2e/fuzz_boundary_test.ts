@@ -2,14 +2,16 @@
  * A fuzz corpus at the HTTP boundary, through one `deno task serve` router: arbitrary JSON bodies,
  * arbitrary values in every field of a valid body, and truncated or byte-flipped valid bodies, on both
  * /v1/chat/completions and /v1/messages. Every answer is a 2xx, or a 4xx whose JSON error carries a reason
- * code; every answer has exactly one EDR with its x-request-id; the router keeps answering.
+ * code; every answer has exactly one EDR with its x-request-id; every record passes `deno task verify`; the
+ * router keeps answering.
  *
  * CI runs FUZZ_RUNS (default 100) cases per property; `deno task fuzz` runs 1000 (FUZZ_RUNS overrides,
  * FUZZ_SEED replays a failing run's seed).
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { startServeHealthy } from "./serve_harness.ts";
+import { validateEdr } from "../../lib/edr/mod.ts";
+import { runTask, startServeHealthy } from "./serve_harness.ts";
 
 const RUNS = Number(Deno.env.get("FUZZ_RUNS") ?? (Deno.args.includes("--fuzz") ? 1000 : 100));
 const SEED = Deno.env.get("FUZZ_SEED");
@@ -35,7 +37,8 @@ const authority = (scope: string) => ({
   lease_id: `fuzz-${crypto.randomUUID()}`,
 });
 
-const asJson = (value: unknown) => value as Json;
+/** A fresh copy: properties mutate the bodies they get. */
+const asJson = (value: unknown) => structuredClone(value) as Json;
 
 /** A valid body per endpoint, using every field the router reads. */
 const ENDPOINTS: Record<string, () => Json> = {
@@ -95,6 +98,16 @@ function pathsOf(value: Json, prefix: (string | number)[] = []): (string | numbe
   return entries.flatMap(([key, child]) => [[...prefix, key], ...pathsOf(child, [...prefix, key])]);
 }
 
+function valueAt(body: Json, path: (string | number)[]): Json {
+  let value = body;
+  for (const key of path) value = (value as Record<string | number, Json>)[key];
+  return value;
+}
+
+function isObject(value: Json): boolean {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
 function withValueAt(body: Json, path: (string | number)[], value: Json): Json {
   const copy = structuredClone(body);
   let holder = copy as Record<string | number, Json>;
@@ -108,10 +121,16 @@ const anyUnit = fc.integer({ min: 0, max: 0xffff }).map((u) => String.fromCharCo
 const anyString = fc.oneof(fc.string(), fc.string({ unit: "binary" }), fc.string({ unit: anyUnit }));
 /** Numbers at the edges of what JSON, zod and the canonicalizer treat differently. */
 const edgeNumber = fc.constantFrom(0, -0, -1, 0.5, 2 ** 31, 2 ** 53, 2 ** 64, 1e21, 1e308, -1e308, 5e-324);
+/** An object whose field names are long: error messages that name unknown fields must stay bounded. */
+const longKeys = fc.dictionary(fc.string({ minLength: 200, maxLength: 1200 }), fc.constant(1), {
+  minKeys: 1,
+  maxKeys: 3,
+});
 const anyValue: fc.Arbitrary<Json> = fc.oneof(
   anyString,
   fc.string({ minLength: 240, maxLength: 300 }),
   edgeNumber,
+  longKeys,
   fc.jsonValue({ maxDepth: 3 }) as fc.Arbitrary<Json>,
 );
 
@@ -168,6 +187,31 @@ Deno.test("fuzzed requests get a clean answer and one record each, and the route
         );
       });
 
+      const objects = [[], ...paths].filter((at) => isObject(valueAt(valid(), at)));
+      await t.step(
+        `${path}: an unknown field, its name up to 1200 characters, in any of its ${objects.length} objects`,
+        async () => {
+          await fc.assert(
+            fc.asyncProperty(
+              fc.constantFrom(...objects),
+              fc.oneof(fc.string({ maxLength: 64 }), fc.string({ minLength: 500, maxLength: 1200 })),
+              async (at, name) => {
+                const body = valid();
+                (valueAt(body, at) as Record<string, Json>)[name] = 1;
+                await send(
+                  path,
+                  JSON.stringify(body),
+                  `${name.length}-character field ${JSON.stringify(name.slice(0, 40))} in ${
+                    at.join(".") || "the body"
+                  }`,
+                );
+              },
+            ),
+            PARAMS,
+          );
+        },
+      );
+
       await t.step(`${path}: an arbitrary x-routing-contract or x-authority header`, async () => {
         const printable = fc.string({
           unit: fc.integer({ min: 0x20, max: 0x7e }).map((u) => String.fromCharCode(u)),
@@ -218,14 +262,19 @@ Deno.test("fuzzed requests get a clean answer and one record each, and the route
       });
     }
 
-    await t.step("every answer has exactly one EDR with its x-request-id", async () => {
-      const records = await router.records();
-      const count = new Map<string, number>();
-      for (const r of records) count.set(r.request_id, (count.get(r.request_id) ?? 0) + 1);
-      for (const { requestId, what } of sent) {
-        assert.equal(count.get(requestId) ?? 0, 1, `${what}: ${count.get(requestId) ?? 0} records`);
-      }
-    });
+    await t.step(
+      "every answer has exactly one EDR with its x-request-id, valid against the schema",
+      async () => {
+        const records = await router.records();
+        const byId = Map.groupBy(records, (r) => r.request_id);
+        for (const { requestId, what } of sent) {
+          const mine = byId.get(requestId) ?? [];
+          assert.equal(mine.length, 1, `${what}: ${mine.length} records`);
+          const validity = validateEdr(mine[0]);
+          assert.ok(validity.valid, `${what}: ${!validity.valid && validity.errors.join("; ")}`);
+        }
+      },
+    );
 
     await t.step(
       "after the corpus a normal request is answered 200 and the router is still running",
@@ -242,6 +291,11 @@ Deno.test("fuzzed requests get a clean answer and one record each, and the route
         assert.equal(code, 0, output);
       },
     );
+
+    await t.step("deno task verify finds every record of the corpus valid and chained", async () => {
+      const { code, output } = await runTask(["verify", router.artifactsDir]);
+      assert.equal(code, 0, output.slice(0, 2000));
+    });
   } finally {
     await router.close();
   }
