@@ -119,6 +119,34 @@ Deno.test("verify stays fast and bounded on hostile trees, with distinct exit co
       }
     });
 
+    await t.step(
+      "a day of 150,000 WAL lines whose files are gone: 10,000 findings listed, the rest counted",
+      async () => {
+        // Synthetic lines (identities only) stand in for a large day: verify reads nothing else of a line.
+        const day = join(art.dir, "wal", "2026-11-26.log");
+        const hex = (n: number, c: string) => n.toString(16).padStart(64, c);
+        const lines: string[] = [];
+        for (let s = 1; s <= 150_000; s++) {
+          lines.push(
+            JSON.stringify({
+              record: { sequence: s, edr_hash: hex(s, "e"), decision_core_hash: hex(s, "d") },
+            }),
+          );
+        }
+        await Deno.writeTextFile(day, lines.join("\n") + "\n");
+        try {
+          const { code, output, timedOut } = await verifyTask([art.dir]);
+          assert.equal(timedOut, false);
+          assert.equal(code, 1, output.slice(-2000));
+          assert.doesNotMatch(output, /Maximum call stack|Uncaught/);
+          assert.match(output, /… and 140000 more finding\(s\), not listed/);
+          assert.match(output, /150000 finding\(s\) in 50 record\(s\)/);
+        } finally {
+          await Deno.remove(day);
+        }
+      },
+    );
+
     await t.step("a malformed --expect-head is a usage error (exit 64)", async () => {
       const { code, output } = await verifyTask([art.dir, "--expect-head", "not-a-hash"]);
       assert.equal(code, 64, output);
