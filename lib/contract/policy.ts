@@ -47,7 +47,18 @@ export const policySchema = z.strictObject({
   limits: z.strictObject({
     max_cost_usd: z.number().nonnegative().nullable().default(null),
     max_body_bytes: z.number().int().positive().default(4 * 1024 * 1024),
+    /** Most client connections open at once; over it the oldest idle one is closed. */
+    max_connections: z.number().int().positive().default(1024),
+    /** A new connection must send a complete request head within this time. */
+    header_timeout_ms: z.number().int().positive().default(10_000),
+    /** The whole request body must arrive within this time. */
+    body_timeout_ms: z.number().int().positive().default(60_000),
+    /** A connection with no request in flight is closed after this time. */
+    keep_alive_timeout_ms: z.number().int().positive().default(30_000),
+    /** An upstream must send its first event (streams) or its whole answer (JSON) within this time. */
     first_byte_timeout_ms: z.number().int().positive().default(30_000),
+    /** A streamed answer may pause this long between two upstream events. */
+    stream_idle_timeout_ms: z.number().int().positive().default(30_000),
     total_timeout_ms: z.number().int().positive().default(300_000),
     /** Prompts estimated above this many tokens require `long_context`. */
     long_context_tokens: z.number().int().positive().default(32_000),

@@ -99,7 +99,9 @@ export class ChatHandler {
   async #run(request: Request, dialect: Dialect, exchange: Exchange): Promise<Response> {
     const { policy } = this.#deps;
     this.#requireRecordable(exchange);
-    const body = await readJsonBody(request, policy.limits.max_body_bytes);
+    const body = await readJsonBody(request, policy.limits.max_body_bytes, {
+      timeoutMs: policy.limits.body_timeout_ms,
+    });
 
     exchange.stage = "authenticate";
     const key = checkClientKey(request.headers, {
@@ -523,6 +525,7 @@ export class ChatHandler {
         model: candidate.model,
         signal: controller.signal,
         firstByteTimeoutMs: policy.limits.first_byte_timeout_ms,
+        streamIdleTimeoutMs: policy.limits.stream_idle_timeout_ms,
         totalTimeoutMs: policy.limits.total_timeout_ms,
         defaultMaxTokens: policy.defaults.max_tokens,
         keepAlive: local ? policy.ollama.keep_alive : undefined,

@@ -1,18 +1,29 @@
 import { type RoutingContract, routingContractSchema } from "../contract/mod.ts";
 import { canonicalJson } from "../edr/mod.ts";
+import { concatBytes } from "../bytes.ts";
+import { deadlineAfter } from "../providers/mod.ts";
 import { RouterError } from "./errors.ts";
 
-/** Reads a JSON object body within the size limit; a 400/413 `RouterError` says what is wrong. */
-export async function readJsonBody(request: Request, maxBytes: number): Promise<Record<string, unknown>> {
-  const declared = Number(request.headers.get("content-length") ?? "0");
-  if (declared > maxBytes) throw tooLarge(maxBytes);
-  let text: string;
-  try {
-    text = await request.text();
-  } catch {
-    throw clientGone();
-  }
-  if (text.length > maxBytes) throw tooLarge(maxBytes);
+/** Options for `readJsonBody`. */
+export interface ReadBodyOptions {
+  /** The whole body must arrive within this time (a 408 otherwise); no bound without it. */
+  timeoutMs?: number;
+}
+
+/**
+ * Reads a JSON object body of at most `maxBytes` bytes; a 400/408/413 `RouterError` says what is wrong.
+ * Bytes are counted as they arrive, so a body over the limit is refused after `maxBytes`, whether or not
+ * it declared its length, and never held whole.
+ */
+export async function readJsonBody(
+  request: Request,
+  maxBytes: number,
+  options: ReadBodyOptions = {},
+): Promise<Record<string, unknown>> {
+  const declared = request.headers.get("content-length");
+  if (declared !== null && Number(declared) > maxBytes) throw tooLarge(maxBytes);
+  const bytes = await readBytes(request, maxBytes, options.timeoutMs);
+  const text = new TextDecoder().decode(bytes);
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -31,6 +42,46 @@ export async function readJsonBody(request: Request, maxBytes: number): Promise<
     });
   }
   return body as Record<string, unknown>;
+}
+
+/** The body's bytes, read chunk by chunk and cancelled as soon as they pass `maxBytes` or the deadline. */
+async function readBytes(
+  request: Request,
+  maxBytes: number,
+  timeoutMs: number | undefined,
+): Promise<Uint8Array> {
+  const body = request.body;
+  if (body === null) return new Uint8Array(0);
+  const reader = body.getReader();
+  let timedOut = false;
+  const deadline = timeoutMs === undefined ? null : deadlineAfter(timeoutMs, () => {
+    timedOut = true;
+    reader.cancel().catch(() => {});
+  }, { keepAlive: false });
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  try {
+    while (true) {
+      let next: ReadableStreamReadResult<Uint8Array>;
+      try {
+        next = await reader.read();
+      } catch {
+        if (timedOut) throw bodyTimeout(timeoutMs!);
+        throw clientGone();
+      }
+      if (timedOut) throw bodyTimeout(timeoutMs!);
+      if (next.done) break;
+      total += next.value.byteLength;
+      if (total > maxBytes) {
+        reader.cancel().catch(() => {});
+        throw tooLarge(maxBytes);
+      }
+      parts.push(next.value);
+    }
+  } finally {
+    deadline?.cancel();
+  }
+  return parts.length === 0 ? new Uint8Array(0) : concatBytes(parts);
 }
 
 /**
@@ -83,6 +134,15 @@ function badContract(message: string, param: string | null): RouterError {
     stage: "parse",
     shouldRetry: false,
   });
+}
+
+function bodyTimeout(timeoutMs: number): RouterError {
+  return new RouterError(
+    408,
+    "REQUEST_BODY_TIMEOUT",
+    `the request body did not arrive within ${timeoutMs} ms; send the whole body at once`,
+    { failureType: "validation_error", stage: "parse", shouldRetry: true },
+  );
 }
 
 function tooLarge(maxBytes: number): RouterError {

@@ -13,6 +13,7 @@ import {
 } from "../providers/mod.ts";
 import { HeavySlot } from "../slot/mod.ts";
 import { ChatHandler } from "./chat_handler.ts";
+import { serveGuarded } from "./connection_guard.ts";
 import type { RouterConfig } from "./config.ts";
 import { RouterMetrics } from "./metrics.ts";
 import { createRouter } from "./router.ts";
@@ -147,8 +148,15 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
   firstProbe.then(() => probed = true);
   const serve = (request: Request) =>
     probed || request.method !== "POST" ? handler(request) : firstProbe.then(() => handler(request));
-  const server = Deno.serve({ hostname: config.host, port: config.port, onListen: () => {} }, serve);
-  const addr = server.addr as Deno.NetAddr;
+  const server = serveGuarded({
+    hostname: config.host,
+    port: config.port,
+    maxConnections: policy.limits.max_connections,
+    headerTimeoutMs: policy.limits.header_timeout_ms,
+    keepAliveTimeoutMs: policy.limits.keep_alive_timeout_ms,
+    log,
+  }, serve);
+  const addr = server.addr;
   const url = `http://${addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname}:${addr.port}`;
   let closing: Promise<void> | null = null;
   return {

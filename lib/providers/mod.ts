@@ -3,6 +3,7 @@
  * the OpenAI and Anthropic wire formats.
  */
 export * from "./types.ts";
+export { type Deadline, deadlineAfter } from "./deadlines.ts";
 export { Http1Agent, routedUpstreamFetch, type UpstreamFetch } from "./http1_client.ts";
 export { OllamaAdapter } from "./ollama.ts";
 export { OpenAIAdapter } from "./openai.ts";

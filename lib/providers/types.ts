@@ -109,8 +109,13 @@ export interface CallOptions {
   model: string;
   /** Aborted when the client disconnects or the router gives up. */
   signal: AbortSignal;
-  /** Give up (fallback-worthy) when no response headers arrived in this time. */
+  /**
+   * Give up (fallback-worthy) when the first event (streams) or the whole answer (JSON) has not arrived in
+   * this time; response headers alone do not count.
+   */
   firstByteTimeoutMs: number;
+  /** Give up when a streamed answer pauses this long between two events; no bound without it. */
+  streamIdleTimeoutMs?: number;
   /** Give up when the whole answer took longer than this. */
   totalTimeoutMs: number;
   /** Anthropic requires `max_tokens`; this is the policy's default when the client gave none. */

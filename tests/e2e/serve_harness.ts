@@ -30,6 +30,8 @@ export interface ServeOptions {
   env?: Record<string, string>;
   /** Use this artifacts folder (kept by `close()`); a fresh temporary one without. Reuse it to restart. */
   artifactsDir?: string;
+  /** Run under `ulimit -n <nofile>` (soft and hard open-file limit), as `bash -c 'ulimit -n N; exec deno task serve'`. */
+  nofile?: number;
 }
 
 /** A `deno task serve` process with its fakes. */
@@ -38,6 +40,8 @@ export interface ServedRouter {
   url: string;
   /** `HI_ARTIFACTS_DIR` of this process. */
   artifactsDir: string;
+  /** The pid of the server itself (main.ts, under the launcher), for /proc readings. */
+  serverPid: number;
   ollama: FakeOllama;
   openai: FakeOpenAI;
   anthropic: FakeAnthropic;
@@ -112,6 +116,15 @@ function procInfo(pid: number): ProcInfo | null {
   // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so split after the last ")".
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return { pid, ppid: Number(fields[1]), state: fields[0], start: fields[19] };
+}
+
+/** A process's command line, split into its arguments (empty once it is gone). */
+function processArgs(pid: number): string[] {
+  try {
+    return Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0").filter(Boolean);
+  } catch {
+    return [];
+  }
 }
 
 /** Every live descendant of `root` (children first found, deepest last). */
@@ -255,8 +268,14 @@ export async function startServe(options: ServeOptions = {}): Promise<ServedRout
   }
   Object.assign(env, options.env);
 
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["task", "-q", "serve"],
+  const command = options.nofile === undefined
+    ? { program: Deno.execPath(), args: ["task", "-q", "serve"] }
+    : {
+      program: "bash",
+      args: ["-c", `ulimit -n ${options.nofile} && exec "$0" task -q serve`, Deno.execPath()],
+    };
+  const child = new Deno.Command(command.program, {
+    args: command.args,
     cwd: REPO_ROOT,
     clearEnv: true,
     env,
@@ -331,10 +350,13 @@ export async function startServe(options: ServeOptions = {}): Promise<ServedRout
   };
 
   let url: string;
+  let serverPid = 0;
   try {
     const banner = await waitForOutput(/listening on (http:\/\/\S+)/);
     url = banner.match(/listening on (http:\/\/\S+)/)![1];
     noteTree();
+    serverPid = [...tree.values()].find((p) => processArgs(p.pid).some((a) => a.endsWith("/main.ts")))?.pid ??
+      0;
   } catch (error) {
     killAll("SIGKILL");
     await finished;
@@ -400,6 +422,7 @@ export async function startServe(options: ServeOptions = {}): Promise<ServedRout
   return {
     url,
     artifactsDir,
+    serverPid,
     ollama,
     openai,
     anthropic,
