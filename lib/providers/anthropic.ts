@@ -82,7 +82,7 @@ export class AnthropicAdapter implements ProviderAdapter {
     const call = await this.#start(request, options, true);
     const body = call.response.body;
     if (body === null) throw streamCutError("anthropic");
-    return anthropicEventsToStream(parseSse(body), {
+    return anthropicEventsToStream(parseSse(body, { onItem: call.onEvent }), {
       secrets: [this.#apiKey],
       mapReadError: (error) =>
         upstreamFailure("anthropic", error, {

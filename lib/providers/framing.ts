@@ -11,8 +11,19 @@ export interface TextFramer<T> {
   end(emit: (item: T) => void): void;
 }
 
+/** Options for `framedStream`. */
+export interface FramedStreamOptions {
+  /** Called for each item as it is framed (the upstream deadlines watch the gaps between them). */
+  onItem?: () => void;
+}
+
 /** Reads `body`, decodes UTF-8 across chunk boundaries, and yields what `framer` emits. */
-export function framedStream<T>(body: ReadableStream<Uint8Array>, framer: TextFramer<T>): ReadableStream<T> {
+export function framedStream<T>(
+  body: ReadableStream<Uint8Array>,
+  framer: TextFramer<T>,
+  options: FramedStreamOptions = {},
+): ReadableStream<T> {
+  const onItem = options.onItem;
   const reader = body.getReader();
   const decoder = new TextDecoder();
   return new ReadableStream<T>({
@@ -21,6 +32,7 @@ export function framedStream<T>(body: ReadableStream<Uint8Array>, framer: TextFr
       const emit = (item: T) => {
         controller.enqueue(item);
         produced = true;
+        onItem?.();
       };
       // Keep reading until this pull produced something, so a consumer's read never stalls on a
       // chunk that held only part of an item.

@@ -1,5 +1,5 @@
 /** Newline-delimited JSON framing (Ollama's streaming format). */
-import { framedStream, framerTransform, type TextFramer } from "./framing.ts";
+import { framedStream, type FramedStreamOptions, framerTransform, type TextFramer } from "./framing.ts";
 
 /** Splits decoded text into lines and parses each non-empty one as JSON (a bad line throws SyntaxError). */
 export class NdjsonFramer implements TextFramer<unknown> {
@@ -35,7 +35,13 @@ export class NdjsonParserStream extends TransformStream<string, unknown> {
   }
 }
 
-/** Parses an NDJSON body into its values; a line that is not JSON errors the stream with a SyntaxError. */
-export function parseNdjson(body: ReadableStream<Uint8Array>): ReadableStream<unknown> {
-  return framedStream(body, new NdjsonFramer());
+/**
+ * Parses an NDJSON body into its values (`options.onItem` is called as each is framed); a line that is not
+ * JSON errors the stream with a SyntaxError.
+ */
+export function parseNdjson(
+  body: ReadableStream<Uint8Array>,
+  options: FramedStreamOptions = {},
+): ReadableStream<unknown> {
+  return framedStream(body, new NdjsonFramer(), options);
 }

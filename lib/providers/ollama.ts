@@ -265,7 +265,7 @@ export class OllamaAdapter implements ProviderAdapter {
     const call = await this.#start(request, options, true);
     const body = call.response.body;
     if (body === null) throw streamCutError("local");
-    const reader = parseNdjson(body).getReader();
+    const reader = parseNdjson(body, { onItem: call.onEvent }).getReader();
     let toolIndex = 0;
     let finished = false;
     const fail = (error: unknown) =>

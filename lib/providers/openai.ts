@@ -145,7 +145,7 @@ export class OpenAIAdapter implements ProviderAdapter {
     const call = await this.#start(request, options, true);
     const body = call.response.body;
     if (body === null) throw streamCutError("openai");
-    const reader = parseSse(body).getReader();
+    const reader = parseSse(body, { onItem: call.onEvent }).getReader();
     const secrets = [this.#apiKey];
     let finishReason: FinishReason | null = null;
     let usage: Usage | null = null;

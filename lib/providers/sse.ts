@@ -3,7 +3,7 @@
  * multi-byte character, between `data:` and its blank line) and encodes events for our own streams.
  */
 
-import { framedStream, framerTransform, type TextFramer } from "./framing.ts";
+import { framedStream, type FramedStreamOptions, framerTransform, type TextFramer } from "./framing.ts";
 
 /** One assembled SSE event: its `event:` name (null when none was given) and its joined `data:` lines. */
 export interface SseEvent {
@@ -95,9 +95,12 @@ export class SseParserStream extends TransformStream<string, SseEvent> {
   }
 }
 
-/** Parses an SSE response body into events. */
-export function parseSse(body: ReadableStream<Uint8Array>): ReadableStream<SseEvent> {
-  return framedStream(body, new SseFramer());
+/** Parses an SSE response body into events (`options.onItem` is called as each one is framed). */
+export function parseSse(
+  body: ReadableStream<Uint8Array>,
+  options: FramedStreamOptions = {},
+): ReadableStream<SseEvent> {
+  return framedStream(body, new SseFramer(), options);
 }
 
 /** Encodes one SSE event (`event:` line when named, one `data:` line per payload line, blank line). */

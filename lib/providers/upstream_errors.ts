@@ -3,7 +3,7 @@
  * `UpstreamError`s that say what our client should see and whether the next candidate may try.
  * Shared by every provider adapter.
  */
-import { deadlineAfter } from "./deadlines.ts";
+import { type Deadline, deadlineAfter } from "./deadlines.ts";
 import type { UpstreamFetch, UpstreamInit, UpstreamResponse } from "./http1_client.ts";
 import { type CallOptions, type ProviderName, UpstreamError } from "./types.ts";
 
@@ -249,12 +249,16 @@ export function clientAbortedError(): UpstreamError {
   });
 }
 
-/** The error for an upstream that took too long (before headers, or over the whole answer). */
+/** The error for an upstream that took too long: to its first event, between two events, or overall. */
 export function timeoutError(
   provider: ProviderName,
-  options: { stage: "first_byte" | "total"; fallback: boolean },
+  options: { stage: "first_byte" | "idle" | "total"; fallback: boolean },
 ): UpstreamError {
-  const what = options.stage === "first_byte" ? "did not start answering in time" : "did not finish in time";
+  const what = options.stage === "first_byte"
+    ? "did not start answering in time"
+    : options.stage === "idle"
+    ? "stalled between two events of its answer"
+    : "did not finish in time";
   return new UpstreamError(`${LABELS[provider]} ${what}; retry later or raise the timeout`, {
     status: 504,
     code: "UPSTREAM_TIMEOUT",
@@ -265,8 +269,10 @@ export function timeoutError(
 
 /** Marks the reason a call's signal aborted because its total time ran out. */
 const TOTAL_TIMEOUT = "upstream total timeout";
-/** Marks the reason a call's signal aborted because no headers came in time. */
+/** Marks the reason a call's signal aborted because no first event (or whole JSON answer) came in time. */
 const FIRST_BYTE_TIMEOUT = "upstream first-byte timeout";
+/** Marks the reason a call's signal aborted because a stream paused too long between events. */
+const IDLE_TIMEOUT = "upstream stream idle timeout";
 
 /**
  * Maps any failure while calling or reading an upstream to an `UpstreamError`. `stage` says how far the
@@ -288,6 +294,7 @@ export function upstreamFailure(
   const stage = options.stage ?? "connect";
   const reason = options.callSignal?.aborted ? options.callSignal.reason : undefined;
   if (reason === FIRST_BYTE_TIMEOUT) return timeoutError(provider, { stage: "first_byte", fallback: true });
+  if (reason === IDLE_TIMEOUT) return timeoutError(provider, { stage: "idle", fallback: stage !== "stream" });
   if (reason === TOTAL_TIMEOUT || (reason instanceof DOMException && reason.name === "TimeoutError")) {
     return timeoutError(provider, { stage: "total", fallback: stage !== "stream" });
   }
@@ -326,7 +333,9 @@ export async function readJsonAnswer<T>(
   options: CallOptions,
 ): Promise<T> {
   try {
-    return await call.response.json() as T;
+    const answer = await call.response.json() as T;
+    call.onEvent();
+    return answer;
   } catch (error) {
     throw upstreamFailure(provider, error, {
       signal: options.signal,
@@ -339,8 +348,13 @@ export async function readJsonAnswer<T>(
 /** A started upstream call: the 2xx response and the signal its body is read under. */
 export interface UpstreamCall {
   response: UpstreamResponse;
-  /** Aborts on the caller's signal or the total timeout; pass it to `upstreamFailure` as `callSignal`. */
+  /** Aborts on the caller's signal or a timeout; pass it to `upstreamFailure` as `callSignal`. */
   signal: AbortSignal;
+  /**
+   * Say that an event of the answer arrived (for JSON: the whole answer). The first call ends the
+   * first-byte deadline; from then on, a gap of `streamIdleTimeoutMs` without a call aborts the call.
+   */
+  onEvent: () => void;
 }
 
 /**
@@ -362,26 +376,40 @@ export async function upstreamCall(
   // The total deadline does not keep the process alive, so a call nobody ends never does; the caller's
   // signal ends it.
   const total = deadlineAfter(options.totalTimeoutMs, () => call.abort(TOTAL_TIMEOUT), { keepAlive: false });
+  // Headers alone prove little (an upstream can send them and stall): the first-byte deadline runs until
+  // the first event of the answer, or the whole of a JSON one.
+  const firstByte = deadlineAfter(options.firstByteTimeoutMs, () => call.abort(FIRST_BYTE_TIMEOUT));
+  const idle = new IdleWatch(options.streamIdleTimeoutMs, () => call.abort(IDLE_TIMEOUT));
   call.signal.addEventListener("abort", () => {
     total.cancel();
+    firstByte.cancel();
+    idle.stop();
     options.signal.removeEventListener("abort", onCallerAbort);
   }, { once: true });
   const signal = call.signal;
-  const firstByte = deadlineAfter(options.firstByteTimeoutMs, () => call.abort(FIRST_BYTE_TIMEOUT));
+  let started = false;
+  const onEvent = () => {
+    if (started) {
+      idle.touch();
+      return;
+    }
+    started = true;
+    firstByte.cancel();
+    idle.start();
+  };
   let response: UpstreamResponse;
   try {
     response = await (options.fetch ?? fetch)(url, { ...init, signal });
   } catch (error) {
+    firstByte.cancel();
     throw upstreamFailure(options.provider, error, {
       signal: options.signal,
       stage: "connect",
       callSignal: signal,
     });
-  } finally {
-    firstByte.cancel();
   }
   const bodySignal = signal;
-  if (response.ok) return { response, signal: bodySignal };
+  if (response.ok) return { response, signal: bodySignal, onEvent };
   let body: unknown = null;
   try {
     const text = await response.text();
@@ -396,10 +424,56 @@ export async function upstreamCall(
       stage: "body",
       callSignal: bodySignal,
     });
+  } finally {
+    firstByte.cancel();
   }
   throw upstreamHttpError(options.provider, response.status, body, response.headers, {
     secrets: options.secrets,
   });
+}
+
+/**
+ * The idle-gap deadline of a stream. Events only stamp the time; the one pending deadline, when due,
+ * compares that stamp with the limit and either fires or waits out the rest, so a fast stream costs a
+ * clock read per event rather than a deadline.
+ */
+class IdleWatch {
+  #limitMs: number | undefined;
+  #fire: () => void;
+  #last = 0;
+  #pending: Deadline | null = null;
+  #stopped = false;
+
+  constructor(limitMs: number | undefined, fire: () => void) {
+    this.#limitMs = limitMs;
+    this.#fire = fire;
+  }
+
+  start(): void {
+    if (this.#limitMs === undefined || this.#stopped) return;
+    this.#last = performance.now();
+    this.#arm(this.#limitMs);
+  }
+
+  touch(): void {
+    this.#last = performance.now();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#pending?.cancel();
+    this.#pending = null;
+  }
+
+  #arm(ms: number): void {
+    this.#pending = deadlineAfter(ms, () => {
+      this.#pending = null;
+      if (this.#stopped) return;
+      const left = this.#limitMs! - (performance.now() - this.#last);
+      if (left <= 0) this.#fire();
+      else this.#arm(left);
+    }, { keepAlive: false });
+  }
 }
 
 /**

@@ -4,6 +4,7 @@
  * temperature with top_p, no sampling parameters under API version 2026-10-21) and
  * answers deterministically (never echoing the prompt), with failure modes for the router's tests.
  */
+import { writeThenStall } from "./fake_state.ts";
 
 /** How the fake answers `POST /v1/messages`. */
 export type FakeAnthropicMode =
@@ -13,7 +14,11 @@ export type FakeAnthropicMode =
   | "error500"
   | "midstream_error"
   | "cut_stream"
-  | "hang";
+  | "hang"
+  /** Answers 200 with its headers, then sends no byte of the body until the client goes away. */
+  | "stall_after_headers"
+  /** Sends the first events of a stream (half of a JSON body), then nothing until the client goes away. */
+  | "stall_between_events";
 
 /** Options for `startFakeAnthropic`. */
 export interface FakeAnthropicOptions {
@@ -502,6 +507,7 @@ export function startFakeAnthropic(options: FakeAnthropicOptions = {}): FakeAnth
     wake();
   };
   const state = { mode: options.mode ?? "normal" as FakeAnthropicMode };
+  const closing = new AbortController();
 
   const handle = async (req: Request): Promise<Response> => {
     const url = new URL(req.url);
@@ -599,6 +605,20 @@ export function startFakeAnthropic(options: FakeAnthropicOptions = {}): FakeAnth
 
     const result = answer(body, ++seq);
     const common = { "request-id": `req_fake${seq.toString().padStart(4, "0")}` };
+    if (mode === "stall_after_headers" || mode === "stall_between_events") {
+      const encoder = new TextEncoder();
+      const stream = body.stream === true;
+      const sent = mode === "stall_after_headers"
+        ? []
+        : stream
+        ? streamText(result, "normal").split("\n\n").slice(0, 2).map((e) => encoder.encode(`${e}\n\n`))
+        : [encoder.encode(JSON.stringify(result.message).slice(0, 40))];
+      const type = stream ? "text/event-stream; charset=utf-8" : "application/json";
+      const stalled = writeThenStall(sent, (outcome) => {
+        if (outcome === "aborted") noteAbort();
+      }, closing.signal);
+      return respond(new Response(stalled, { headers: { ...common, "content-type": type } }));
+    }
     if (body.stream === true) {
       let finished = false;
       const bytes = new TextEncoder().encode(streamText(result, mode));
@@ -663,6 +683,7 @@ export function startFakeAnthropic(options: FakeAnthropicOptions = {}): FakeAnth
       });
     },
     async close() {
+      closing.abort();
       await server.shutdown();
     },
   };

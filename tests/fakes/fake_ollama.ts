@@ -13,6 +13,7 @@ import {
   waitUnlessGone,
   words,
   writeSlowly,
+  writeThenStall,
 } from "./fake_state.ts";
 
 export type { FakeHold, FakeMode } from "./fake_state.ts";
@@ -285,10 +286,13 @@ export function startFakeOllama(options: FakeOllamaOptions = {}): FakeOllama {
         ...timings(a),
       });
       const bytes = new TextEncoder().encode(whole);
+      const headers = { "content-type": "application/json; charset=utf-8" };
+      if (mode === "stall_after_headers" || mode === "stall_between_events") {
+        const sent = mode === "stall_after_headers" ? [] : [bytes.slice(0, Math.floor(bytes.length / 2))];
+        return new Response(writeThenStall(sent, end, closing.signal), { headers });
+      }
       const pieces = mode === "cut_stream" ? tear(bytes.slice(0, Math.floor(bytes.length / 2))) : tear(bytes);
-      return new Response(writeSlowly(pieces, end), {
-        headers: { "content-type": "application/json; charset=utf-8" },
-      });
+      return new Response(writeSlowly(pieces, end), { headers });
     }
     const lines: string[] = [];
     for (const piece of a.content) {
@@ -326,8 +330,12 @@ export function startFakeOllama(options: FakeOllamaOptions = {}): FakeOllama {
         ...timings(a),
       }));
     }
-    const bytes = new TextEncoder().encode(lines.map((l) => l + "\n").join(""));
-    return new Response(writeSlowly(tear(bytes), end), {
+    const encoder = new TextEncoder();
+    const stall = mode === "stall_after_headers" ? 0 : mode === "stall_between_events" ? 2 : -1;
+    const ndjson = stall === -1
+      ? writeSlowly(tear(encoder.encode(lines.map((l) => l + "\n").join(""))), end)
+      : writeThenStall(lines.slice(0, stall).map((l) => encoder.encode(l + "\n")), end, closing.signal);
+    return new Response(ndjson, {
       headers: { "content-type": "application/x-ndjson" },
     });
   }

@@ -13,6 +13,7 @@ import {
   waitUnlessGone,
   words,
   writeSlowly,
+  writeThenStall,
 } from "./fake_state.ts";
 
 export type { FakeHold } from "./fake_state.ts";
@@ -291,8 +292,13 @@ export function startFakeOpenAI(options: FakeOpenAIOptions = {}): FakeOpenAI {
           type: "server_error",
         });
       }
+      const headers = { "content-type": "application/json" };
+      if (mode === "stall_after_headers" || mode === "stall_between_events") {
+        const sent = mode === "stall_after_headers" ? [] : [whole.slice(0, Math.floor(whole.length / 2))];
+        return new Response(writeThenStall(sent, end, closing.signal), { headers });
+      }
       const pieces = mode === "cut_stream" ? tear(whole.slice(0, Math.floor(whole.length / 2))) : tear(whole);
-      return new Response(writeSlowly(pieces, end), { headers: { "content-type": "application/json" } });
+      return new Response(writeSlowly(pieces, end), { headers });
     }
 
     const includeUsage = body.stream_options?.include_usage === true;
@@ -348,7 +354,11 @@ export function startFakeOpenAI(options: FakeOpenAIOptions = {}): FakeOpenAI {
       if (includeUsage) chunk([], a.usage);
       events.push("data: [DONE]\n\n");
     }
-    return new Response(writeSlowly(tear(encoder.encode(events.join(""))), end), {
+    const stall = mode === "stall_after_headers" ? 0 : mode === "stall_between_events" ? 2 : -1;
+    const sse = stall === -1
+      ? writeSlowly(tear(encoder.encode(events.join(""))), end)
+      : writeThenStall(events.slice(0, stall).map((e) => encoder.encode(e)), end, closing.signal);
+    return new Response(sse, {
       headers: {
         "content-type": "text/event-stream; charset=utf-8",
         "cache-control": "no-cache",

@@ -14,7 +14,11 @@ export type FakeMode =
   | "hang"
   | "cut_stream"
   | "midstream_error"
-  | "auth_fail";
+  | "auth_fail"
+  /** Answers 200 with its headers, then sends no byte of the body until the client goes away. */
+  | "stall_after_headers"
+  /** Sends the first events of a stream (half of a JSON body), then nothing until the client goes away. */
+  | "stall_between_events";
 
 /** A hold on chat requests; `release()` lets the held (and later) requests proceed. */
 export interface FakeHold {
@@ -205,4 +209,39 @@ export function words(text: string): string[] {
 /** A rough, deterministic prompt-token count. */
 export function countTokens(text: string): number {
   return Math.max(1, Math.ceil(text.length / 4));
+}
+
+/**
+ * A response body that sends `pieces`, then stalls without ending until the client goes away (counted as
+ * aborted) or the fake closes (ended cleanly, so the fake's server can shut down).
+ */
+export function writeThenStall(
+  pieces: Uint8Array[],
+  end: (outcome: "done" | "aborted") => void,
+  closing: AbortSignal,
+): ReadableStream<Uint8Array> {
+  let i = 0;
+  const onClose = () => {
+    end("done");
+    try {
+      stalled?.close();
+    } catch { /* the client already went away */ }
+  };
+  let stalled: ReadableStreamDefaultController<Uint8Array> | null = null;
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (i < pieces.length) {
+        controller.enqueue(pieces[i++]);
+        return;
+      }
+      if (stalled) return;
+      stalled = controller;
+      if (closing.aborted) onClose();
+      else closing.addEventListener("abort", onClose, { once: true });
+    },
+    cancel() {
+      closing.removeEventListener("abort", onClose);
+      end("aborted");
+    },
+  }, { highWaterMark: 0 });
 }
