@@ -14,6 +14,7 @@ import {
   type AuthorityPolicy,
   type AuthoritySummary,
   type NeededScope,
+  neededScopeSchema,
 } from "./schema.ts";
 
 /** Options for `checkAuthority`; clocks, secrets and the lease store are injected. */
@@ -271,15 +272,24 @@ export async function checkAuthority(raw: unknown, options: CheckAuthorityOption
     return refuse("LEASE_REPLAY", "this lease_id was already used; every request needs a fresh lease_id");
   }
 
-  // Members in RFC 8785 order, as the EDR keeps them.
+  // Members in RFC 8785 order, as the EDR keeps them. The record keeps no client-chosen free text: an
+  // issuer is named only when the policy lists it and the block proved it with a signature, a scope only
+  // when it is one the router knows; anything else is kept as `sha256:<hex>` of its text.
   const summary: AuthoritySummary = {
-    issued_by: block.issued_by,
+    issued_by: signed ? block.issued_by : textHash(block.issued_by),
     lease_id_sha256: hashLeaseId(block.lease_id),
-    scopes: [...scopes],
+    scopes: scopes.map((scope) => KNOWN_SCOPES.has(scope) ? scope : textHash(scope)),
     signed,
     ttl: block.ttl,
   };
   return { ok: true, summary };
+}
+
+const KNOWN_SCOPES = new Set<string>(neededScopeSchema.options);
+
+function textHash(text: string): string {
+  // The lease hash is the same SHA-256 of the UTF-8 text.
+  return `sha256:${hashLeaseId(text)}`;
 }
 
 /** The environment variables holding the policy's issuer HMAC secrets (the only ones the server may read). */

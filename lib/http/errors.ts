@@ -14,6 +14,8 @@ export interface RouterErrorOptions {
   shouldRetry?: boolean;
   /** Seconds the client should wait before retrying (sent as `retry-after`). */
   retryAfter?: number;
+  /** What the EDR keeps instead of `message`, when the message repeats text the client chose. */
+  recordedMessage?: string;
 }
 
 /** A failure the client is told about: an OpenAI-shaped error with our stable reason code. */
@@ -26,6 +28,8 @@ export class RouterError extends Error {
   readonly stage: EdrFailureStage;
   readonly shouldRetry: boolean;
   readonly retryAfter?: number;
+  /** The message for the EDR (`message` unless the options gave one without client text). */
+  readonly recordedMessage: string;
 
   constructor(status: number, code: string, message: string, options: RouterErrorOptions) {
     super(message);
@@ -38,6 +42,7 @@ export class RouterError extends Error {
     this.stage = options.stage;
     this.shouldRetry = options.shouldRetry ?? (status === 429 || status >= 500);
     this.retryAfter = options.retryAfter;
+    this.recordedMessage = options.recordedMessage ?? message;
   }
 }
 

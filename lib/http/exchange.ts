@@ -111,7 +111,7 @@ export class Exchange {
     // Members in RFC 8785 order (see #draft).
     this.failure ??= {
       code: error.code,
-      message: recordedMessage(error.message),
+      message: recordedMessage(error.recordedMessage),
       stage: error.stage,
       type: error.failureType,
     };

@@ -106,12 +106,18 @@ export function parseContract(fromBody: unknown, fromHeader: string | null): Rou
   const parsed = routingContractSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    const keys = "keys" in issue && Array.isArray(issue.keys) ? ` (${issue.keys.join(", ")})` : "";
     const field = ["routing_contract", ...issue.path.map(String)].join(".");
-    throw badContract(
-      `invalid routing_contract field ${field}${keys}: ${issue.message}; fix the contract`,
-      field,
-    );
+    if (issue.code === "unrecognized_keys") {
+      // zod's own message repeats the names verbatim. The client is told the names shaped like field names;
+      // the record, kept whatever the classification, holds none of them.
+      const unknown = `${field} has fields the contract does not know`;
+      throw badContract(
+        `${unknown} (${namedKeys(issue.keys)}); remove them`,
+        field,
+        `${unknown}; remove them`,
+      );
+    }
+    throw badContract(`invalid routing_contract field ${field}: ${issue.message}; fix the contract`, field);
   }
   return parsed.data;
 }
@@ -127,9 +133,10 @@ function parseHeader(text: string): unknown {
   }
 }
 
-function badContract(message: string, param: string | null): RouterError {
+function badContract(message: string, param: string | null, recordedMessage?: string): RouterError {
   return new RouterError(400, "INVALID_ROUTING_CONTRACT", message, {
     param,
+    recordedMessage,
     failureType: "validation_error",
     stage: "parse",
     shouldRetry: false,
@@ -165,4 +172,16 @@ export function clientGone(): RouterError {
     stage: "execute",
     shouldRetry: false,
   });
+}
+
+const FIELD_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * Unknown member names as the error may repeat them: only names shaped like field names, at most three,
+ * so a client cannot put free text (or a megabyte) into the answer and the record through a key.
+ */
+function namedKeys(keys: unknown[]): string {
+  const named = keys.filter((k): k is string => typeof k === "string" && FIELD_NAME.test(k)).slice(0, 3);
+  const rest = keys.length - named.length;
+  return [...named, ...(rest > 0 ? [`${rest} more not shaped like a field name`] : [])].join(", ");
 }

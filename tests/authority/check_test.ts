@@ -418,13 +418,13 @@ Deno.test("checkAuthority admits good authority and records a secret-free summar
       assert.equal(!result.ok && result.code, "AUTHORITY_TTL_INVALID");
     });
 
-    await t.step("scope may be a single string", async () => {
+    await t.step("scope may be a single string; an unsigned issuer is recorded as a hash", async () => {
       const block = unsigned({ scope: "chat:completions" });
       const result = await checkAuthority(block, options(leases));
       assert.deepEqual(result, {
         ok: true,
         summary: {
-          issued_by: "ops",
+          issued_by: `sha256:${hashLeaseId("ops")}`,
           scopes: ["chat:completions"],
           lease_id_sha256: hashLeaseId(block.lease_id as string),
           signed: false,

@@ -21,6 +21,9 @@ function markers() {
     preference: `MKPREF${tag}`,
     content: `MKCONTENT${tag}`,
     system: `MKSYSTEM${tag}`,
+    issuer: `MKISSUER${tag}`,
+    scope: `MKSCOPE${tag}`,
+    contractKey: `MKKEY${tag}`,
   };
 }
 
@@ -62,8 +65,16 @@ Deno.test("client text in the records: bounded, hashed, never echoed", async (t)
   try {
     const mark = markers();
     const sensitive = { classification: "SENSITIVE", model_preferences: [mark.preference, "qwen3:8b"] };
+    // An unsigned block: its issuer and an unknown scope are client free text.
+    const authority = () => ({
+      issued_by: mark.issuer,
+      scope: ["chat:completions", "messages:create", mark.scope],
+      ttl: 60,
+      lease_id: `lease-${crypto.randomUUID()}`,
+    });
     const chatBody = (extra: Record<string, unknown> = {}) => ({
       model: "auto",
+      authority: authority(),
       stop: [mark.stop, "\n\n"],
       user: mark.user,
       messages: [{ role: "system", content: mark.system }, { role: "user", content: mark.content }],
@@ -72,6 +83,7 @@ Deno.test("client text in the records: bounded, hashed, never echoed", async (t)
     });
     const messagesBody = (extra: Record<string, unknown> = {}) => ({
       model: "auto",
+      authority: authority(),
       max_tokens: 64,
       stop_sequences: [mark.stop],
       metadata: { user_id: mark.user },
@@ -98,6 +110,15 @@ Deno.test("client text in the records: bounded, hashed, never echoed", async (t)
         post(router, "/v1/messages", messagesBody({ stream, model: mark.model })),
       );
     }
+    send(
+      "chat with an unknown routing_contract field",
+      400,
+      post(
+        router,
+        "/v1/chat/completions",
+        chatBody({ routing_contract: { ...sensitive, [mark.contractKey]: 1 } }),
+      ),
+    );
     const { routing_contract: _, ...headerBody } = chatBody();
     send(
       "chat with the contract in x-routing-contract",
