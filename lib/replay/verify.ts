@@ -146,10 +146,13 @@ export async function verifyTree(edrDir: string, options: VerifyOptions = {}): P
     if (folder) {
       // File findings come sorted by name; the folder lists in whatever order the file system keeps.
       const fileFindings: VerifyFinding[] = [];
-      for (const name of listFolder(folder.path)) {
-        if (!name.isFile && !name.isSymlink) continue;
-        if (!name.name.endsWith(".json")) continue;
-        const entry = checkFile(root, join(folder.path, name.name), day, (f) => fileFindings.push(f));
+      // Deno lists a folder whole (about 450 bytes an entry); keeping only the names lets that go at once.
+      const names: string[] = [];
+      for (const e of listFolder(folder.path)) {
+        if ((e.isFile || e.isSymlink) && e.name.endsWith(".json")) names.push(e.name);
+      }
+      for (const name of names) {
+        const entry = checkFile(root, join(folder.path, name), day, (f) => fileFindings.push(f));
         if (entry) chain.addFile(entry);
         progress();
       }
