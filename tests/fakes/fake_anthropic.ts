@@ -18,7 +18,9 @@ export type FakeAnthropicMode =
   /** Answers 200 with its headers, then sends no byte of the body until the client goes away. */
   | "stall_after_headers"
   /** Sends the first events of a stream (half of a JSON body), then nothing until the client goes away. */
-  | "stall_between_events";
+  | "stall_between_events"
+  /** Answers normally, but calls every offered tool at once (one `tool_use` each) where it would call one. */
+  | "parallel_tools";
 
 /** Options for `startFakeAnthropic`. */
 export interface FakeAnthropicOptions {
@@ -331,27 +333,42 @@ function sampleInput(schema: unknown): Json {
 interface Answer {
   message: Json;
   text: string;
-  tool: { id: string; name: string; input: Json } | null;
+  /** The `tool_use` blocks, in order; empty when no tool is called. */
+  tools: { id: string; name: string; input: Json }[];
+}
+
+/** Whether the system prompt asks for a JSON answer (how the router instructs Claude in JSON mode). */
+function asksForJson(system: unknown): boolean {
+  const text = typeof system === "string"
+    ? system
+    : Array.isArray(system)
+    ? system.map((b) => isObject(b) ? String(b.text) : "").join("\n")
+    : "";
+  return /\bJSON\b/.test(text);
 }
 
 /** The deterministic answer for a valid body: depends on its shape, never on its words. */
-function answer(body: Json, seq: number): Answer {
+function answer(body: Json, seq: number, mode: FakeAnthropicMode): Answer {
   const messages = body.messages as Json[];
   const last = messages[messages.length - 1];
   const lastBlocks = blocksOf(last.content);
   const results = last.role === "user" ? lastBlocks.filter((b) => b.type === "tool_result").length : 0;
   const tools = (body.tools ?? []) as Json[];
   const choice = body.tool_choice as Json | undefined;
-  let tool: Answer["tool"] = null;
+  let called: Answer["tools"] = [];
   let text: string;
   if (tools.length > 0 && choice?.type !== "none" && results === 0) {
-    const chosen = choice?.type === "tool" ? tools.find((t) => t.name === choice.name)! : tools[0];
-    tool = {
-      id: `toolu_fake${seq.toString().padStart(4, "0")}`,
-      name: String(chosen.name),
-      input: sampleInput(chosen.input_schema),
-    };
+    const chosen = choice?.type === "tool"
+      ? [tools.find((t) => t.name === choice.name)!]
+      : tools.slice(0, mode === "parallel_tools" ? tools.length : 1);
+    called = chosen.map((t, i) => ({
+      id: `toolu_fake${seq.toString().padStart(4, "0")}${i === 0 ? "" : `_${i}`}`,
+      name: String(t.name),
+      input: sampleInput(t.input_schema),
+    }));
     text = "Je vérifie ✓";
+  } else if (asksForJson(body.system)) {
+    text = `{"answer": "fake${seq.toString().padStart(4, "0")}", "note": "ça marche 🌍"}`;
   } else if (results > 0) {
     text = `Résultat reçu ✓ (${results} tool result${results === 1 ? "" : "s"}, ${messages.length} turns)`;
   } else {
@@ -359,11 +376,11 @@ function answer(body: Json, seq: number): Answer {
       body.system === undefined ? "" : ", with system"
     })`;
   }
-  let stopReason = tool ? "tool_use" : "end_turn";
+  let stopReason = called.length > 0 ? "tool_use" : "end_turn";
   let stopSequence: string | null = null;
   for (const stop of (body.stop_sequences ?? []) as string[]) {
     const at = stop === "" ? -1 : text.indexOf(stop);
-    if (at >= 0 && !tool) {
+    if (at >= 0 && called.length === 0) {
       text = text.slice(0, at);
       stopReason = "stop_sequence";
       stopSequence = stop;
@@ -377,17 +394,17 @@ function answer(body: Json, seq: number): Answer {
     text = words.slice(0, maxTokens).join(" ");
     stopReason = "max_tokens";
     stopSequence = null;
-    tool = null;
+    called = [];
   }
   const content: Json[] = [];
   if (text !== "") content.push({ type: "text", text });
-  if (tool) content.push({ type: "tool_use", ...tool });
+  for (const tool of called) content.push({ type: "tool_use", ...tool });
   const inputTokens = Math.ceil(JSON.stringify(body.messages).length / 4) +
     (typeof body.system === "string" ? Math.ceil(body.system.length / 4) : 0);
-  const outputTokens = Math.min(maxTokens, text.split(" ").length) + (tool ? 10 : 0);
+  const outputTokens = Math.min(maxTokens, text.split(" ").length) + 10 * called.length;
   return {
     text,
-    tool,
+    tools: called,
     message: {
       id: `msg_fake${seq.toString().padStart(4, "0")}`,
       type: "message",
@@ -440,12 +457,12 @@ function streamText(result: Answer, mode: FakeAnthropicMode): string {
     out += sse("content_block_stop", { index });
     index++;
   }
-  if (result.tool) {
+  for (const tool of result.tools) {
     out += sse("content_block_start", {
       index,
-      content_block: { type: "tool_use", id: result.tool.id, name: result.tool.name, input: {} },
+      content_block: { type: "tool_use", id: tool.id, name: tool.name, input: {} },
     });
-    const json = JSON.stringify(result.tool.input);
+    const json = JSON.stringify(tool.input);
     // The first fragment is empty, as the real API often sends it.
     for (const fragment of ["", ...pieces(json, 5)]) {
       out += sse("content_block_delta", {
@@ -455,6 +472,7 @@ function streamText(result: Answer, mode: FakeAnthropicMode): string {
     }
     out += sse("ping", {});
     out += sse("content_block_stop", { index });
+    index++;
   }
   out += sse("message_delta", {
     delta: { stop_reason: message.stop_reason, stop_sequence: message.stop_sequence },
@@ -603,7 +621,7 @@ export function startFakeAnthropic(options: FakeAnthropicOptions = {}): FakeAnth
       return respond(new Response(null, { status: 499 }));
     }
 
-    const result = answer(body, ++seq);
+    const result = answer(body, ++seq, mode);
     const common = { "request-id": `req_fake${seq.toString().padStart(4, "0")}` };
     if (mode === "stall_after_headers" || mode === "stall_between_events") {
       const encoder = new TextEncoder();

@@ -183,15 +183,17 @@ interface Answer {
   promptTokens: number;
 }
 
-function answer(body: ChatBody): Answer {
+function answer(body: ChatBody, mode: FakeMode): Answer {
   const messages = (body.messages ?? []) as { role?: string; content?: string }[];
   const promptTokens = countTokens(messages.map((m) => m.content ?? "").join("\n"));
   const tools = Array.isArray(body.tools) ? body.tools as { function?: { name?: string } }[] : [];
   if (tools.length > 0 && messages.at(-1)?.role === "user") {
-    const name = tools[0]?.function?.name ?? "tool";
+    const called = mode === "parallel_tools" ? tools : tools.slice(0, 1);
     return {
       content: [],
-      toolCalls: [{ function: { name, arguments: { city: "Paris" } } }],
+      toolCalls: called.map((t) => ({
+        function: { name: t?.function?.name ?? "tool", arguments: { city: "Paris" } },
+      })),
       doneReason: "stop",
       promptTokens,
     };
@@ -265,7 +267,7 @@ export function startFakeOllama(options: FakeOllamaOptions = {}): FakeOllama {
       return ollamaError("server shutting down", 503);
     }
     loaded.add(name);
-    const a = answer(body);
+    const a = answer(body, state.mode);
     const createdAt = new Date().toISOString();
     const mode = state.mode;
     if (body.stream === false) {

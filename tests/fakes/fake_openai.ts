@@ -88,16 +88,18 @@ interface ChatBody {
   max_tokens?: unknown;
   max_completion_tokens?: unknown;
   n?: unknown;
+  response_format?: { type?: string } | null;
 }
 
 interface Answer {
   pieces: string[];
-  tool: { id: string; name: string; fragments: string[] } | null;
+  /** The tool calls, in order; empty for a text answer. */
+  tools: { id: string; name: string; fragments: string[] }[];
   finish: "stop" | "length" | "tool_calls";
   usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
 }
 
-function answer(body: ChatBody): Answer {
+function answer(body: ChatBody, mode: FakeOpenAIMode): Answer {
   const messages = body.messages as { role?: string; content?: unknown }[];
   const prompt = countTokens(
     messages.map((m) => typeof m.content === "string" ? m.content : JSON.stringify(m.content ?? "")).join(
@@ -108,16 +110,25 @@ function answer(body: ChatBody): Answer {
   const tools = Array.isArray(body.tools) ? body.tools : [];
   if (tools.length > 0 && body.tool_choice !== "none" && messages.at(-1)?.role === "user") {
     const choice = body.tool_choice as { function?: { name?: string } } | undefined;
-    const name = choice?.function?.name ?? tools[0]?.function?.name ?? "tool";
-    const completion = 9;
+    const names = choice?.function?.name
+      ? [choice.function.name]
+      : tools.slice(0, mode === "parallel_tools" ? tools.length : 1).map((t) => t?.function?.name ?? "tool");
+    const completion = 9 * names.length;
     return {
       pieces: [],
-      tool: { id: `call_${hex.slice(0, 24)}`, name, fragments: ['{"ci', 'ty": "Par', "is", '"}'] },
+      tools: names.map((name, i) => ({
+        id: `call_${hex.slice(0, 22)}${i.toString().padStart(2, "0")}`,
+        name,
+        fragments: ['{"ci', 'ty": "Par', "is", '"}'],
+      })),
       finish: "tool_calls",
       usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion },
     };
   }
-  let pieces = words(`Bonjour 🙂 voilà la réponse ${hex.slice(0, 8)}, très bien.`);
+  const format = body.response_format?.type;
+  let pieces = format === "json_object" || format === "json_schema"
+    ? words(`{"answer": "${hex.slice(0, 8)}", "note": "café 🙂"}`)
+    : words(`Bonjour 🙂 voilà la réponse ${hex.slice(0, 8)}, très bien.`);
   const limit = body.max_completion_tokens ?? body.max_tokens;
   let finish: Answer["finish"] = "stop";
   if (typeof limit === "number" && limit < 5) {
@@ -126,7 +137,7 @@ function answer(body: ChatBody): Answer {
   }
   return {
     pieces,
-    tool: null,
+    tools: [],
     finish,
     usage: { prompt_tokens: prompt, completion_tokens: pieces.length, total_tokens: prompt + pieces.length },
   };
@@ -256,7 +267,7 @@ export function startFakeOpenAI(options: FakeOpenAIOptions = {}): FakeOpenAI {
       end(outcome === "aborted" ? "aborted" : "done");
       return openaiError(503, { message: "The server is shutting down.", type: "server_error" });
     }
-    const a = answer(body);
+    const a = answer(body, mode);
     const id = `chatcmpl-${answerHash({ n: state.requests.length, model }).slice(0, 29)}`;
     const created = Math.floor(Date.now() / 1000);
     const encoder = new TextEncoder();
@@ -264,16 +275,16 @@ export function startFakeOpenAI(options: FakeOpenAIOptions = {}): FakeOpenAI {
     if (body.stream !== true) {
       const message: Record<string, unknown> = {
         role: "assistant",
-        content: a.tool ? null : a.pieces.join(""),
+        content: a.tools.length > 0 ? null : a.pieces.join(""),
         refusal: null,
         annotations: [],
       };
-      if (a.tool) {
-        message.tool_calls = [{
-          id: a.tool.id,
+      if (a.tools.length > 0) {
+        message.tool_calls = a.tools.map((tool) => ({
+          id: tool.id,
           type: "function",
-          function: { name: a.tool.name, arguments: a.tool.fragments.join("") },
-        }];
+          function: { name: tool.name, arguments: tool.fragments.join("") },
+        }));
       }
       const whole = encoder.encode(JSON.stringify({
         id,
@@ -318,21 +329,21 @@ export function startFakeOpenAI(options: FakeOpenAIOptions = {}): FakeOpenAI {
     };
     const delta = (d: unknown, finish: string | null = null) =>
       chunk([{ index: 0, delta: d, logprobs: null, finish_reason: finish }]);
-    delta({ role: "assistant", content: a.tool ? null : "", refusal: null });
+    delta({ role: "assistant", content: a.tools.length > 0 ? null : "", refusal: null });
     for (const piece of a.pieces) delta({ content: piece });
-    if (a.tool) {
+    a.tools.forEach((tool, index) => {
       delta({
         tool_calls: [{
-          index: 0,
-          id: a.tool.id,
+          index,
+          id: tool.id,
           type: "function",
-          function: { name: a.tool.name, arguments: "" },
+          function: { name: tool.name, arguments: "" },
         }],
       });
-      for (const fragment of a.tool.fragments) {
-        delta({ tool_calls: [{ index: 0, function: { arguments: fragment } }] });
+      for (const fragment of tool.fragments) {
+        delta({ tool_calls: [{ index, function: { arguments: fragment } }] });
       }
-    }
+    });
     if (mode === "cut_stream" || mode === "midstream_error") {
       events.splice(3);
       if (mode === "midstream_error") {

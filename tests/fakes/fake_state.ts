@@ -18,7 +18,9 @@ export type FakeMode =
   /** Answers 200 with its headers, then sends no byte of the body until the client goes away. */
   | "stall_after_headers"
   /** Sends the first events of a stream (half of a JSON body), then nothing until the client goes away. */
-  | "stall_between_events";
+  | "stall_between_events"
+  /** Answers normally, but calls every offered tool at once (one call each) where it would call one. */
+  | "parallel_tools";
 
 /** A hold on chat requests; `release()` lets the held (and later) requests proceed. */
 export interface FakeHold {
