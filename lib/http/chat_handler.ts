@@ -529,6 +529,7 @@ export class ChatHandler {
         totalTimeoutMs: policy.limits.total_timeout_ms,
         defaultMaxTokens: policy.defaults.max_tokens,
         keepAlive: local ? policy.ollama.keep_alive : undefined,
+        contextWindow: local ? localContextWindow(policy, candidate.model) : undefined,
       };
       const attemptStart = performance.now();
       // Members in RFC 8785 order, as the EDR keeps them (see orderedCopy in exchange.ts).
@@ -578,7 +579,11 @@ export class ChatHandler {
           continue;
         }
         attempt.outcome = "failed";
-        throw local && error.fallback ? localUnavailable(exchange, error) : toRouterError(error);
+        // A field the local model cannot honour is the client's to fix, not the host being unavailable.
+        const hostProblem = error.code !== "UNSUPPORTED_FIELD";
+        throw local && error.fallback && hostProblem
+          ? localUnavailable(exchange, error)
+          : toRouterError(error);
       }
     }
     throw lastError instanceof UpstreamError ? toRouterError(lastError) : new RouterError(
@@ -716,6 +721,12 @@ export class ChatHandler {
       durationSeconds: (performance.now() - exchange.startedAt) / 1000,
     });
   }
+}
+
+/** The context window Ollama runs a local model with: the policy's, or the default for unlisted models. */
+function localContextWindow(policy: Policy, model: string): number {
+  const listed = policy.models.find((m) => m.provider === "local" && m.name === model);
+  return listed?.context_window ?? policy.limits.unlisted_local_context_window;
 }
 
 /** decide() factors that keep a heavy request off the busy slot, and the EDR slot outcome each means. */

@@ -4,7 +4,6 @@
  * JSON or NDJSON answers back into canonical results and events.
  */
 import type { UpstreamFetch } from "./http1_client.ts";
-import { createHash } from "node:crypto";
 import { parseNdjson } from "./ndjson.ts";
 import {
   type CallOptions,
@@ -152,16 +151,83 @@ export function toOllamaMessages(messages: ChatMessage[]): OllamaMessage[] {
   return out;
 }
 
+function unsupported(param: string, message: string): UpstreamError {
+  // Fallback-worthy: a cloud candidate can honour the field; without one the client gets this 400.
+  return new UpstreamError(message, {
+    status: 400,
+    code: "UNSUPPORTED_FIELD",
+    type: "invalid_request_error",
+    fallback: true,
+    param,
+  });
+}
+
+/**
+ * Throws `UNSUPPORTED_FIELD` (naming the field) for what Ollama cannot honour: a forced tool call
+ * (`tool_choice` "required" or a named function), `parallel_tool_calls: false`, and `logprobs`.
+ */
+export function checkOllamaSupport(request: ChatRequest): void {
+  const tools = request.tools !== undefined && request.tools.length > 0 && request.tool_choice !== "none";
+  const choice = request.tool_choice;
+  if (tools && choice !== undefined && choice !== "auto") {
+    throw unsupported(
+      "tool_choice",
+      'the local model cannot be forced to call a tool (tool_choice "required" or a named function); use "auto", or allow a cloud provider',
+    );
+  }
+  if (tools && request.parallel_tool_calls === false) {
+    throw unsupported(
+      "parallel_tool_calls",
+      "the local model cannot be held to one tool call per turn (parallel_tool_calls false); leave it out, or allow a cloud provider",
+    );
+  }
+  if (request.logprobs === true || (request.top_logprobs !== undefined && request.top_logprobs > 0)) {
+    throw unsupported(
+      request.logprobs === true ? "logprobs" : "top_logprobs",
+      "the local model cannot return token logprobs; leave logprobs out, or allow the openai provider",
+    );
+  }
+}
+
+const THINK_LEVELS: Record<string, "low" | "medium" | "high"> = {
+  minimal: "low",
+  low: "low",
+  medium: "medium",
+  high: "high",
+  xhigh: "high",
+};
+
+/**
+ * Ollama's `think` for a request, or undefined to leave the model's default: `reasoning_effort` "none"
+ * or Anthropic `thinking` disabled → false; any other effort, or thinking enabled/adaptive → true. Only
+ * gpt-oss takes levels ("low" | "medium" | "high"); every other thinking model takes a boolean.
+ */
+export function thinkFor(
+  request: ChatRequest,
+  model: string,
+): boolean | "low" | "medium" | "high" | undefined {
+  const effort = request.reasoning_effort;
+  if (effort !== undefined) {
+    if (effort === "none") return false;
+    return model.startsWith("gpt-oss") ? THINK_LEVELS[effort] ?? "medium" : true;
+  }
+  if (request.thinking !== undefined) return request.thinking.type !== "disabled";
+  return undefined;
+}
+
 /** Builds the `/api/chat` body for a canonical request. */
 export function toOllamaRequest(
   request: ChatRequest,
-  options: { model: string; stream: boolean; keepAlive?: string | number },
+  options: { model: string; stream: boolean; keepAlive?: string | number; contextWindow?: number },
 ): Record<string, unknown> {
+  checkOllamaSupport(request);
   const body: Record<string, unknown> = {
     model: options.model,
     messages: toOllamaMessages(request.messages),
   };
   if (request.tools && request.tools.length > 0 && request.tool_choice !== "none") body.tools = request.tools;
+  const think = thinkFor(request, options.model);
+  if (think !== undefined) body.think = think;
   const format = request.response_format;
   if (format?.type === "json_object") body.format = "json";
   else if (format?.type === "json_schema") body.format = format.json_schema.schema ?? "json";
@@ -176,6 +242,10 @@ export function toOllamaRequest(
   }
   if (request.presence_penalty !== undefined) opts.presence_penalty = request.presence_penalty;
   if (request.frequency_penalty !== undefined) opts.frequency_penalty = request.frequency_penalty;
+  // Without num_ctx Ollama runs at its own default context (2k–4k tokens) and silently drops the start of
+  // longer prompts; the policy's window is what decide() routed by. One value per model: a num_ctx that
+  // changes between requests makes Ollama reload the model.
+  if (options.contextWindow !== undefined) opts.num_ctx = options.contextWindow;
   if (Object.keys(opts).length > 0) body.options = opts;
   // Ollama streams unless told otherwise, so the flag is always explicit.
   body.stream = options.stream;
@@ -183,17 +253,19 @@ export function toOllamaRequest(
   return body;
 }
 
-/** A stable id for an Ollama tool call that came without one: same call, same id. */
-export function mintToolCallId(index: number, name: string, args: string): string {
-  const hex = createHash("sha256").update(name + args).digest("hex").slice(0, 12);
-  return `call_${index}_${hex}`;
+/**
+ * A fresh id for an Ollama tool call that came without one: random, so the same call in two turns (or two
+ * calls in one answer) never share an id. Ids are not part of the output hash, so replay is unaffected.
+ */
+export function mintToolCallId(): string {
+  return `call_${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`;
 }
 
-function toToolCall(call: OllamaToolCall, index: number): ToolCall {
+function toToolCall(call: OllamaToolCall): ToolCall {
   const name = call.function?.name ?? "";
   const rawArgs = call.function?.arguments;
   const args = typeof rawArgs === "string" ? rawArgs : JSON.stringify(rawArgs ?? {});
-  const id = typeof call.id === "string" && call.id !== "" ? call.id : mintToolCallId(index, name, args);
+  const id = typeof call.id === "string" && call.id !== "" ? call.id : mintToolCallId();
   return { id, type: "function", function: { name, arguments: args } };
 }
 
@@ -233,7 +305,12 @@ export class OllamaAdapter implements ProviderAdapter {
   }
 
   async #start(request: ChatRequest, options: CallOptions, stream: boolean) {
-    const body = toOllamaRequest(request, { model: options.model, stream, keepAlive: options.keepAlive });
+    const body = toOllamaRequest(request, {
+      model: options.model,
+      stream,
+      keepAlive: options.keepAlive,
+      contextWindow: options.contextWindow,
+    });
     return await upstreamCall(`${this.#baseUrl}/api/chat`, {
       method: "POST",
       headers: {
@@ -249,15 +326,18 @@ export class OllamaAdapter implements ProviderAdapter {
     const call = await this.#start(request, options, false);
     const chunk = await readJsonAnswer<OllamaChunk>("local", call, options);
     if (chunk.error !== undefined) throw answerError("local", errorText(chunk.error));
-    const toolCalls = (chunk.message?.tool_calls ?? []).map(toToolCall);
+    const toolCalls = (chunk.message?.tool_calls ?? []).map((call) => toToolCall(call));
     const text = chunk.message?.content ?? "";
-    return {
+    const result: ChatResult = {
       model: chunk.model ?? options.model,
       content: text === "" && toolCalls.length > 0 ? null : text,
       tool_calls: toolCalls,
       finish_reason: toFinish(chunk.done_reason, toolCalls.length > 0),
       usage: toUsage(chunk),
     };
+    const thinking = chunk.message?.thinking;
+    if (typeof thinking === "string" && thinking !== "") result.reasoning = thinking;
+    return result;
   }
 
   /** Starts a streamed `/api/chat` call; resolves once Ollama answered 200. */
@@ -297,13 +377,18 @@ export class OllamaAdapter implements ProviderAdapter {
             return;
           }
           let produced = false;
+          const thinking = chunk.message?.thinking;
+          if (typeof thinking === "string" && thinking !== "") {
+            controller.enqueue({ type: "reasoning", text: thinking });
+            produced = true;
+          }
           const text = chunk.message?.content;
           if (typeof text === "string" && text !== "") {
             controller.enqueue({ type: "text", text });
             produced = true;
           }
           for (const raw of chunk.message?.tool_calls ?? []) {
-            const call = toToolCall(raw, toolIndex);
+            const call = toToolCall(raw);
             controller.enqueue({
               type: "tool_call_start",
               index: toolIndex,

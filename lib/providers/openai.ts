@@ -8,11 +8,13 @@ import type {
   CallOptions,
   ChatRequest,
   ChatResult,
+  ChoiceLogprobs,
   FinishReason,
   ProviderAdapter,
   StreamEvent,
   ToolCall,
   Usage,
+  UsageDetails,
 } from "./types.ts";
 import {
   answerError,
@@ -44,16 +46,27 @@ interface OpenAIToolCallDelta {
 
 interface OpenAIChoice {
   index?: number;
-  message?: { content?: string | null; tool_calls?: ToolCall[] };
-  delta?: { role?: string; content?: string | null; tool_calls?: OpenAIToolCallDelta[] };
+  message?: { content?: string | null; refusal?: string | null; tool_calls?: ToolCall[] };
+  delta?: {
+    role?: string;
+    content?: string | null;
+    refusal?: string | null;
+    tool_calls?: OpenAIToolCallDelta[];
+  };
+  logprobs?: ChoiceLogprobs | null;
   finish_reason?: string | null;
+}
+
+interface OpenAIUsage extends Partial<Usage> {
+  prompt_tokens_details?: { cached_tokens?: number } | null;
+  completion_tokens_details?: { reasoning_tokens?: number } | null;
 }
 
 interface OpenAIBody {
   id?: string;
   model?: string;
   choices?: OpenAIChoice[];
-  usage?: Partial<Usage> | null;
+  usage?: OpenAIUsage | null;
   error?: unknown;
 }
 
@@ -62,6 +75,20 @@ const FINISH_REASONS = new Set(["stop", "length", "tool_calls", "content_filter"
 function toFinish(reason: string | null | undefined): FinishReason {
   if (reason === "function_call") return "tool_calls";
   return reason && FINISH_REASONS.has(reason) ? reason as FinishReason : "stop";
+}
+
+/** The cache and reasoning token counts OpenAI reported, or undefined when it reported none. */
+function toUsageDetails(usage: OpenAIUsage | null | undefined): UsageDetails | undefined {
+  const details: UsageDetails = {};
+  const cached = usage?.prompt_tokens_details?.cached_tokens;
+  if (typeof cached === "number") details.cached_tokens = cached;
+  const reasoning = usage?.completion_tokens_details?.reasoning_tokens;
+  if (typeof reasoning === "number") details.reasoning_tokens = reasoning;
+  return Object.keys(details).length > 0 ? details : undefined;
+}
+
+function isLogprobs(value: unknown): value is ChoiceLogprobs {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 function toUsage(usage: Partial<Usage> | null | undefined): Usage {
@@ -83,6 +110,8 @@ export function toOpenAIRequest(
   // OpenAI rejects stream_options on a non-streamed call; on a streamed one we always want usage.
   if (options.stream) body.stream_options = { include_usage: true };
   else delete body.stream_options;
+  // Anthropic's `thinking` is not an OpenAI field (OpenAI would refuse it); docs/protocols.md says its fate.
+  delete body.thinking;
   return body;
 }
 
@@ -130,7 +159,7 @@ export class OpenAIAdapter implements ProviderAdapter {
       type: "function" as const,
       function: { name: call.function.name, arguments: call.function.arguments },
     }));
-    return {
+    const result: ChatResult = {
       upstream_id: body.id,
       model: body.model ?? options.model,
       content: choice?.message?.content ?? null,
@@ -138,6 +167,12 @@ export class OpenAIAdapter implements ProviderAdapter {
       finish_reason: toFinish(choice?.finish_reason),
       usage: toUsage(body.usage),
     };
+    const refusal = choice?.message?.refusal;
+    if (typeof refusal === "string") result.refusal = refusal;
+    if (isLogprobs(choice?.logprobs)) result.logprobs = choice.logprobs;
+    const details = toUsageDetails(body.usage);
+    if (details) result.usage_details = details;
+    return result;
   }
 
   /** Starts a streamed chat completion; resolves once OpenAI answered 200. */
@@ -149,6 +184,7 @@ export class OpenAIAdapter implements ProviderAdapter {
     const secrets = [this.#apiKey];
     let finishReason: FinishReason | null = null;
     let usage: Usage | null = null;
+    let usageDetails: UsageDetails | undefined;
     const fail = (error: unknown) =>
       upstreamFailure("openai", error, {
         signal: options.signal,
@@ -171,7 +207,9 @@ export class OpenAIAdapter implements ProviderAdapter {
           }
           const data = next.value.data;
           if (data.trim() === "[DONE]") {
-            controller.enqueue({ type: "finish", finish_reason: finishReason ?? "stop", usage });
+            const finish: StreamEvent = { type: "finish", finish_reason: finishReason ?? "stop", usage };
+            if (usageDetails) finish.usage_details = usageDetails;
+            controller.enqueue(finish);
             controller.close();
             await drain(reader);
             return;
@@ -192,13 +230,22 @@ export class OpenAIAdapter implements ProviderAdapter {
             await reader.cancel().catch(() => {});
             return;
           }
-          if (chunk.usage) usage = toUsage(chunk.usage);
+          if (chunk.usage) {
+            usage = toUsage(chunk.usage);
+            usageDetails = toUsageDetails(chunk.usage);
+          }
           let produced = false;
           for (const choice of chunk.choices ?? []) {
             if ((choice.index ?? 0) !== 0) continue;
             const delta = choice.delta;
             if (typeof delta?.content === "string" && delta.content !== "") {
-              controller.enqueue({ type: "text", text: delta.content });
+              const text: StreamEvent = { type: "text", text: delta.content };
+              if (isLogprobs(choice.logprobs)) text.logprobs = choice.logprobs;
+              controller.enqueue(text);
+              produced = true;
+            }
+            if (typeof delta?.refusal === "string" && delta.refusal !== "") {
+              controller.enqueue({ type: "refusal", text: delta.refusal });
               produced = true;
             }
             for (const tc of delta?.tool_calls ?? []) {

@@ -6,13 +6,21 @@ import { concatBytes } from "../bytes.ts";
 import { encodeSseEvent } from "./sse.ts";
 import type {
   ChatResult,
+  ChoiceLogprobs,
   ClientErrorInfo,
   ClientResponseMeta,
   ClientStreamEncoder,
   FinishReason,
   StreamEvent,
   Usage,
+  UsageDetails,
 } from "./types.ts";
+
+/** OpenAI's usage object: the three counts, plus cache and reasoning details when known. */
+export interface OpenAIUsage extends Usage {
+  prompt_tokens_details?: { cached_tokens: number };
+  completion_tokens_details?: { reasoning_tokens: number };
+}
 
 /** A `chat.completion` response body. */
 export interface OpenAIChatCompletion {
@@ -25,13 +33,31 @@ export interface OpenAIChatCompletion {
     message: {
       role: "assistant";
       content: string | null;
-      refusal: null;
+      /** The model's reasoning (Ollama thinking), as DeepSeek, vLLM and the AI SDK's compatible provider name it. */
+      reasoning_content?: string;
+      refusal: string | null;
       tool_calls?: ChatResult["tool_calls"];
     };
-    logprobs: null;
+    logprobs: ChoiceLogprobs | null;
     finish_reason: FinishReason;
   }[];
-  usage: Usage;
+  usage: OpenAIUsage;
+}
+
+/** `usage` with OpenAI's detail objects added for the counts the upstream reported. */
+export function toOpenAIUsage(usage: Usage, details: UsageDetails | undefined): OpenAIUsage {
+  const out: OpenAIUsage = {
+    prompt_tokens: usage.prompt_tokens,
+    completion_tokens: usage.completion_tokens,
+    total_tokens: usage.total_tokens,
+  };
+  if (details?.cached_tokens !== undefined) {
+    out.prompt_tokens_details = { cached_tokens: details.cached_tokens };
+  }
+  if (details?.reasoning_tokens !== undefined) {
+    out.completion_tokens_details = { reasoning_tokens: details.reasoning_tokens };
+  }
+  return out;
 }
 
 /** Encodes a complete answer as OpenAI's `chat.completion` object. */
@@ -39,8 +65,9 @@ export function toOpenAIResponse(result: ChatResult, meta: ClientResponseMeta): 
   const message: OpenAIChatCompletion["choices"][0]["message"] = {
     role: "assistant",
     content: result.content,
-    refusal: null,
+    refusal: result.refusal ?? null,
   };
+  if (result.reasoning !== undefined && result.reasoning !== "") message.reasoning_content = result.reasoning;
   if (result.tool_calls.length > 0) {
     message.tool_calls = result.tool_calls.map((call) => ({
       id: call.id,
@@ -53,8 +80,8 @@ export function toOpenAIResponse(result: ChatResult, meta: ClientResponseMeta): 
     object: "chat.completion",
     created: meta.created,
     model: meta.model,
-    choices: [{ index: 0, message, logprobs: null, finish_reason: result.finish_reason }],
-    usage: { ...result.usage },
+    choices: [{ index: 0, message, logprobs: result.logprobs ?? null, finish_reason: result.finish_reason }],
+    usage: toOpenAIUsage(result.usage, result.usage_details),
   };
 }
 
@@ -77,7 +104,7 @@ export class OpenAIStreamEncoder implements ClientStreamEncoder {
     this.#includeUsage = options.includeUsage;
   }
 
-  #chunk(choices: unknown[], usage?: Usage): Uint8Array {
+  #chunk(choices: unknown[], usage?: OpenAIUsage): Uint8Array {
     const chunk: Record<string, unknown> = {
       id: this.#meta.id,
       object: "chat.completion.chunk",
@@ -89,8 +116,12 @@ export class OpenAIStreamEncoder implements ClientStreamEncoder {
     return encoder.encode(encodeSseEvent(JSON.stringify(chunk)));
   }
 
-  #delta(delta: Record<string, unknown>, finishReason: FinishReason | null = null): Uint8Array {
-    return this.#chunk([{ index: 0, delta, logprobs: null, finish_reason: finishReason }]);
+  #delta(
+    delta: Record<string, unknown>,
+    finishReason: FinishReason | null = null,
+    logprobs: ChoiceLogprobs | null = null,
+  ): Uint8Array {
+    return this.#chunk([{ index: 0, delta, logprobs, finish_reason: finishReason }]);
   }
 
   /** The role chunk that opens the stream. */
@@ -102,7 +133,14 @@ export class OpenAIStreamEncoder implements ClientStreamEncoder {
   encode(event: StreamEvent): Uint8Array {
     switch (event.type) {
       case "text":
-        return this.#delta({ content: event.text });
+        return this.#delta({ content: event.text }, null, event.logprobs ?? null);
+      case "reasoning":
+        return this.#delta({ reasoning_content: event.text });
+      case "refusal":
+        return this.#delta({ refusal: event.text });
+      case "prompt_usage":
+        // OpenAI reports usage only at the end of a stream.
+        return new Uint8Array();
       case "tool_call_start":
         return this.#delta({
           tool_calls: [{
@@ -119,7 +157,7 @@ export class OpenAIStreamEncoder implements ClientStreamEncoder {
         if (!this.#includeUsage) return finish;
         // OpenAI always reports usage; an upstream that gave none is reported as zero, not omitted.
         const usage = event.usage ?? { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
-        return concatBytes([finish, this.#chunk([], usage)]);
+        return concatBytes([finish, this.#chunk([], toOpenAIUsage(usage, event.usage_details))]);
       }
     }
   }

@@ -47,8 +47,39 @@ export type ResponseFormat =
     json_schema: { name: string; schema?: Record<string, unknown>; strict?: boolean };
   };
 
+/** How much the model should reason before answering (OpenAI's `reasoning_effort`). */
+export type ReasoningEffort = "none" | "minimal" | "low" | "medium" | "high" | "xhigh";
+
+/** Anthropic's extended-thinking switch, carried as the client sent it on `/v1/messages`. */
+export type ThinkingConfig =
+  | { type: "enabled"; budget_tokens: number }
+  | { type: "disabled" }
+  | { type: "adaptive" };
+
+/** OpenAI's predicted output: text most of the answer is expected to repeat (a speed hint). */
+export interface Prediction {
+  type: "content";
+  content: string | { type: "text"; text: string }[];
+}
+
+/**
+ * Request fields only OpenAI defines, sent as they came when OpenAI serves; decide() routes a request
+ * that sets one to a provider that honours it (docs/protocols.md).
+ */
+export interface OpenAIRequestFields {
+  logit_bias?: Record<string, number>;
+  metadata?: Record<string, string>;
+  modalities?: "text"[];
+  prediction?: Prediction;
+  prompt_cache_key?: string;
+  safety_identifier?: string;
+  service_tier?: "auto" | "default" | "flex" | "scale" | "priority";
+  store?: boolean;
+  verbosity?: "low" | "medium" | "high";
+}
+
 /** The canonical request: OpenAI chat completions, without the router's own extension fields. */
-export interface ChatRequest {
+export interface ChatRequest extends OpenAIRequestFields {
   model?: string;
   messages: ChatMessage[];
   temperature?: number;
@@ -67,6 +98,14 @@ export interface ChatRequest {
   tool_choice?: ToolChoice;
   parallel_tool_calls?: boolean;
   response_format?: ResponseFormat;
+  /** OpenAI `reasoning_effort`; Ollama gets `think` from it (docs/protocols.md, "Ollama"). */
+  reasoning_effort?: ReasoningEffort;
+  /** Anthropic `thinking`; Ollama gets `think` from it (docs/protocols.md, "Ollama"). */
+  thinking?: ThinkingConfig;
+  /** OpenAI `logprobs`: only OpenAI can honour it; its answer's logprobs pass through. */
+  logprobs?: boolean;
+  /** OpenAI `top_logprobs` (0–20), with `logprobs`. */
+  top_logprobs?: number;
 }
 
 /** Why the model stopped, in OpenAI's vocabulary. */
@@ -79,6 +118,22 @@ export interface Usage {
   total_tokens: number;
 }
 
+/**
+ * Token counts beyond the three the EDR records, when the upstream reports them. Kept apart from `Usage`
+ * so the record's usage stays exactly the three counts its schema names.
+ */
+export interface UsageDetails {
+  /** Prompt tokens read from the provider's prompt cache (OpenAI `cached_tokens`, Anthropic cache reads). */
+  cached_tokens?: number;
+  /** Prompt tokens written to the provider's prompt cache (Anthropic `cache_creation_input_tokens`). */
+  cache_creation_tokens?: number;
+  /** Completion tokens spent reasoning (OpenAI `reasoning_tokens`). */
+  reasoning_tokens?: number;
+}
+
+/** OpenAI's per-choice `logprobs` object (`content` and `refusal` token lists), passed through as sent. */
+export type ChoiceLogprobs = Record<string, unknown>;
+
 /** A complete (non-streamed) answer from any provider. */
 export interface ChatResult {
   /** The upstream's response id when it gave one (transport detail; not part of the output hash). */
@@ -90,18 +145,53 @@ export interface ChatResult {
   usage: Usage;
   /** Ollama's model digest or similar weight pin, when the upstream reports it. */
   model_digest?: string;
+  /** The model's reasoning text (Ollama `message.thinking`); not answer content, not in the output hash. */
+  reasoning?: string;
+  /** The model's refusal text, when the upstream gave one (OpenAI `message.refusal`). */
+  refusal?: string;
+  /** Token logprobs, when the client asked and the upstream gave them (OpenAI `choices[0].logprobs`). */
+  logprobs?: ChoiceLogprobs;
+  /** Cache and reasoning token counts, when the upstream reports them. */
+  usage_details?: UsageDetails;
+  /** Why the answer ended, beyond the four OpenAI finish reasons, when the upstream said (Anthropic). */
+  stop_detail?: StopDetail;
+}
+
+/**
+ * What an Anthropic `stop_reason` says that OpenAI's `finish_reason` cannot: the stop sequence that
+ * matched (`stop_sequence`) and a paused long turn (`pause_turn`, finish reason `stop`).
+ */
+export interface StopDetail {
+  /** The stop sequence that ended the answer. */
+  stop_sequence?: string;
+  /** True for Anthropic `pause_turn`: send the answer back as it is to let the model go on. */
+  paused?: boolean;
 }
 
 /**
  * One event of a streamed answer. Tool-call `index` is the position among tool calls (0, 1, …), not an
  * upstream block index. A stream always ends with exactly one `finish` event; an upstream failure after
  * the stream began is thrown from the stream as an `UpstreamError`, never turned into a `finish`.
+ * `reasoning` pieces (the model thinking, e.g. Ollama `message.thinking`) come before the answer text
+ * they lead to and are not answer content; `refusal` pieces are the model's refusal text (OpenAI
+ * `delta.refusal`). A text piece carries `logprobs` when the client asked and the upstream gave them.
+ * `prompt_usage` is the upstream's exact prompt count when it reports one before the answer (Anthropic
+ * `message_start`); it comes right before the first piece of the answer, never alone.
  */
 export type StreamEvent =
-  | { type: "text"; text: string }
+  | { type: "text"; text: string; logprobs?: ChoiceLogprobs }
+  | { type: "reasoning"; text: string }
+  | { type: "refusal"; text: string }
   | { type: "tool_call_start"; index: number; id: string; name: string }
   | { type: "tool_call_args"; index: number; fragment: string }
-  | { type: "finish"; finish_reason: FinishReason; usage: Usage | null };
+  | { type: "prompt_usage"; usage: Usage; usage_details?: UsageDetails }
+  | {
+    type: "finish";
+    finish_reason: FinishReason;
+    usage: Usage | null;
+    usage_details?: UsageDetails;
+    stop_detail?: StopDetail;
+  };
 
 /** What an adapter needs for one call. */
 export interface CallOptions {
@@ -122,6 +212,8 @@ export interface CallOptions {
   defaultMaxTokens: number;
   /** Ollama `keep_alive`, passed through when set. */
   keepAlive?: string | number;
+  /** Ollama `options.num_ctx`: the policy's context window for the model (local calls only). */
+  contextWindow?: number;
 }
 
 /** A provider adapter: one file per provider turns canonical shapes into its wire format and back. */

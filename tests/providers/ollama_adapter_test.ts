@@ -195,6 +195,47 @@ Deno.test("ollama adapter: request translation", async (t) => {
       { num_predict: 7 },
     );
   });
+
+  await t.step("the policy's context window goes out as num_ctx", () => {
+    const body = toOllamaRequest({ messages: [] }, { model: "m", stream: false, contextWindow: 32768 });
+    assert.deepEqual(body.options, { num_ctx: 32768 });
+  });
+
+  await t.step("reasoning_effort and Anthropic thinking become think; levels only for gpt-oss", () => {
+    const think = (request: Partial<ChatRequest>, model = "qwen3:8b") =>
+      toOllamaRequest({ messages: [], ...request }, { model, stream: false }).think;
+    assert.equal(think({}), undefined);
+    assert.equal(think({ reasoning_effort: "high" }), true);
+    assert.equal(think({ reasoning_effort: "none" }), false);
+    assert.equal(think({ reasoning_effort: "high" }, "gpt-oss:20b"), "high");
+    assert.equal(think({ reasoning_effort: "minimal" }, "gpt-oss:20b"), "low");
+    assert.equal(think({ thinking: { type: "enabled", budget_tokens: 2048 } }), true);
+    assert.equal(think({ thinking: { type: "disabled" } }), false);
+  });
+
+  await t.step("what Ollama cannot honour is refused by name, and a cloud candidate may take it", () => {
+    const refused = (request: Partial<ChatRequest>) => {
+      try {
+        toOllamaRequest({ messages: [], tools: [WEATHER_TOOL], ...request }, { model: "m", stream: false });
+      } catch (error) {
+        assert.ok(error instanceof UpstreamError);
+        assert.equal(error.code, "UNSUPPORTED_FIELD");
+        assert.equal(error.status, 400);
+        assert.equal(error.fallback, true);
+        return error.param;
+      }
+      return null;
+    };
+    assert.equal(refused({ tool_choice: "required" }), "tool_choice");
+    assert.equal(
+      refused({ tool_choice: { type: "function", function: { name: "get_weather" } } }),
+      "tool_choice",
+    );
+    assert.equal(refused({ parallel_tool_calls: false }), "parallel_tool_calls");
+    assert.equal(refused({ logprobs: true }), "logprobs");
+    assert.equal(refused({ tool_choice: "auto", parallel_tool_calls: true }), null);
+    assert.equal(refused({ tool_choice: "none", parallel_tool_calls: false }), null);
+  });
 });
 
 Deno.test("ollama adapter against the fake", async (t) => {
@@ -226,7 +267,7 @@ Deno.test("ollama adapter against the fake", async (t) => {
       assert.notEqual(a.content, b.content);
     });
 
-    await t.step("a tool call comes back with string arguments and a stable minted id", async () => {
+    await t.step("a tool call comes back with string arguments and a fresh id each time", async () => {
       const request: ChatRequest = {
         messages: [{ role: "user", content: "weather in Paris?" }],
         tools: [WEATHER_TOOL],
@@ -238,8 +279,9 @@ Deno.test("ollama adapter against the fake", async (t) => {
       assert.equal(a.tool_calls.length, 1);
       assert.equal(a.tool_calls[0].function.name, "get_weather");
       assert.deepEqual(JSON.parse(a.tool_calls[0].function.arguments), { city: "Paris" });
-      assert.match(a.tool_calls[0].id, /^call_0_[0-9a-f]{12}$/);
-      assert.equal(a.tool_calls[0].id, b.tool_calls[0].id);
+      assert.match(a.tool_calls[0].id, /^call_[0-9a-f]{24}$/);
+      // The same call in two turns must not share an id: a fallback would forward duplicates upstream.
+      assert.notEqual(a.tool_calls[0].id, b.tool_calls[0].id);
     });
 
     await t.step("a tool result round-trips to the fake, which accepts it", async () => {
@@ -308,7 +350,7 @@ Deno.test("ollama adapter against the fake", async (t) => {
       if (events[0].type === "tool_call_start") {
         assert.equal(events[0].index, 0);
         assert.equal(events[0].name, "get_weather");
-        assert.match(events[0].id, /^call_0_[0-9a-f]{12}$/);
+        assert.match(events[0].id, /^call_[0-9a-f]{24}$/);
       }
       assert.deepEqual(events[1], { type: "tool_call_args", index: 0, fragment: '{"city":"Paris"}' });
       assert.equal(events[2].type, "finish");
