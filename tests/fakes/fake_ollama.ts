@@ -9,6 +9,7 @@ import {
   countTokens,
   type FakeMode,
   FakeState,
+  sampleArguments,
   tear,
   waitUnlessGone,
   words,
@@ -118,7 +119,11 @@ interface ChatBody {
   tools?: unknown;
   format?: unknown;
   options?: Record<string, unknown>;
+  think?: unknown;
 }
+
+/** Ollama's context when a request sends no `options.num_ctx`; a longer prompt loses its start. */
+export const OLLAMA_DEFAULT_NUM_CTX = 4096;
 
 /** Checks a chat body the way Ollama's Go decoder and handler do; returns an error response or null. */
 function validate(body: ChatBody, models: FakeOllamaModel[]): Response | null {
@@ -181,21 +186,34 @@ interface Answer {
   toolCalls: { function: { name: string; arguments: Record<string, unknown> } }[];
   doneReason: "stop" | "length";
   promptTokens: number;
+  /** `message.thinking` pieces, sent only when the request asked to think (`think` true or a level). */
+  thinking: string[];
 }
+
+/** What the fake thinks aloud when asked to (`think`), in pieces. */
+export const FAKE_THINKING = "The user wants an answer; I will give it briefly.";
 
 function answer(body: ChatBody, mode: FakeMode): Answer {
   const messages = (body.messages ?? []) as { role?: string; content?: string }[];
-  const promptTokens = countTokens(messages.map((m) => m.content ?? "").join("\n"));
-  const tools = Array.isArray(body.tools) ? body.tools as { function?: { name?: string } }[] : [];
+  // Ollama keeps only the last num_ctx tokens of a prompt: the count it reports is what it read.
+  const numCtx = typeof body.options?.num_ctx === "number" ? body.options.num_ctx : OLLAMA_DEFAULT_NUM_CTX;
+  const promptTokens = Math.min(numCtx, countTokens(messages.map((m) => m.content ?? "").join("\n")));
+  const thinking = body.think !== undefined && body.think !== false && body.think !== null
+    ? words(FAKE_THINKING)
+    : [];
+  const tools = Array.isArray(body.tools)
+    ? body.tools as { function?: { name?: string; parameters?: unknown } }[]
+    : [];
   if (tools.length > 0 && messages.at(-1)?.role === "user") {
     const called = mode === "parallel_tools" ? tools : tools.slice(0, 1);
     return {
       content: [],
       toolCalls: called.map((t) => ({
-        function: { name: t?.function?.name ?? "tool", arguments: { city: "Paris" } },
+        function: { name: t?.function?.name ?? "tool", arguments: sampleArguments(t?.function?.parameters) },
       })),
       doneReason: "stop",
       promptTokens,
+      thinking,
     };
   }
   const hex = answerHash({ model: body.model, messages, seed: body.options?.seed ?? null }).slice(0, 8);
@@ -209,11 +227,11 @@ function answer(body: ChatBody, mode: FakeMode): Answer {
     pieces = pieces.slice(0, Math.max(1, limit));
     doneReason = "length";
   }
-  return { content: pieces, toolCalls: [], doneReason, promptTokens };
+  return { content: pieces, toolCalls: [], doneReason, promptTokens, thinking };
 }
 
 function timings(a: Answer) {
-  const evalCount = Math.max(1, a.content.length + a.toolCalls.length);
+  const evalCount = Math.max(1, a.thinking.length + a.content.length + a.toolCalls.length);
   return {
     total_duration: 512000000,
     load_duration: 1000000,
@@ -249,6 +267,10 @@ export function startFakeOllama(options: FakeOllamaOptions = {}): FakeOllama {
     if (state.mode === "auth_fail") return ollamaError("unauthorized", 401);
     const invalid = validate(body, models);
     if (invalid) return invalid;
+    const thinks = body.think !== undefined && body.think !== false && body.think !== null;
+    if (thinks && !models.find((m) => m.name === body.model)?.capabilities.includes("thinking")) {
+      return ollamaError(`"${body.model}" does not support thinking`, 400);
+    }
     if (state.mode === "busy") {
       return ollamaError("server busy, please try again.  maximum pending requests exceeded", 503);
     }
@@ -281,6 +303,7 @@ export function startFakeOllama(options: FakeOllamaOptions = {}): FakeOllama {
         message: {
           role: "assistant",
           content: a.content.join(""),
+          ...(a.thinking.length > 0 ? { thinking: a.thinking.join("") } : {}),
           ...(a.toolCalls.length > 0 ? { tool_calls: a.toolCalls } : {}),
         },
         done: true,
@@ -297,6 +320,14 @@ export function startFakeOllama(options: FakeOllamaOptions = {}): FakeOllama {
       return new Response(writeSlowly(pieces, end), { headers });
     }
     const lines: string[] = [];
+    for (const piece of a.thinking) {
+      lines.push(JSON.stringify({
+        model: name,
+        created_at: createdAt,
+        message: { role: "assistant", content: "", thinking: piece },
+        done: false,
+      }));
+    }
     for (const piece of a.content) {
       lines.push(
         JSON.stringify({

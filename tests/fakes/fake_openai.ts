@@ -9,6 +9,7 @@ import {
   countTokens,
   type FakeMode,
   FakeState,
+  sampleArguments,
   tear,
   waitUnlessGone,
   words,
@@ -18,8 +19,19 @@ import {
 
 export type { FakeHold } from "./fake_state.ts";
 
-/** The fake OpenAI's modes: the shared ones plus `quota` (429 `insufficient_quota`). */
-export type FakeOpenAIMode = FakeMode | "quota";
+/**
+ * The fake OpenAI's modes: the shared ones plus `quota` (429 `insufficient_quota`), `refusal` (the model
+ * refuses: `message.refusal` / `delta.refusal`, content null) and `usage_details` (usage carries
+ * `prompt_tokens_details.cached_tokens` and `completion_tokens_details.reasoning_tokens`).
+ */
+export type FakeOpenAIMode = FakeMode | "quota" | "refusal" | "usage_details";
+
+/** The refusal text of `refusal` mode. */
+export const FAKE_REFUSAL = "I'm sorry, I can't help with that request.";
+/** `cached_tokens` and `reasoning_tokens` of `usage_details` mode. */
+export const FAKE_USAGE_DETAILS = { cached_tokens: 3, reasoning_tokens: 2 } as const;
+/** The logprob the fake gives every token when the request sets `logprobs: true`. */
+export const FAKE_LOGPROB = -0.25;
 
 /** Options for `startFakeOpenAI`. */
 export interface FakeOpenAIOptions {
@@ -82,13 +94,14 @@ interface ChatBody {
   messages?: unknown;
   stream?: unknown;
   stream_options?: { include_usage?: boolean } | null;
-  tools?: { function?: { name?: string } }[];
+  tools?: { function?: { name?: string; parameters?: unknown } }[];
   tool_choice?: unknown;
   seed?: unknown;
   max_tokens?: unknown;
   max_completion_tokens?: unknown;
   n?: unknown;
   response_format?: { type?: string } | null;
+  logprobs?: unknown;
 }
 
 interface Answer {
@@ -110,16 +123,19 @@ function answer(body: ChatBody, mode: FakeOpenAIMode): Answer {
   const tools = Array.isArray(body.tools) ? body.tools : [];
   if (tools.length > 0 && body.tool_choice !== "none" && messages.at(-1)?.role === "user") {
     const choice = body.tool_choice as { function?: { name?: string } } | undefined;
-    const names = choice?.function?.name
-      ? [choice.function.name]
-      : tools.slice(0, mode === "parallel_tools" ? tools.length : 1).map((t) => t?.function?.name ?? "tool");
-    const completion = 9 * names.length;
+    const called = choice?.function?.name
+      ? [
+        tools.find((t) => t?.function?.name === choice.function?.name) ??
+          { function: { name: choice.function.name } },
+      ]
+      : tools.slice(0, mode === "parallel_tools" ? tools.length : 1);
+    const completion = 9 * called.length;
     return {
       pieces: [],
-      tools: names.map((name, i) => ({
+      tools: called.map((t, i) => ({
         id: `call_${hex.slice(0, 22)}${i.toString().padStart(2, "0")}`,
-        name,
-        fragments: ['{"ci', 'ty": "Par', "is", '"}'],
+        name: t?.function?.name ?? "tool",
+        fragments: fragmentsOf(sampleArguments(t?.function?.parameters)),
       })),
       finish: "tool_calls",
       usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion },
@@ -141,6 +157,15 @@ function answer(body: ChatBody, mode: FakeOpenAIMode): Answer {
     finish,
     usage: { prompt_tokens: prompt, completion_tokens: pieces.length, total_tokens: prompt + pieces.length },
   };
+}
+
+/** Tool-call arguments as the streamed fragments a real answer arrives in. */
+function fragmentsOf(args: Record<string, unknown>): string[] {
+  const json = JSON.stringify(args);
+  if (json === '{"city":"Paris"}') return ['{"ci', 'ty": "Par', "is", '"}'];
+  const out: string[] = [];
+  for (let i = 0; i < json.length; i += 7) out.push(json.slice(i, i + 7));
+  return out;
 }
 
 /** Starts a fake OpenAI on 127.0.0.1 with an ephemeral port. */
@@ -268,6 +293,28 @@ export function startFakeOpenAI(options: FakeOpenAIOptions = {}): FakeOpenAI {
       return openaiError(503, { message: "The server is shutting down.", type: "server_error" });
     }
     const a = answer(body, mode);
+    const refuses = mode === "refusal" && a.tools.length === 0;
+    const answerPieces = refuses ? [] : a.pieces;
+    const usage = mode === "usage_details"
+      ? {
+        ...a.usage,
+        prompt_tokens_details: { cached_tokens: FAKE_USAGE_DETAILS.cached_tokens, audio_tokens: 0 },
+        completion_tokens_details: {
+          reasoning_tokens: FAKE_USAGE_DETAILS.reasoning_tokens,
+          audio_tokens: 0,
+          accepted_prediction_tokens: 0,
+          rejected_prediction_tokens: 0,
+        },
+      }
+      : a.usage;
+    const tokenLogprob = (piece: string) => ({
+      token: piece,
+      logprob: FAKE_LOGPROB,
+      bytes: [...new TextEncoder().encode(piece)],
+      top_logprobs: [],
+    });
+    const logprobsOf = (pieces: string[]) =>
+      body.logprobs === true ? { content: pieces.map(tokenLogprob), refusal: null } : null;
     const id = `chatcmpl-${answerHash({ n: state.requests.length, model }).slice(0, 29)}`;
     const created = Math.floor(Date.now() / 1000);
     const encoder = new TextEncoder();
@@ -275,8 +322,8 @@ export function startFakeOpenAI(options: FakeOpenAIOptions = {}): FakeOpenAI {
     if (body.stream !== true) {
       const message: Record<string, unknown> = {
         role: "assistant",
-        content: a.tools.length > 0 ? null : a.pieces.join(""),
-        refusal: null,
+        content: a.tools.length > 0 || refuses ? null : a.pieces.join(""),
+        refusal: refuses ? FAKE_REFUSAL : null,
         annotations: [],
       };
       if (a.tools.length > 0) {
@@ -291,8 +338,8 @@ export function startFakeOpenAI(options: FakeOpenAIOptions = {}): FakeOpenAI {
         object: "chat.completion",
         created,
         model,
-        choices: [{ index: 0, message, logprobs: null, finish_reason: a.finish }],
-        usage: a.usage,
+        choices: [{ index: 0, message, logprobs: logprobsOf(answerPieces), finish_reason: a.finish }],
+        usage,
         service_tier: "default",
         system_fingerprint: "fp_fake0001",
       }));
@@ -330,7 +377,10 @@ export function startFakeOpenAI(options: FakeOpenAIOptions = {}): FakeOpenAI {
     const delta = (d: unknown, finish: string | null = null) =>
       chunk([{ index: 0, delta: d, logprobs: null, finish_reason: finish }]);
     delta({ role: "assistant", content: a.tools.length > 0 ? null : "", refusal: null });
-    for (const piece of a.pieces) delta({ content: piece });
+    for (const piece of answerPieces) {
+      chunk([{ index: 0, delta: { content: piece }, logprobs: logprobsOf([piece]), finish_reason: null }]);
+    }
+    if (refuses) { for (const piece of words(FAKE_REFUSAL)) delta({ refusal: piece }); }
     a.tools.forEach((tool, index) => {
       delta({
         tool_calls: [{
@@ -362,7 +412,7 @@ export function startFakeOpenAI(options: FakeOpenAIOptions = {}): FakeOpenAI {
       }
     } else {
       delta({}, a.finish);
-      if (includeUsage) chunk([], a.usage);
+      if (includeUsage) chunk([], usage);
       events.push("data: [DONE]\n\n");
     }
     const stall = mode === "stall_after_headers" ? 0 : mode === "stall_between_events" ? 2 : -1;

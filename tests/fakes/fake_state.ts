@@ -247,3 +247,20 @@ export function writeThenStall(
     },
   }, { highWaterMark: 0 });
 }
+
+/**
+ * The arguments the fakes call a tool with: a value per property of its JSON schema ("Paris" for strings,
+ * 1 for numbers, true for booleans), or `{ city: "Paris" }` for a schema that names no properties.
+ */
+export function sampleArguments(schema: unknown): Record<string, unknown> {
+  const properties = (schema as { properties?: unknown } | null)?.properties;
+  if (properties === null || typeof properties !== "object" || Object.keys(properties).length === 0) {
+    return { city: "Paris" };
+  }
+  const out: Record<string, unknown> = {};
+  for (const [name, prop] of Object.entries(properties)) {
+    const type = (prop as { type?: unknown } | null)?.type;
+    out[name] = type === "number" || type === "integer" ? 1 : type === "boolean" ? true : "Paris";
+  }
+  return out;
+}
