@@ -28,7 +28,29 @@ export interface RequestFeatures {
   json_mode: boolean;
   estimated_prompt_tokens: number;
   max_output_tokens: number | null;
+  /**
+   * Request fields that only some providers honour (sorted names, see `FIELD_PROVIDERS`); absent when
+   * none is set. decide() keeps only providers that honour them all.
+   */
+  provider_fields?: string[];
 }
+
+/**
+ * Which providers honour each request field that only some of them do. A request that sets one runs only
+ * on those providers; one that no usable provider honours is a 400 `UNSUPPORTED_FIELD` naming the field.
+ */
+export const FIELD_PROVIDERS: Readonly<Record<string, readonly ProviderName[]>> = {
+  logit_bias: ["openai"],
+  logprobs: ["openai"],
+  metadata: ["openai"],
+  prediction: ["openai"],
+  prompt_cache_key: ["openai"],
+  reasoning_effort: ["local", "openai"],
+  service_tier: ["openai"],
+  store: ["openai"],
+  top_logprobs: ["openai"],
+  verbosity: ["openai"],
+};
 
 /** Everything decide() depends on; nothing else (no clock, no I/O, no environment). */
 export interface DecisionInput {
@@ -53,6 +75,8 @@ export interface Rejection {
   status: number;
   code: string;
   message: string;
+  /** The request field to blame, when one is (a field no usable provider honours). */
+  param?: string;
 }
 
 /** The routing decision: an ordered candidate chain and the stable reason codes behind it. */
@@ -154,6 +178,11 @@ export function decide(input: DecisionInput): Decision {
     }
   }
 
+  const fieldRefusal = refuseUnhonouredFields(input, pinned, cloudAllowed, constraints);
+  if (fieldRefusal) {
+    return reject(factors, constraints, 400, "UNSUPPORTED_FIELD", fieldRefusal.message, fieldRefusal.param);
+  }
+
   const candidates: Candidate[] = [];
   let localRefusal: Rejection | null = null;
   let localBlocked = false;
@@ -162,6 +191,12 @@ export function decide(input: DecisionInput): Decision {
 
   for (const provider of contract.provider_allowlist) {
     if (pinned && pinned.provider !== provider) continue;
+    const unhonoured = unhonouredFields(features, provider);
+    if (unhonoured.length) {
+      constraints.push(`field_unsupported:${provider}:${unhonoured.join(",")}`);
+      if (provider === "local") localBlocked = true;
+      continue;
+    }
     if (provider === "local") {
       const model = pinned ?? localModel(input, models, factors);
       if (!model) {
@@ -336,7 +371,55 @@ function reject(
   status: number,
   code: string,
   message: string,
+  param?: string,
 ): Decision {
   factors.push(`REJECTED_${code}`);
-  return { candidates: [], factors, constraints, rejection: { status, code, message } };
+  const rejection: Rejection = param === undefined
+    ? { status, code, message }
+    : { status, code, message, param };
+  return { candidates: [], factors, constraints, rejection };
+}
+
+/** The request's provider-specific fields that `provider` does not honour (sorted, as recorded). */
+function unhonouredFields(features: RequestFeatures, provider: ProviderName): string[] {
+  const fields = features.provider_fields;
+  if (!fields || fields.length === 0) return [];
+  return fields.filter((field) => FIELD_PROVIDERS[field]?.includes(provider) === false);
+}
+
+/**
+ * A refusal when no provider this request could ever use (allowlist, pinned model, classification, keys:
+ * nothing a retry changes) honours its provider-specific fields; null otherwise. Health and the slot are
+ * left to the candidate loop: they change.
+ */
+function refuseUnhonouredFields(
+  input: DecisionInput,
+  pinned: ModelPolicy | null,
+  cloudAllowed: boolean,
+  constraints: string[],
+): { param: string; message: string } | null {
+  const fields = input.features.provider_fields;
+  if (!fields || fields.length === 0) return null;
+  const usable = input.contract.provider_allowlist.filter((p) =>
+    (!pinned || pinned.provider === p) && (p === "local" || (cloudAllowed && input.keys[p]))
+  );
+  if (usable.some((p) => unhonouredFields(input.features, p).length === 0)) return null;
+  const field = usable.length > 0 ? unhonouredFields(input.features, usable[0])[0] : fields[0];
+  for (const p of usable) {
+    constraints.push(`field_unsupported:${p}:${unhonouredFields(input.features, p).join(",")}`);
+  }
+  const honouring = FIELD_PROVIDERS[field] ?? [];
+  const names = honouring.join(" or ");
+  let why: string;
+  if (pinned) why = `the requested model runs on ${pinned.provider}`;
+  else if (!cloudAllowed && honouring.every((p) => p !== "local")) {
+    why = `${input.contract.classification} requests may not leave the local host`;
+  } else if (honouring.every((p) => !input.contract.provider_allowlist.includes(p))) {
+    why = "the effective provider_allowlist excludes it";
+  } else why = "it has no API key configured here";
+  return {
+    param: field,
+    message:
+      `${field} is honoured only by ${names}, and ${why}; remove ${field} or route the request to ${names}`,
+  };
 }

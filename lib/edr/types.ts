@@ -80,6 +80,8 @@ export interface EdrFeatures {
   json_mode: boolean;
   estimated_prompt_tokens: number;
   max_output_tokens: number | null;
+  /** Request fields only some providers honour (sorted); absent when none is set. */
+  provider_fields?: string[];
 }
 
 /** The verified authority attached to the request (never the lease id itself). */

@@ -186,9 +186,10 @@ export class ChatHandler {
       };
     }
     if (decision.rejection) {
-      const { status, code, message } = decision.rejection;
+      const { status, code, message, param } = decision.rejection;
       const slotRefusal = code.startsWith("SLOT_");
       throw new RouterError(status, code, message, {
+        param,
         failureType: slotRefusal ? "slot_refused" : "policy_rejection",
         stage: "decide",
         shouldRetry: slotRefusal,

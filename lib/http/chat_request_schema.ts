@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { ChatRequest } from "../providers/mod.ts";
+import { RouterError } from "./errors.ts";
 
 // Every object lists its members in RFC 8785 (sorted) order: zod emits members in shape order, so a
 // parsed request is already canonical and its input hash takes the native JSON.stringify path. And no
@@ -82,47 +83,106 @@ const responseFormatSchema = z.discriminatedUnion("type", [
   }),
 ]);
 
+const predictionSchema = z.object({
+  content: z.union([z.string(), z.array(z.object({ text: z.string(), type: z.literal("text") }))]),
+  type: z.literal("content"),
+});
+
 /**
- * The inbound OpenAI chat-completions body. Unknown top-level fields are dropped (SDKs add new ones
- * often); known fields are checked, and a bad one is a 400 that names it. Parse `withoutNullFields(body)`.
+ * The inbound OpenAI chat-completions body: every field OpenAI defines that the router carries. A bad
+ * value is a 400 that names it. Parse `admitChatFields(body)`, which refuses by name the fields OpenAI
+ * defines that the router cannot honour (`REFUSED_FIELDS`) and fields no API defines.
  */
 export const chatRequestSchema = z.object({
   frequency_penalty: z.number().min(-2).max(2).optional(),
+  logit_bias: z.record(
+    z.string().regex(/^\d{1,9}$/, "logit_bias keys are token ids"),
+    z.number().min(-100).max(100),
+  )
+    .optional(),
+  logprobs: z.boolean().optional(),
   max_completion_tokens: z.number().int().positive().optional(),
   max_tokens: z.number().int().positive().optional(),
   messages: z.array(messageSchema).min(1, "messages must hold at least one message"),
+  metadata: z.record(z.string().max(64), z.string().max(512)).optional(),
+  modalities: z.array(z.literal("text")).optional(),
   model: nameSchema.min(1).optional(),
   n: z.number().int().min(1).max(1).optional(),
   parallel_tool_calls: z.boolean().optional(),
+  prediction: predictionSchema.optional(),
   presence_penalty: z.number().min(-2).max(2).optional(),
+  prompt_cache_key: nameSchema.optional(),
+  reasoning_effort: z.enum(["none", "minimal", "low", "medium", "high", "xhigh"]).optional(),
   response_format: responseFormatSchema.optional(),
+  safety_identifier: nameSchema.optional(),
   seed: z.number().int().optional(),
+  service_tier: z.enum(["auto", "default", "flex", "scale", "priority"]).optional(),
   stop: z.union([
     stopStringSchema,
     z.array(stopStringSchema).max(MAX_STOP_STRINGS, `at most ${MAX_STOP_STRINGS} stop strings`),
   ]).optional(),
+  store: z.boolean().optional(),
   stream: z.boolean().optional(),
   stream_options: z.object({ include_usage: z.boolean().optional() }).optional(),
   temperature: z.number().min(0).max(2).optional(),
   tool_choice: toolChoiceSchema.optional(),
   tools: z.array(toolSchema).optional(),
+  top_logprobs: z.number().int().min(0).max(20).optional(),
   top_p: z.number().min(0).max(1).optional(),
   user: nameSchema.optional(),
+  verbosity: z.enum(["low", "medium", "high"]).optional(),
 });
+
+/**
+ * Fields OpenAI's API defines that the router refuses by name (400 `UNSUPPORTED_FIELD`, `param` the
+ * field), each with why and what to send instead.
+ */
+export const REFUSED_FIELDS: Readonly<Record<string, string>> = {
+  audio:
+    "audio asks for a spoken answer, and the router answers in text only; remove audio, or call OpenAI directly for audio",
+  function_call:
+    "function_call is the deprecated form of tool_choice, and the router speaks only the current one; send tool_choice instead",
+  functions:
+    "functions is the deprecated form of tools, and the router speaks only the current one; send tools instead",
+  web_search_options:
+    "web_search_options asks OpenAI's search models to search the web, which the router cannot route; remove it",
+};
+
+/** Every top-level field the OpenAI dialect knows: the ones it carries and the ones it refuses by name. */
+export const KNOWN_CHAT_FIELDS: ReadonlySet<string> = new Set([
+  ...Object.keys(chatRequestSchema.shape),
+  ...Object.keys(REFUSED_FIELDS),
+]);
 
 /** Top-level fields that SDKs send as `null` to mean "not set". */
 const NULLABLE_FIELDS = [
+  "audio",
   "frequency_penalty",
+  "function_call",
+  "functions",
+  "logit_bias",
+  "logprobs",
   "max_completion_tokens",
   "max_tokens",
+  "metadata",
+  "modalities",
   "n",
+  "prediction",
   "presence_penalty",
+  "prompt_cache_key",
+  "reasoning_effort",
+  "safety_identifier",
   "seed",
+  "service_tier",
   "stop",
+  "store",
   "stream",
   "stream_options",
   "temperature",
+  "top_logprobs",
   "top_p",
+  "verbosity",
+  "web_search_options",
 ] as const;
 
 type Json = Record<string, unknown>;
@@ -162,3 +222,58 @@ export function withoutNullFields(body: Json): Json {
 /** Compile-time proof that the schema's output is the canonical request. */
 export type ParsedChatRequest = z.infer<typeof chatRequestSchema>;
 const _sameShape: (r: ParsedChatRequest) => ChatRequest = (r) => r;
+
+const FIELD_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+function unsupported(param: string | null, message: string, recordedMessage?: string): RouterError {
+  return new RouterError(400, "UNSUPPORTED_FIELD", message, {
+    param,
+    recordedMessage,
+    failureType: "validation_error",
+    stage: "parse",
+    shouldRetry: false,
+  });
+}
+
+/**
+ * The body ready for `chatRequestSchema` (`withoutNullFields`), after refusing by name what the router
+ * cannot honour: a field of `REFUSED_FIELDS`, a field no API defines, `n` above 1 and an audio modality
+ * (400 `UNSUPPORTED_FIELD`), and `top_logprobs` without `logprobs: true` (400 `INVALID_REQUEST`).
+ */
+export function admitChatFields(body: Json): Json {
+  const clean = withoutNullFields(body);
+  for (const key of Object.keys(clean)) {
+    if (Object.hasOwn(REFUSED_FIELDS, key)) throw unsupported(key, REFUSED_FIELDS[key]);
+    if (KNOWN_CHAT_FIELDS.has(key)) continue;
+    // The record holds no client-chosen text: the name reaches the client only, and only when it looks like one.
+    const recorded =
+      "the request has a top-level field that OpenAI's chat completions API does not define; remove it";
+    if (!FIELD_NAME.test(key)) throw unsupported(null, recorded);
+    throw unsupported(
+      key,
+      `${key} is not a field of OpenAI's chat completions API, nor one of the router's (routing_contract, authority); remove it or fix its spelling`,
+      recorded,
+    );
+  }
+  if (typeof clean.n === "number" && clean.n > 1) {
+    throw unsupported(
+      "n",
+      "n asks for several choices, and the router returns one; send n: 1 (or leave it out) and repeat the request for more",
+    );
+  }
+  if (Array.isArray(clean.modalities) && clean.modalities.includes("audio")) {
+    throw unsupported(
+      "modalities",
+      'modalities asks for audio, and the router answers in text only; send ["text"] or leave modalities out',
+    );
+  }
+  if (clean.top_logprobs !== undefined && clean.logprobs !== true) {
+    throw new RouterError(400, "INVALID_REQUEST", "top_logprobs needs logprobs: true; send both or neither", {
+      param: "top_logprobs",
+      failureType: "validation_error",
+      stage: "parse",
+      shouldRetry: false,
+    });
+  }
+  return clean;
+}

@@ -12,7 +12,7 @@ import {
   toOpenAIResponse,
 } from "../providers/mod.ts";
 import type { NeededScope } from "../authority/mod.ts";
-import { chatRequestSchema, withoutNullFields } from "./chat_request_schema.ts";
+import { admitChatFields, chatRequestSchema } from "./chat_request_schema.ts";
 import { openAIErrorBody, RouterError } from "./errors.ts";
 import type { Endpoint } from "./exchange.ts";
 
@@ -53,7 +53,7 @@ export const openAIDialect: Dialect = {
   neededScope: "chat:completions",
   allowXApiKey: false,
   parse(body) {
-    const parsed = chatRequestSchema.safeParse(withoutNullFields(body));
+    const parsed = chatRequestSchema.safeParse(admitChatFields(body));
     if (!parsed.success) throw validationError(parsed.error.issues);
     return parsed.data;
   },

@@ -211,3 +211,80 @@ Deno.test("decide() properties", async (t) => {
     );
   });
 });
+
+Deno.test("decide() routes fields only some providers honour", async (t) => {
+  const withFields = (provider_fields: string[]) => ({ ...input().features, provider_fields });
+
+  await t.step("logprobs skips local and Anthropic, each named as a constraint, and OpenAI serves", () => {
+    const d = decide(input({ features: withFields(["logprobs", "top_logprobs"]) }));
+    assert.deepEqual(d.candidates.map((c) => c.provider), ["openai"]);
+    assert.ok(
+      d.constraints.includes("field_unsupported:local:logprobs,top_logprobs"),
+      d.constraints.join(" "),
+    );
+    assert.ok(d.constraints.includes("field_unsupported:anthropic:logprobs,top_logprobs"));
+    assert.ok(d.factors.includes("FALLBACK_TO_CLOUD"));
+  });
+
+  await t.step("reasoning_effort keeps local and OpenAI and skips Anthropic", () => {
+    const d = decide(input({ features: withFields(["reasoning_effort"]) }));
+    assert.deepEqual(d.candidates.map((c) => c.provider), ["local", "openai"]);
+  });
+
+  await t.step("a SENSITIVE request with logprobs is a 400 naming logprobs, not a 503 to retry", () => {
+    const d = decide(
+      input({ contract: { classification: "SENSITIVE" }, features: withFields(["logprobs"]) }),
+    );
+    assert.equal(d.rejection?.status, 400);
+    assert.equal(d.rejection?.code, "UNSUPPORTED_FIELD");
+    assert.equal(d.rejection?.param, "logprobs");
+    assert.match(
+      d.rejection!.message,
+      /^logprobs is honoured only by openai, and SENSITIVE requests may not leave/,
+    );
+    assert.ok(d.constraints.includes("field_unsupported:local:logprobs"));
+  });
+
+  await t.step(
+    "without an OpenAI key, or with OpenAI outside the allowlist, logprobs is a 400 saying which",
+    () => {
+      const noKey = decide(
+        input({ keys: { anthropic: true, openai: false }, features: withFields(["logprobs"]) }),
+      );
+      assert.equal(noKey.rejection?.code, "UNSUPPORTED_FIELD");
+      assert.match(noKey.rejection!.message, /no API key/);
+      const allow = decide(
+        input({ contract: { provider_allowlist: ["local", "anthropic"] }, features: withFields(["store"]) }),
+      );
+      assert.equal(allow.rejection?.param, "store");
+      assert.match(allow.rejection!.message, /provider_allowlist excludes/);
+    },
+  );
+
+  await t.step("a model pinned on Anthropic with verbosity is a 400 naming verbosity", () => {
+    const d = decide(
+      input({ features: { ...withFields(["verbosity"]), requested_model: "claude-sonnet-4-5" } }),
+    );
+    assert.equal(d.rejection?.param, "verbosity");
+    assert.match(d.rejection!.message, /requested model runs on anthropic/);
+  });
+
+  await t.step(
+    "local down with OpenAI able to honour the field is the usual 503, not a field refusal",
+    () => {
+      const d = decide(
+        input({
+          health: unfit,
+          features: withFields(["reasoning_effort"]),
+          keys: { anthropic: true, openai: false },
+        }),
+      );
+      assert.equal(d.rejection?.code, "NO_PROVIDER_AVAILABLE");
+    },
+  );
+
+  await t.step("a record without provider_fields (older builds) routes as before", () => {
+    assert.deepEqual(decide(input()).candidates.length, 3);
+    assert.deepEqual(decide(input({ features: withFields([]) })).candidates.length, 3);
+  });
+});

@@ -11,7 +11,7 @@ import { sampleDraft } from "./sample_draft.ts";
 
 // Changing the published schema must be a deliberate, reviewed act: update this pin together with the
 // schema version and docs/edr-format.md.
-const PINNED_SCHEMA_SHA256 = "b4d9f6fce9f8df7d36bc0b17abdc08a7979a8a7eb9465904a925d758fd1c7448";
+const PINNED_SCHEMA_SHA256 = "46ba6253e23bff5be9dacb702d63fe1ea76b654aadb87ae514a6337c7449d231";
 
 function sampleRecord(): EdrRecord {
   const draft = sampleDraft();

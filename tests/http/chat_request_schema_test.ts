@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { canonicalJson } from "../../lib/edr/mod.ts";
-import { chatRequestSchema, withoutNullFields } from "../../lib/http/chat_request_schema.ts";
+import { admitChatFields, chatRequestSchema, withoutNullFields } from "../../lib/http/chat_request_schema.ts";
+import { RouterError } from "../../lib/http/errors.ts";
 
 function parse(body: Record<string, unknown>) {
   return chatRequestSchema.safeParse(withoutNullFields(body));
@@ -127,5 +128,79 @@ Deno.test("chat request schema", async (t) => {
       messages: [{ role: "user", content: "hi" }],
     });
     assert.ok(result.success, JSON.stringify(!result.success && result.error.issues));
+  });
+});
+
+Deno.test("OpenAI fields are carried, refused by name, or routed, never dropped", async (t) => {
+  const base = { model: "auto", messages: [{ role: "user", content: "hi" }] };
+  const refusal = (body: Record<string, unknown>) => {
+    try {
+      admitChatFields(body);
+    } catch (error) {
+      assert.ok(error instanceof RouterError);
+      return error;
+    }
+    assert.fail("expected a refusal");
+  };
+
+  await t.step("OpenAI-only settings reach the canonical request as sent", () => {
+    const fields = {
+      logit_bias: { "50256": -100 },
+      logprobs: true,
+      metadata: { team: "a" },
+      modalities: ["text"],
+      prediction: { type: "content", content: "draft" },
+      prompt_cache_key: "k1",
+      reasoning_effort: "low",
+      safety_identifier: "u-1",
+      service_tier: "flex",
+      store: true,
+      top_logprobs: 3,
+      verbosity: "low",
+    };
+    const parsed = chatRequestSchema.safeParse(admitChatFields({ ...base, ...fields }));
+    assert.ok(parsed.success);
+    for (const [key, value] of Object.entries(fields)) {
+      assert.deepEqual((parsed.data as Record<string, unknown>)[key], value, key);
+    }
+  });
+
+  await t.step(
+    "audio, legacy functions, web search and unknown fields are a 400 UNSUPPORTED_FIELD naming them",
+    () => {
+      for (const field of ["audio", "functions", "function_call", "web_search_options", "frobnicate"]) {
+        const error = refusal({ ...base, [field]: { x: 1 } });
+        assert.equal(error.status, 400);
+        assert.equal(error.code, "UNSUPPORTED_FIELD");
+        assert.equal(error.param, field);
+        assert.match(error.message, new RegExp(`^${field} `));
+      }
+    },
+  );
+
+  await t.step("an unknown field's name reaches the client but not the record", () => {
+    const error = refusal({ ...base, secret_note: 1 });
+    assert.match(error.message, /secret_note/);
+    assert.doesNotMatch(error.recordedMessage, /secret_note/);
+    const prose = refusal({ ...base, "my password is hunter2": 1 });
+    assert.equal(prose.param, null);
+    assert.doesNotMatch(prose.message, /hunter2/);
+  });
+
+  await t.step("n above 1 and an audio modality are refused by name; their defaults pass", () => {
+    assert.equal(refusal({ ...base, n: 2 }).param, "n");
+    assert.equal(refusal({ ...base, modalities: ["text", "audio"] }).param, "modalities");
+    assert.ok(chatRequestSchema.safeParse(admitChatFields({ ...base, n: 1, modalities: ["text"] })).success);
+  });
+
+  await t.step("top_logprobs without logprobs is a 400 saying to send both", () => {
+    const error = refusal({ ...base, top_logprobs: 2 });
+    assert.equal(error.code, "INVALID_REQUEST");
+    assert.equal(error.param, "top_logprobs");
+  });
+
+  await t.step("null for a refused or OpenAI-only field reads as not set", () => {
+    const body = admitChatFields({ ...base, audio: null, functions: null, logprobs: null, store: null });
+    assert.deepEqual(Object.keys(body).sort(), ["messages", "model"]);
   });
 });
