@@ -114,6 +114,8 @@ export class HealthGate {
   #memoryPct: number | null = null;
   #swapMb: number | null = null;
   #installed: readonly InstalledModel[] = EMPTY;
+  /** Unix seconds of each installed model's `modified_at`; kept apart from the recorded health snapshot. */
+  #modifiedAt: ReadonlyMap<string, number> = new Map();
   #byName = new Map<string, InstalledModel>();
   #loaded: readonly string[] | null = null;
   // Set when the host was seen unreachable (failed probe or connect failure); a good probe clears it.
@@ -305,6 +307,7 @@ export class HealthGate {
     if (hostReason === null) {
       this.#version = versionValue as string;
       this.#setInstalled(installed as InstalledModel[]);
+      this.#modifiedAt = parseModifiedAt(tags.kind === "ok" ? tags.value : null);
       this.#loaded = ps.kind === "ok" ? parseLoaded(ps.value) : null;
     } else {
       reasons.push(hostReason);
@@ -371,6 +374,11 @@ export class HealthGate {
       clearTimeout(timer);
       stop.removeEventListener("abort", onStop);
     }
+  }
+
+  /** Installed models with the Unix seconds of their `modified_at` (null when Ollama gave none), for `GET /v1/models`. */
+  installedCatalog(): { name: string; created: number | null }[] {
+    return this.#installed.map((m) => ({ name: m.name, created: this.#modifiedAt.get(m.name) ?? null }));
   }
 
   #setInstalled(models: InstalledModel[]): void {
@@ -450,6 +458,20 @@ function parseInstalled(value: unknown): InstalledModel[] | null {
       digest: typeof digest === "string" ? digest.replace(/^sha256:/, "") : "",
       parameter_size_b: parseParameterSize((details as { parameter_size?: unknown } | null)?.parameter_size),
     });
+  }
+  return out;
+}
+
+function parseModifiedAt(value: unknown): Map<string, number> {
+  const out = new Map<string, number>();
+  const models = (value as { models?: unknown } | null)?.models;
+  if (!Array.isArray(models)) return out;
+  for (const entry of models) {
+    if (entry === null || typeof entry !== "object") continue;
+    const { name, model, modified_at } = entry as Record<string, unknown>;
+    const modelName = typeof name === "string" ? name : typeof model === "string" ? model : null;
+    const ms = typeof modified_at === "string" ? Date.parse(modified_at) : NaN;
+    if (modelName !== null && Number.isFinite(ms)) out.set(modelName, Math.floor(ms / 1000));
   }
   return out;
 }

@@ -30,6 +30,8 @@ export interface RouterOptions {
 export function createRouter(options: RouterOptions): (request: Request) => Promise<Response> {
   const { chat, health, slot, metrics, policy } = options;
   const now = options.now ?? Date.now;
+  // The router's start, in Unix seconds: the `created` of the policy's cloud models in GET /v1/models.
+  const startedAt = Math.floor(now() / 1000);
   // Policy and keys are fixed for the router's life, so whether any request can be served is known now.
   const servingProblem = policyServingProblem(policy, {
     anthropic: options.cloudProviders.includes("anthropic"),
@@ -72,7 +74,7 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
           slot: slot.snapshot(),
         });
       }
-      if (path === "/v1/models") return json(200, listModels(options));
+      if (path === "/v1/models") return json(200, listModels(options, startedAt));
       if (path === "/v1/edr/head" && options.checkpoints) {
         return json(200, { object: "edr.heads", heads: await options.checkpoints.heads() });
       }
@@ -129,16 +131,21 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
   };
 }
 
-function listModels(options: RouterOptions) {
-  const local = options.health.installedModels().map((id) => ({
-    id,
+/**
+ * `GET /v1/models`: installed local models with `created` from Ollama's `modified_at`, and the policy's
+ * cloud models with `created` set to when the router started (the moment it took that list from its
+ * policy); never 0.
+ */
+function listModels(options: RouterOptions, startedAt: number) {
+  const local = options.health.installedCatalog().map((m) => ({
+    id: m.name,
     object: "model",
-    created: 0,
+    created: m.created ?? startedAt,
     owned_by: "local",
   }));
   const cloud = options.policy.models
     .filter((m) => m.provider !== "local" && options.cloudProviders.includes(m.provider))
-    .map((m) => ({ id: m.name, object: "model", created: 0, owned_by: m.provider }));
+    .map((m) => ({ id: m.name, object: "model", created: startedAt, owned_by: m.provider }));
   return { object: "list", data: [...local, ...cloud] };
 }
 
