@@ -6,7 +6,7 @@ import {
   type StreamEvent,
   UpstreamError,
 } from "../../lib/providers/types.ts";
-import { startFakeOpenAI } from "../fakes/fake_openai.ts";
+import { FAKE_REFUSAL, FAKE_USAGE_DETAILS, startFakeOpenAI } from "../fakes/fake_openai.ts";
 
 function callOptions(over: Partial<CallOptions> = {}): CallOptions {
   return {
@@ -122,6 +122,68 @@ Deno.test("openai adapter against the fake", async (t) => {
         assert.deepEqual(events.at(-1), { type: "finish", finish_reason: "stop", usage: whole.usage });
       },
     );
+
+    await t.step(
+      "a refusal comes back as refusal text, in a complete answer and as stream events",
+      async () => {
+        fake.mode = "refusal";
+        try {
+          const result = await adapter.complete(HELLO, callOptions());
+          assert.equal(result.refusal, FAKE_REFUSAL);
+          assert.equal(result.content, null);
+          const events: StreamEvent[] = [];
+          await drainStream(await adapter.stream(HELLO, callOptions()), events);
+          const refusal = events.map((e) => e.type === "refusal" ? e.text : "").join("");
+          assert.equal(refusal, FAKE_REFUSAL);
+        } finally {
+          fake.mode = "normal";
+        }
+      },
+    );
+
+    await t.step("cached and reasoning token counts come back as usage details", async () => {
+      fake.mode = "usage_details";
+      try {
+        const result = await adapter.complete(HELLO, callOptions());
+        assert.deepEqual(result.usage_details, FAKE_USAGE_DETAILS);
+        // The three recorded counts stay exactly three.
+        assert.deepEqual(Object.keys(result.usage), ["prompt_tokens", "completion_tokens", "total_tokens"]);
+        const events: StreamEvent[] = [];
+        await drainStream(await adapter.stream(HELLO, callOptions()), events);
+        const finish = events.at(-1);
+        assert.ok(finish?.type === "finish");
+        assert.deepEqual(finish.usage_details, FAKE_USAGE_DETAILS);
+      } finally {
+        fake.mode = "normal";
+      }
+    });
+
+    await t.step(
+      "logprobs asked for are sent and come back on the answer and on each text event",
+      async () => {
+        const request: ChatRequest = { ...HELLO, logprobs: true, top_logprobs: 3 };
+        const result = await adapter.complete(request, callOptions());
+        const sent = fake.requests.at(-1) as Record<string, unknown>;
+        assert.equal(sent.logprobs, true);
+        assert.equal(sent.top_logprobs, 3);
+        const tokens = result.logprobs?.content as { token: string; logprob: number }[];
+        assert.equal(tokens.map((t) => t.token).join(""), result.content);
+        const events: StreamEvent[] = [];
+        await drainStream(await adapter.stream(request, callOptions()), events);
+        for (const event of events) {
+          if (event.type !== "text") continue;
+          const [token] = event.logprobs?.content as { token: string }[];
+          assert.equal(token.token, event.text);
+        }
+      },
+    );
+
+    await t.step("without logprobs asked, none are reported", async () => {
+      const result = await adapter.complete(HELLO, callOptions());
+      assert.equal(result.logprobs, undefined);
+      assert.equal(result.refusal, undefined);
+      assert.equal(result.usage_details, undefined);
+    });
 
     await t.step("a streamed tool call keeps its index: start with id and name, then fragments", async () => {
       const events: StreamEvent[] = [];

@@ -111,6 +111,80 @@ Deno.test("openai client format: chat.completion body", async (t) => {
   });
 });
 
+Deno.test("openai client format: what the model said besides its answer", async (t) => {
+  const base: ChatResult = {
+    model: "m",
+    content: "42",
+    tool_calls: [],
+    finish_reason: "stop",
+    usage: USAGE,
+  };
+  const logprobs = {
+    content: [{ token: "42", logprob: -0.1, bytes: [52, 50], top_logprobs: [] }],
+    refusal: null,
+  };
+
+  await t.step("refusal, logprobs and reasoning_content pass through on the message", () => {
+    const body = toOpenAIResponse(
+      { ...base, content: null, refusal: "no", logprobs, reasoning: "hmm" },
+      META,
+    );
+    assert.equal(body.choices[0].message.refusal, "no");
+    assert.equal(body.choices[0].message.reasoning_content, "hmm");
+    assert.deepEqual(body.choices[0].logprobs, logprobs);
+  });
+
+  await t.step("usage details appear only for the counts the upstream reported", () => {
+    assert.deepEqual(toOpenAIResponse(base, META).usage, USAGE);
+    const body = toOpenAIResponse(
+      { ...base, usage_details: { cached_tokens: 5, reasoning_tokens: 2 } },
+      META,
+    );
+    assert.deepEqual(body.usage, {
+      ...USAGE,
+      prompt_tokens_details: { cached_tokens: 5 },
+      completion_tokens_details: { reasoning_tokens: 2 },
+    });
+  });
+
+  await t.step(
+    "a stream carries reasoning_content, refusal and logprobs deltas and usage details",
+    async () => {
+      const encoder = new OpenAIStreamEncoder(META, { includeUsage: true });
+      const bytes = [
+        encoder.encode({ type: "reasoning", text: "hmm" }),
+        encoder.encode({ type: "text", text: "42", logprobs }),
+        encoder.encode({ type: "refusal", text: "no" }),
+        encoder.encode({
+          type: "finish",
+          finish_reason: "stop",
+          usage: USAGE,
+          usage_details: { cached_tokens: 5 },
+        }),
+      ];
+      const chunks = (await chunksOf(concat(bytes))) as {
+        choices: { delta: Record<string, unknown>; logprobs: unknown }[];
+        usage: Record<string, unknown> | null;
+      }[];
+      assert.deepEqual(chunks[0].choices[0].delta, { reasoning_content: "hmm" });
+      assert.deepEqual(chunks[1].choices[0].delta, { content: "42" });
+      assert.deepEqual(chunks[1].choices[0].logprobs, logprobs);
+      assert.deepEqual(chunks[2].choices[0].delta, { refusal: "no" });
+      assert.deepEqual(chunks.at(-1)?.usage, { ...USAGE, prompt_tokens_details: { cached_tokens: 5 } });
+    },
+  );
+});
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 Deno.test("openai client format: stream chunks", async (t) => {
   await t.step("every chunk shares id, object, created and model; the first carries the role", async () => {
     const encoder = new OpenAIStreamEncoder(META, { includeUsage: false });
