@@ -46,6 +46,7 @@ export const FIELD_PROVIDERS: Readonly<Record<string, readonly ProviderName[]>> 
   prediction: ["openai"],
   prompt_cache_key: ["openai"],
   reasoning_effort: ["local", "openai"],
+  safety_identifier: ["local", "openai"],
   service_tier: ["openai"],
   store: ["openai"],
   top_logprobs: ["openai"],

@@ -25,6 +25,7 @@ export {
   decide,
   type Decision,
   type DecisionInput,
+  FIELD_PROVIDERS,
   type HealthView,
   type Rejection,
   type RequestFeatures,

@@ -55,6 +55,7 @@ function providerFields(chat: ChatRequest): string[] {
   if (chat.prediction !== undefined) fields.push("prediction");
   if (chat.prompt_cache_key !== undefined) fields.push("prompt_cache_key");
   if (chat.reasoning_effort !== undefined) fields.push("reasoning_effort");
+  if (chat.safety_identifier !== undefined) fields.push("safety_identifier");
   if (chat.service_tier !== undefined) fields.push("service_tier");
   if (chat.store === true) fields.push("store");
   if (chat.top_logprobs !== undefined) fields.push("top_logprobs");
