@@ -106,6 +106,19 @@ Deno.test("the local model runs as the policy says and shows its work; OpenAI an
       assert.match(deltas(chunks, "content"), /^The local model answers/);
     });
 
+    await t.step(
+      "asking a model that cannot think to think is Ollama's 400, said to the client",
+      async () => {
+        const { status, json } = await post(router, {
+          model: "llama3.2:1b",
+          reasoning_effort: "high",
+          messages: [{ role: "user", content: "hi" }],
+        });
+        assert.equal(status, 400, JSON.stringify(json));
+        assert.match(json.error.message, /does not support thinking/);
+      },
+    );
+
     await t.step("reasoning_effort none asks the local model not to think", async () => {
       const { status, json } = await post(router, {
         model: "qwen3:8b",
