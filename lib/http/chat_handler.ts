@@ -240,7 +240,11 @@ export class ChatHandler {
     this.#observe(exchange, 200);
     return new Response(JSON.stringify(dialect.respond(result, meta)), {
       status: 200,
-      headers: { ...JSON_HEADERS, "x-request-id": exchange.requestId },
+      headers: {
+        ...JSON_HEADERS,
+        "x-request-id": exchange.requestId,
+        ...dialect.headers(exchange.requestId),
+      },
     });
   }
 
@@ -290,7 +294,7 @@ export class ChatHandler {
     const body = this.#streamBody(exchange, clientEncoder, started, request.signal);
     return new Response(body, {
       status: 200,
-      headers: { ...SSE_HEADERS, "x-request-id": exchange.requestId },
+      headers: { ...SSE_HEADERS, "x-request-id": exchange.requestId, ...dialect.headers(exchange.requestId) },
     });
   }
 
@@ -700,7 +704,10 @@ export class ChatHandler {
     const headers: Record<string, string> = {
       ...JSON_HEADERS,
       "x-request-id": exchange.requestId,
+      ...dialect.headers(exchange.requestId),
       "x-should-retry": String(error.shouldRetry),
+      // The reason code, for clients whose SDK hides the error body's `code`.
+      "x-hi-reason": error.code,
     };
     if (error.retryAfter !== undefined) headers["retry-after"] = String(error.retryAfter);
     this.#observe(exchange, error.status);

@@ -25,6 +25,8 @@ export interface Dialect {
   /** Validates the body (extension fields already removed) into the canonical request. */
   parse(body: Record<string, unknown>): ChatRequest;
   responseId(requestId: string): string;
+  /** Headers the dialect's SDKs read on every answer, beside `x-request-id`. */
+  headers(requestId: string): Record<string, string>;
   respond(result: ChatResult, meta: ClientResponseMeta): unknown;
   encoder(meta: ClientResponseMeta, includeUsage: boolean, promptTokens: number): ClientStreamEncoder;
   errorBody(error: RouterError): unknown;
@@ -58,6 +60,7 @@ export const openAIDialect: Dialect = {
     return parsed.data;
   },
   responseId: (requestId) => `chatcmpl-${requestId.slice(4)}`,
+  headers: () => ({}),
   respond: (result, meta) => toOpenAIResponse(result, meta),
   encoder: (meta, includeUsage) => new OpenAIStreamEncoder(meta, { includeUsage }),
   errorBody: (error) => openAIErrorBody(error),
@@ -83,6 +86,8 @@ export const anthropicDialect: Dialect = {
     }
   },
   responseId: (requestId) => `msg_${requestId.slice(4)}`,
+  // The Anthropic SDKs expose it as `_request_id` (Python, TypeScript).
+  headers: (requestId) => ({ "request-id": requestId }),
   respond: (result, meta) => toAnthropicResponse(result, meta),
   encoder: (meta, _includeUsage, promptTokens) =>
     new AnthropicStreamEncoder(meta, { inputTokens: promptTokens }),

@@ -5,20 +5,17 @@
  */
 
 import { z } from "zod";
-import { encodeSseEvent } from "./sse.ts";
-import type {
-  ChatMessage,
-  ChatRequest,
-  ChatResult,
-  ClientErrorInfo,
-  ClientResponseMeta,
-  ClientStreamEncoder,
-  ContentPart,
-  FinishReason,
-  StreamEvent,
-  ToolCall,
-  ToolChoice,
-} from "./types.ts";
+import type { ChatMessage, ChatRequest, ContentPart, ThinkingConfig, ToolCall, ToolChoice } from "./types.ts";
+
+export {
+  anthropicErrorBody,
+  anthropicErrorType,
+  AnthropicStreamEncoder,
+  type AnthropicStreamEncoderOptions,
+  toAnthropicResponse,
+  toAnthropicStop,
+  toAnthropicStopReason,
+} from "./anthropic_client_format.ts";
 
 /**
  * Names an unknown field only while it looks like one: the message reaches the EDR, which holds no
@@ -87,7 +84,36 @@ const userBlockSchema = z.discriminatedUnion("type", [
   imageBlockSchema,
   toolResultBlockSchema,
 ]);
-const assistantBlockSchema = z.discriminatedUnion("type", [textBlockSchema, toolUseBlockSchema]);
+/** Extended-thinking blocks an SDK echoes back from an earlier answer (signed, or redacted). */
+const thinkingBlockSchema = closed({
+  type: z.literal("thinking"),
+  thinking: z.string(),
+  signature: z.string(),
+  cache_control: cacheControl,
+});
+const redactedThinkingBlockSchema = closed({
+  type: z.literal("redacted_thinking"),
+  data: z.string(),
+  cache_control: cacheControl,
+});
+
+const assistantBlockSchema = z.discriminatedUnion("type", [
+  textBlockSchema,
+  toolUseBlockSchema,
+  thinkingBlockSchema,
+  redactedThinkingBlockSchema,
+]);
+
+const thinkingSchema = z.discriminatedUnion("type", [
+  closed({ type: z.literal("enabled"), budget_tokens: z.number().int().min(1) }),
+  closed({ type: z.literal("disabled") }),
+  closed({ type: z.literal("adaptive") }),
+]);
+
+/** Anthropic structured outputs: the answer is JSON that conforms to `format.schema`. */
+const outputConfigSchema = closed({
+  format: closed({ type: z.literal("json_schema"), schema: z.record(z.string(), z.unknown()) }).optional(),
+});
 
 const toolNamePattern = /^[a-zA-Z0-9_-]{1,64}$/;
 
@@ -131,6 +157,9 @@ export const anthropicMessagesRequestSchema = closed({
     description: z.string().optional(),
     input_schema: z.looseObject({ type: z.literal("object") }),
     cache_control: cacheControl,
+    // @ai-sdk/anthropic adds it to every tool when streaming; Anthropic streams the tool input unbuffered.
+    eager_input_streaming: z.boolean().nullable().optional(),
+    strict: z.boolean().optional(),
   })).optional(),
   tool_choice: z.discriminatedUnion("type", [
     closed({ type: z.literal("auto"), disable_parallel_tool_use: z.boolean().optional() }),
@@ -143,6 +172,8 @@ export const anthropicMessagesRequestSchema = closed({
     closed({ type: z.literal("none") }),
   ]).optional(),
   metadata: closed({ user_id: boundedName.nullable().optional() }).optional(),
+  thinking: thinkingSchema.optional(),
+  output_config: outputConfigSchema.optional(),
 });
 
 /** An Anthropic Messages request body (inbound, and what the Anthropic adapter sends). */
@@ -205,8 +236,23 @@ function fromToolChoice(choice: AnthropicToolChoice): ToolChoice {
 }
 
 /**
- * Translates a parsed inbound Anthropic request into the canonical request. `top_k` has no OpenAI
- * equivalent and is dropped; `cache_control` hints are dropped.
+ * The client's own Anthropic body, kept on the canonical request it was translated into (under a symbol,
+ * so it is neither serialized, nor hashed, nor sent to another upstream): when Anthropic serves, the
+ * adapter sends it as it came, with only `model` and `stream` set, so nothing is lost in translation.
+ */
+export const ANTHROPIC_NATIVE: unique symbol = Symbol("anthropic native request");
+
+/** The client's own Anthropic body behind a canonical request, when the client spoke Anthropic. */
+export function anthropicNative(request: ChatRequest): AnthropicMessagesRequest | undefined {
+  return (request as { [ANTHROPIC_NATIVE]?: AnthropicMessagesRequest })[ANTHROPIC_NATIVE];
+}
+
+/**
+ * Translates a parsed inbound Anthropic request into the canonical request, which keeps the client's
+ * body for Anthropic (see `ANTHROPIC_NATIVE`). For the other upstreams: `top_k` and `cache_control`
+ * have no equivalent and are not sent, thinking blocks of earlier answers are not content, a
+ * `tool_result` with `is_error` starts with "Error:", and `output_config.format` is the JSON Schema
+ * `response_format`.
  */
 export function fromAnthropicRequest(body: AnthropicMessagesRequest): ChatRequest {
   const messages: ChatMessage[] = [];
@@ -236,7 +282,7 @@ export function fromAnthropicRequest(body: AnthropicMessagesRequest): ChatReques
     const toolCalls: ToolCall[] = [];
     for (const block of turn.content) {
       if (block.type === "text") parts.push({ type: "text", text: block.text });
-      else {
+      else if (block.type === "tool_use") {
         toolCalls.push({
           id: block.id,
           type: "function",
@@ -265,6 +311,7 @@ export function fromAnthropicRequest(body: AnthropicMessagesRequest): ChatReques
         name: tool.name,
         ...(tool.description !== undefined ? { description: tool.description } : {}),
         parameters: tool.input_schema,
+        ...(tool.strict !== undefined ? { strict: tool.strict } : {}),
       },
     }));
   }
@@ -274,217 +321,11 @@ export function fromAnthropicRequest(body: AnthropicMessagesRequest): ChatReques
       request.parallel_tool_calls = false;
     }
   }
+  if (body.thinking !== undefined) request.thinking = body.thinking as ThinkingConfig;
+  const format = body.output_config?.format;
+  if (format !== undefined) {
+    request.response_format = { type: "json_schema", json_schema: { name: "output", schema: format.schema } };
+  }
+  Object.defineProperty(request, ANTHROPIC_NATIVE, { value: body, enumerable: false });
   return request;
-}
-
-/** Anthropic's `stop_reason` for a canonical finish reason. */
-export function toAnthropicStopReason(
-  reason: FinishReason,
-): "end_turn" | "max_tokens" | "tool_use" | "refusal" {
-  switch (reason) {
-    case "stop":
-      return "end_turn";
-    case "length":
-      return "max_tokens";
-    case "tool_calls":
-      return "tool_use";
-    case "content_filter":
-      return "refusal";
-  }
-}
-
-/**
- * A tool call's arguments as an Anthropic `input` object. A model (usually a local one) can emit
- * arguments that are not a JSON object; rather than drop them silently they are handed over under
- * `_raw_arguments`, which a client's tool code will reject visibly.
- */
-function toolInput(args: string): Record<string, unknown> {
-  if (args.trim() === "") return {};
-  try {
-    const parsed: unknown = JSON.parse(args);
-    if (parsed !== null && typeof parsed === "object" && !Array.isArray(parsed)) {
-      return parsed as Record<string, unknown>;
-    }
-  } catch {
-    // fall through to the raw form
-  }
-  return { _raw_arguments: args };
-}
-
-/** Anthropic's `message` object for a canonical result (tool-use ids are passed through unchanged). */
-export function toAnthropicResponse(result: ChatResult, meta: ClientResponseMeta): Record<string, unknown> {
-  const content: Record<string, unknown>[] = [];
-  if (result.content !== null && result.content !== "") {
-    content.push({ type: "text", text: result.content, citations: null });
-  }
-  for (const call of result.tool_calls) {
-    content.push({
-      type: "tool_use",
-      id: call.id,
-      name: call.function.name,
-      input: toolInput(call.function.arguments),
-    });
-  }
-  return {
-    id: meta.id,
-    type: "message",
-    role: "assistant",
-    model: meta.model,
-    content,
-    stop_reason: toAnthropicStopReason(result.finish_reason),
-    stop_sequence: null,
-    usage: { input_tokens: result.usage.prompt_tokens, output_tokens: result.usage.completion_tokens },
-  };
-}
-
-/**
- * Anthropic's error type for an HTTP status. 503 and 529 say "overloaded, try again or elsewhere";
- * 502, 504 and any other 5xx are `api_error`; any other 4xx is `invalid_request_error`.
- */
-export function anthropicErrorType(status: number): string {
-  switch (status) {
-    case 400:
-      return "invalid_request_error";
-    case 401:
-      return "authentication_error";
-    case 403:
-      return "permission_error";
-    case 404:
-      return "not_found_error";
-    case 413:
-      return "request_too_large";
-    case 429:
-      return "rate_limit_error";
-    case 503:
-    case 529:
-      return "overloaded_error";
-  }
-  return status >= 500 ? "api_error" : "invalid_request_error";
-}
-
-/** Anthropic's error body for a client-side error (`{"type":"error","error":{"type","message"}}`). */
-export function anthropicErrorBody(
-  info: ClientErrorInfo,
-): { type: "error"; error: { type: string; message: string; code: string } } {
-  // `code` is our reason code, as on /v1/chat/completions; Anthropic's SDKs keep unknown members.
-  return {
-    type: "error",
-    error: { type: anthropicErrorType(info.status), message: info.message, code: info.code },
-  };
-}
-
-/** Options for `AnthropicStreamEncoder`. */
-export interface AnthropicStreamEncoderOptions {
-  /** Prompt tokens to report in `message_start`, when known before the answer starts. */
-  inputTokens?: number;
-}
-
-/** Encodes canonical stream events as Anthropic SSE (`event:` line plus a data `type` that matches it). */
-export class AnthropicStreamEncoder implements ClientStreamEncoder {
-  #meta: ClientResponseMeta;
-  #inputTokens: number;
-  #encoder = new TextEncoder();
-  #nextBlock = 0;
-  #open: { index: number; kind: "text" | "tool_use" } | null = null;
-  /** Block index of each tool call, by tool index. */
-  #toolBlocks = new Map<number, number>();
-
-  /** Builds an encoder for one answer. */
-  constructor(meta: ClientResponseMeta, options: AnthropicStreamEncoderOptions = {}) {
-    this.#meta = meta;
-    this.#inputTokens = options.inputTokens ?? 0;
-  }
-
-  #event(type: string, payload: Record<string, unknown>): string {
-    return encodeSseEvent(JSON.stringify({ type, ...payload }), type);
-  }
-
-  #closeOpen(): string {
-    if (this.#open === null) return "";
-    const out = this.#event("content_block_stop", { index: this.#open.index });
-    this.#open = null;
-    return out;
-  }
-
-  /** `message_start` with an empty content list. */
-  start(): Uint8Array {
-    return this.#encoder.encode(this.#event("message_start", {
-      message: {
-        id: this.#meta.id,
-        type: "message",
-        role: "assistant",
-        model: this.#meta.model,
-        content: [],
-        stop_reason: null,
-        stop_sequence: null,
-        usage: { input_tokens: this.#inputTokens, output_tokens: 0 },
-      },
-    }));
-  }
-
-  /** Content blocks and deltas for one canonical event. */
-  encode(event: StreamEvent): Uint8Array {
-    let out = "";
-    switch (event.type) {
-      case "text": {
-        if (event.text === "") break;
-        if (this.#open?.kind !== "text") {
-          out += this.#closeOpen();
-          this.#open = { index: this.#nextBlock++, kind: "text" };
-          out += this.#event("content_block_start", {
-            index: this.#open.index,
-            content_block: { type: "text", text: "" },
-          });
-        }
-        out += this.#event("content_block_delta", {
-          index: this.#open.index,
-          delta: { type: "text_delta", text: event.text },
-        });
-        break;
-      }
-      case "tool_call_start": {
-        out += this.#closeOpen();
-        this.#open = { index: this.#nextBlock++, kind: "tool_use" };
-        this.#toolBlocks.set(event.index, this.#open.index);
-        out += this.#event("content_block_start", {
-          index: this.#open.index,
-          content_block: { type: "tool_use", id: event.id, name: event.name, input: {} },
-        });
-        break;
-      }
-      case "tool_call_args": {
-        if (event.fragment === "") break;
-        // Upstreams send one call's fragments together; if one interleaves, the fragment still goes to
-        // its own block, which SDKs accumulate by index.
-        const index = this.#toolBlocks.get(event.index);
-        if (index === undefined) break;
-        out += this.#event("content_block_delta", {
-          index,
-          delta: { type: "input_json_delta", partial_json: event.fragment },
-        });
-        break;
-      }
-      case "finish": {
-        out += this.#closeOpen();
-        const usage: Record<string, number> = { output_tokens: event.usage?.completion_tokens ?? 0 };
-        if (event.usage) usage.input_tokens = event.usage.prompt_tokens;
-        out += this.#event("message_delta", {
-          delta: { stop_reason: toAnthropicStopReason(event.finish_reason), stop_sequence: null },
-          usage,
-        });
-        break;
-      }
-    }
-    return this.#encoder.encode(out);
-  }
-
-  /** `message_stop`, ending a successful stream. */
-  done(): Uint8Array {
-    return this.#encoder.encode(this.#closeOpen() + this.#event("message_stop", {}));
-  }
-
-  /** `event: error`, which Anthropic SDKs raise as an `APIError`. */
-  error(info: ClientErrorInfo): Uint8Array {
-    return this.#encoder.encode(encodeSseEvent(JSON.stringify(anthropicErrorBody(info)), "error"));
-  }
 }

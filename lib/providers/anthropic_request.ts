@@ -1,17 +1,18 @@
 /**
  * Canonical (OpenAI chat) request → Anthropic Messages request body. Pure: no I/O, no clock; a request
  * that Anthropic cannot express faithfully is refused with a 400 `UpstreamError` instead of being
- * silently changed.
+ * silently changed. A request that came in as Anthropic goes out as the client sent it.
  */
 
-import type {
-  AnthropicAssistantBlock,
-  AnthropicMessage,
-  AnthropicMessagesRequest,
-  AnthropicTextOrImageBlock,
-  AnthropicTool,
-  AnthropicToolChoice,
-  AnthropicUserBlock,
+import {
+  type AnthropicAssistantBlock,
+  type AnthropicMessage,
+  type AnthropicMessagesRequest,
+  anthropicNative,
+  type AnthropicTextOrImageBlock,
+  type AnthropicTool,
+  type AnthropicToolChoice,
+  type AnthropicUserBlock,
 } from "./anthropic_inbound.ts";
 import { type ChatMessage, type ChatRequest, type ContentPart, UpstreamError } from "./types.ts";
 
@@ -35,6 +36,20 @@ export type AnthropicJsonMode = "none" | "instructed";
 export function anthropicJsonMode(request: ChatRequest): AnthropicJsonMode {
   const type = request.response_format?.type;
   return type === "json_object" || type === "json_schema" ? "instructed" : "none";
+}
+
+/**
+ * A field Anthropic cannot honour, refused by name before any call. Fallback-worthy: the next candidate
+ * may honour it; as the last candidate, the client gets this 400 `UNSUPPORTED_FIELD`.
+ */
+function unsupported(param: string, message: string): UpstreamError {
+  return new UpstreamError(message, {
+    status: 400,
+    code: "UNSUPPORTED_FIELD",
+    type: "invalid_request_error",
+    fallback: true,
+    param,
+  });
 }
 
 function invalid(message: string, code: string, param: string): UpstreamError {
@@ -145,6 +160,14 @@ function convertMessages(messages: ChatMessage[]): { system: string[]; turns: An
     switch (message.role) {
       case "system":
       case "developer": {
+        // Anthropic has one place for instructions, before the conversation: moving a later one there
+        // would change what the model reads, so it is refused instead.
+        if (pending.length > 0) {
+          throw unsupported(
+            "messages",
+            `${where} is a ${message.role} message after the conversation started; anthropic takes instructions only before the first user or assistant message: move it there, or allow another provider`,
+          );
+        }
         const text = instructionText(message.content);
         if (text !== "") system.push(text);
         break;
@@ -194,11 +217,13 @@ function convertMessages(messages: ChatMessage[]): { system: string[]; turns: An
       ? { role: "user", content: [...turn.results, ...turn.blocks] as AnthropicUserBlock[] }
       : { role: "assistant", content: turn.blocks as AnthropicAssistantBlock[] }
   );
-  // Anthropic requires the first turn to be the user's. A conversation that opens with the assistant
-  // (a greeting replayed from history) gets the smallest neutral user turn in front, which changes
-  // nothing the model is asked beyond "go on".
+  // Anthropic requires the first turn to be the user's; inventing one would put words in the client's
+  // mouth, so a history that opens with the assistant is refused instead.
   if (turns.length > 0 && turns[0].role === "assistant") {
-    turns.unshift({ role: "user", content: [{ type: "text", text: "(continue)" }] });
+    throw unsupported(
+      "messages",
+      "the conversation opens with an assistant message; anthropic requires the first message to be the user's: start with a user message, or allow another provider",
+    );
   }
   return { system, turns };
 }
@@ -213,17 +238,83 @@ function jsonInstruction(request: ChatRequest): string | null {
 }
 
 /**
- * Builds the Anthropic Messages body for a canonical request. Not sent because Anthropic has no
- * equivalent: `seed`, `presence_penalty`, `frequency_penalty`, `stream_options`, message `name`s and
- * tool `strict`; `top_p` is dropped when `temperature` is set. `response_format` JSON modes become a `system` instruction (see `anthropicJsonMode`).
+ * Refuses by name (`UNSUPPORTED_FIELD`, fallback-worthy) what Anthropic cannot honour: `temperature`
+ * above 1, `top_p` other than 1 together with `temperature` (current models take one of the two),
+ * `seed`, non-zero `presence_penalty` / `frequency_penalty`, `logprobs`, and a `reasoning_effort` other
+ * than "none". Values that change nothing (`top_p` 1, penalties 0) are not sent.
+ */
+export function checkAnthropicSupport(request: ChatRequest): void {
+  if (request.temperature !== undefined && request.temperature > 1) {
+    throw unsupported(
+      "temperature",
+      `temperature ${request.temperature} is above anthropic's maximum of 1; send a temperature from 0 to 1, or allow another provider`,
+    );
+  }
+  if (request.temperature !== undefined && request.top_p !== undefined && request.top_p !== 1) {
+    throw unsupported(
+      "top_p",
+      "anthropic's current models take temperature or top_p, not both; send only one, or allow another provider",
+    );
+  }
+  if (request.seed !== undefined) {
+    throw unsupported("seed", "anthropic has no seed; leave seed out, or allow another provider");
+  }
+  for (const name of ["presence_penalty", "frequency_penalty"] as const) {
+    const value = request[name];
+    if (value !== undefined && value !== 0) {
+      throw unsupported(name, `anthropic has no ${name}; leave it out or send 0, or allow another provider`);
+    }
+  }
+  if (request.logprobs === true) {
+    throw unsupported("logprobs", "anthropic returns no logprobs; leave logprobs out, or allow openai");
+  }
+  if (request.reasoning_effort !== undefined && request.reasoning_effort !== "none") {
+    throw unsupported(
+      "reasoning_effort",
+      "anthropic takes no reasoning_effort (its extended thinking is the thinking field of /v1/messages); leave it out, or allow another provider",
+    );
+  }
+}
+
+/**
+ * The client's own Anthropic body for this call: only `model` and `stream` are set, and thinking blocks
+ * with an empty signature (reasoning a local model gave in an earlier answer, which Anthropic would
+ * reject as unsigned) are left out.
+ */
+function nativeRequest(
+  native: AnthropicMessagesRequest,
+  options: AnthropicRequestOptions,
+): AnthropicMessagesRequest {
+  const { stream: _stream, ...rest } = native;
+  const messages = rest.messages.map((turn): AnthropicMessage => {
+    if (turn.role !== "assistant" || typeof turn.content === "string") return turn;
+    const content = turn.content.filter((block) => block.type !== "thinking" || block.signature !== "");
+    return content.length === turn.content.length ? turn : { role: "assistant", content };
+  });
+  const body: AnthropicMessagesRequest = { ...rest, model: options.model, messages };
+  if (options.stream) body.stream = true;
+  return body;
+}
+
+/**
+ * Builds the Anthropic Messages body for a canonical request. A request that came in on `/v1/messages`
+ * is sent as the client sent it (see `nativeRequest`). Otherwise, after `checkAnthropicSupport`: system
+ * and developer messages before the conversation become `system` blocks, one each, in order (a later
+ * one, or a history that opens with the assistant, is refused by name); not sent because Anthropic has
+ * no equivalent and they change nothing it does: `stream_options`, message `name`s, tool `strict`,
+ * `top_p` 1 beside `temperature`, penalties of 0. `response_format` JSON modes become a `system`
+ * instruction (see `anthropicJsonMode`).
  */
 export function toAnthropicRequest(
   request: ChatRequest,
   options: AnthropicRequestOptions,
 ): AnthropicMessagesRequest {
+  const native = anthropicNative(request);
+  if (native !== undefined) return nativeRequest(native, options);
   if (request.n !== undefined && request.n > 1) {
     throw invalid("n greater than 1 cannot be routed to anthropic; send n = 1", "UNSUPPORTED_PARAMETER", "n");
   }
+  checkAnthropicSupport(request);
   const { system, turns } = convertMessages(request.messages);
   if (turns.length === 0) {
     throw invalid(
@@ -240,10 +331,9 @@ export function toAnthropicRequest(
     max_tokens: request.max_completion_tokens ?? request.max_tokens ?? options.defaultMaxTokens,
     messages: turns,
   };
-  if (system.length > 0) body.system = system.join("\n\n");
-  if (request.temperature !== undefined) body.temperature = Math.min(1, Math.max(0, request.temperature));
-  // Claude 4.5 and later models answer 400 when both are set; OpenAI clients often send both, so
-  // temperature (the one Anthropic recommends) wins.
+  if (system.length > 0) body.system = system.map((text) => ({ type: "text" as const, text }));
+  if (request.temperature !== undefined) body.temperature = request.temperature;
+  // With temperature, only a top_p of 1 (no nucleus cut) gets here: checkAnthropicSupport refused the rest.
   if (request.top_p !== undefined && request.temperature === undefined) body.top_p = request.top_p;
   if (request.stop !== undefined) {
     const stops = typeof request.stop === "string" ? [request.stop] : request.stop;

@@ -7,10 +7,12 @@ import type { SseEvent } from "./sse.ts";
 import {
   type ChatResult,
   type FinishReason,
+  type StopDetail,
   type StreamEvent,
   type ToolCall,
   UpstreamError,
   type Usage,
+  type UsageDetails,
 } from "./types.ts";
 import { drain, scrubSecrets, streamCutError, streamError } from "./upstream_errors.ts";
 
@@ -26,9 +28,34 @@ export interface AnthropicUsage {
 export interface AnthropicResponseMessage {
   id?: string;
   model?: string;
-  content?: Array<{ type: string; text?: string; id?: string; name?: string; input?: unknown }>;
+  content?: Array<
+    { type: string; text?: string; thinking?: string; id?: string; name?: string; input?: unknown }
+  >;
   stop_reason?: string | null;
+  stop_sequence?: string | null;
   usage?: AnthropicUsage;
+}
+
+/** What the canonical finish reason cannot say about an Anthropic `stop_reason`, or undefined. */
+export function anthropicStopDetail(
+  reason: string | null | undefined,
+  sequence: string | null | undefined,
+): StopDetail | undefined {
+  if (reason === "pause_turn") return { paused: true };
+  if (reason === "stop_sequence" && typeof sequence === "string") return { stop_sequence: sequence };
+  return undefined;
+}
+
+/** Anthropic's cache counts as canonical usage details, or undefined when it reported none. */
+export function anthropicUsageDetails(usage: AnthropicUsage | undefined): UsageDetails | undefined {
+  const details: UsageDetails = {};
+  if (typeof usage?.cache_read_input_tokens === "number") {
+    details.cached_tokens = usage.cache_read_input_tokens;
+  }
+  if (typeof usage?.cache_creation_input_tokens === "number") {
+    details.cache_creation_tokens = usage.cache_creation_input_tokens;
+  }
+  return Object.keys(details).length > 0 ? details : undefined;
 }
 
 /** The canonical finish reason for an Anthropic `stop_reason` (`pause_turn` counts as a stop). */
@@ -72,9 +99,11 @@ export function fromAnthropicUsage(usage: AnthropicUsage | undefined): Usage {
 /** Translates a whole Anthropic `message` into the canonical result. */
 export function fromAnthropicResponse(message: AnthropicResponseMessage, fallbackModel = ""): ChatResult {
   const texts: string[] = [];
+  const thoughts: string[] = [];
   const toolCalls: ToolCall[] = [];
   for (const block of message.content ?? []) {
     if (block.type === "text" && typeof block.text === "string") texts.push(block.text);
+    else if (block.type === "thinking" && typeof block.thinking === "string") thoughts.push(block.thinking);
     else if (block.type === "tool_use") {
       toolCalls.push({
         id: block.id ?? `toolu_${toolCalls.length}`,
@@ -82,7 +111,7 @@ export function fromAnthropicResponse(message: AnthropicResponseMessage, fallbac
         function: { name: block.name ?? "", arguments: JSON.stringify(block.input ?? {}) },
       });
     }
-    // thinking and server-tool blocks are not answer content
+    // redacted thinking and server-tool blocks are not answer content
   }
   const text = texts.join("");
   const result: ChatResult = {
@@ -93,6 +122,12 @@ export function fromAnthropicResponse(message: AnthropicResponseMessage, fallbac
     usage: fromAnthropicUsage(message.usage),
   };
   if (message.id !== undefined) result.upstream_id = message.id;
+  const thinking = thoughts.join("");
+  if (thinking !== "") result.reasoning = thinking;
+  const details = anthropicUsageDetails(message.usage);
+  if (details) result.usage_details = details;
+  const stop = anthropicStopDetail(message.stop_reason, message.stop_sequence);
+  if (stop) result.stop_detail = stop;
   return result;
 }
 
@@ -142,7 +177,9 @@ export interface AnthropicStreamOptions {
   secrets?: string[];
 }
 
-type BlockKind = { kind: "text" } | { kind: "tool"; toolIndex: number } | { kind: "other" };
+type BlockKind = { kind: "text" } | { kind: "thinking" } | { kind: "tool"; toolIndex: number } | {
+  kind: "other";
+};
 
 function parseData(data: string): Record<string, unknown> | null {
   try {
@@ -165,7 +202,10 @@ export function anthropicEventsToStream(
   let inputUsage: AnthropicUsage | undefined;
   let outputTokens: number | undefined;
   let stopReason: string | null = null;
+  let stopSequence: string | null = null;
   let sawStart = false;
+  /** The prompt counts of `message_start`, until they go out with the first piece of the answer. */
+  let startUsage: AnthropicUsage | undefined;
 
   const readError = (error: unknown): UpstreamError =>
     error instanceof UpstreamError ? error : options.mapReadError?.(error) ?? streamCutError("anthropic");
@@ -177,6 +217,13 @@ export function anthropicEventsToStream(
     controller: ReadableStreamDefaultController<StreamEvent>,
   ): "more" | "done" | "error" => {
     const emit = (streamEvent: StreamEvent) => {
+      if (startUsage !== undefined) {
+        // Only ahead of a piece of the answer: until one exists, a failure may still fall back.
+        const usage = fromAnthropicUsage({ ...startUsage, output_tokens: 0 });
+        const details = anthropicUsageDetails(startUsage);
+        startUsage = undefined;
+        controller.enqueue({ type: "prompt_usage", usage, ...(details ? { usage_details: details } : {}) });
+      }
       emitted++;
       controller.enqueue(streamEvent);
     };
@@ -195,6 +242,7 @@ export function anthropicEventsToStream(
         sawStart = true;
         const message = data.message as { usage?: AnthropicUsage } | undefined;
         inputUsage = message?.usage;
+        if (typeof inputUsage?.input_tokens === "number") startUsage = inputUsage;
         break;
       }
       case "content_block_start": {
@@ -206,6 +254,8 @@ export function anthropicEventsToStream(
             emit({ type: "text", text: block.text });
             produced = true;
           }
+        } else if (block?.type === "thinking") {
+          blocks.set(index, { kind: "thinking" });
         } else if (block?.type === "tool_use") {
           const toolIndex = toolCount++;
           blocks.set(index, { kind: "tool", toolIndex });
@@ -216,9 +266,14 @@ export function anthropicEventsToStream(
       }
       case "content_block_delta": {
         const block = blocks.get(Number(data.index));
-        const delta = data.delta as { type?: string; text?: string; partial_json?: string } | undefined;
+        const delta = data.delta as
+          | { type?: string; text?: string; thinking?: string; partial_json?: string }
+          | undefined;
         if (block?.kind === "text" && delta?.type === "text_delta" && delta.text) {
           emit({ type: "text", text: delta.text });
+          produced = true;
+        } else if (block?.kind === "thinking" && delta?.type === "thinking_delta" && delta.thinking) {
+          emit({ type: "reasoning", text: delta.thinking });
           produced = true;
         } else if (block?.kind === "tool" && delta?.type === "input_json_delta" && delta.partial_json) {
           emit({ type: "tool_call_args", index: block.toolIndex, fragment: delta.partial_json });
@@ -226,8 +281,11 @@ export function anthropicEventsToStream(
         break;
       }
       case "message_delta": {
-        const delta = data.delta as { stop_reason?: string | null } | undefined;
+        const delta = data.delta as
+          | { stop_reason?: string | null; stop_sequence?: string | null }
+          | undefined;
         if (delta?.stop_reason !== undefined) stopReason = delta.stop_reason;
+        if (delta?.stop_sequence !== undefined) stopSequence = delta.stop_sequence;
         const usage = data.usage as AnthropicUsage | undefined;
         if (typeof usage?.output_tokens === "number") outputTokens = usage.output_tokens;
         // Newer API versions repeat whole-message input counters here; they supersede message_start's.
@@ -245,11 +303,16 @@ export function anthropicEventsToStream(
           ...inputUsage,
           output_tokens: outputTokens ?? inputUsage?.output_tokens,
         });
-        emit({
+        const finish: StreamEvent = {
           type: "finish",
           finish_reason: fromAnthropicStopReason(stopReason, toolCount > 0),
           usage,
-        });
+        };
+        const details = anthropicUsageDetails(inputUsage);
+        if (details) finish.usage_details = details;
+        const stop = anthropicStopDetail(stopReason, stopSequence);
+        if (stop) finish.stop_detail = stop;
+        emit(finish);
         controller.close();
         return "done";
       }

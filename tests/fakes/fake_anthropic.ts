@@ -20,7 +20,20 @@ export type FakeAnthropicMode =
   /** Sends the first events of a stream (half of a JSON body), then nothing until the client goes away. */
   | "stall_between_events"
   /** Answers normally, but calls every offered tool at once (one `tool_use` each) where it would call one. */
-  | "parallel_tools";
+  | "parallel_tools"
+  /** Answers normally but ends with `stop_reason: "pause_turn"` (a long server-side turn paused). */
+  | "pause_turn"
+  /** Answers normally but ends with `stop_reason: "refusal"`. */
+  | "refusal"
+  /** Reports prompt-cache reads and writes in `usage` (and in `message_start` when streaming). */
+  | "cache_usage"
+  /** Thinks first: a signed `thinking` block (streamed as `thinking_delta`s) before the answer. */
+  | "thinking";
+
+/** The thinking text of the `thinking` mode. */
+export const FAKE_THINKING = "Je réfléchis… 🤔";
+/** Cache counts of the `cache_usage` mode. */
+export const FAKE_CACHE_USAGE = { cache_creation_input_tokens: 5, cache_read_input_tokens: 40 };
 
 /** Options for `startFakeAnthropic`. */
 export interface FakeAnthropicOptions {
@@ -85,6 +98,7 @@ const TOP_LEVEL = new Set([
   "metadata",
   "thinking",
   "service_tier",
+  "output_config",
 ]);
 const VERSIONS = new Set(["2023-06-01", "2026-10-21"]);
 const SAMPLING = new Set(["temperature", "top_p", "top_k"]);
@@ -148,6 +162,16 @@ function checkBlock(block: unknown, where: string, role: "user" | "assistant" | 
         throw new BadRequest(`${where}.name: String should match pattern '^[a-zA-Z0-9_-]{1,64}$'`);
       }
       if (!isObject(block.input)) throw new BadRequest(`${where}.input: Input should be a valid dictionary`);
+      return;
+    case "thinking":
+    case "redacted_thinking":
+      if (role !== "assistant") {
+        throw new BadRequest(`${where}: ${block.type} blocks are only allowed in assistant turns`);
+      }
+      // The API checks the signature of every thinking block sent back; an unsigned one is invalid.
+      if (block.type === "thinking" && (typeof block.signature !== "string" || block.signature === "")) {
+        throw new BadRequest(`${where}.signature: Invalid \`signature\` in \`thinking\` block`);
+      }
       return;
     case "tool_result":
       if (role !== "user") {
@@ -367,7 +391,7 @@ function answer(body: Json, seq: number, mode: FakeAnthropicMode): Answer {
       input: sampleInput(t.input_schema),
     }));
     text = "Je vérifie ✓";
-  } else if (asksForJson(body.system)) {
+  } else if (asksForJson(body.system) || body.output_config !== undefined) {
     text = `{"answer": "fake${seq.toString().padStart(4, "0")}", "note": "ça marche 🌍"}`;
   } else if (results > 0) {
     text = `Résultat reçu ✓ (${results} tool result${results === 1 ? "" : "s"}, ${messages.length} turns)`;
@@ -396,7 +420,9 @@ function answer(body: Json, seq: number, mode: FakeAnthropicMode): Answer {
     stopSequence = null;
     called = [];
   }
+  if (stopReason === "end_turn" && (mode === "pause_turn" || mode === "refusal")) stopReason = mode;
   const content: Json[] = [];
+  if (mode === "thinking") content.push({ type: "thinking", thinking: FAKE_THINKING, signature: "sig-fake" });
   if (text !== "") content.push({ type: "text", text });
   for (const tool of called) content.push({ type: "tool_use", ...tool });
   const inputTokens = Math.ceil(JSON.stringify(body.messages).length / 4) +
@@ -413,7 +439,11 @@ function answer(body: Json, seq: number, mode: FakeAnthropicMode): Answer {
       content,
       stop_reason: stopReason,
       stop_sequence: stopSequence,
-      usage: { input_tokens: inputTokens, output_tokens: outputTokens },
+      usage: {
+        input_tokens: inputTokens,
+        output_tokens: outputTokens,
+        ...(mode === "cache_usage" ? FAKE_CACHE_USAGE : {}),
+      },
     },
   };
 }
@@ -439,11 +469,23 @@ function streamText(result: Answer, mode: FakeAnthropicMode): string {
       content: [],
       stop_reason: null,
       stop_sequence: null,
-      usage: { input_tokens: usage.input_tokens, output_tokens: 1 },
+      usage: { ...usage, output_tokens: 1 },
     },
   });
   out += sse("ping", {});
   let index = 0;
+  if (mode === "thinking") {
+    out += sse("content_block_start", {
+      index,
+      content_block: { type: "thinking", thinking: "", signature: "" },
+    });
+    for (const piece of pieces(FAKE_THINKING, 4)) {
+      out += sse("content_block_delta", { index, delta: { type: "thinking_delta", thinking: piece } });
+    }
+    out += sse("content_block_delta", { index, delta: { type: "signature_delta", signature: "sig-fake" } });
+    out += sse("content_block_stop", { index });
+    index++;
+  }
   if (result.text !== "") {
     out += sse("content_block_start", { index, content_block: { type: "text", text: "" } });
     pieces(result.text, 6).forEach((piece, i) => {

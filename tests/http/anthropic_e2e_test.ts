@@ -1,7 +1,7 @@
 /**
  * Anthropic translation end to end, through `deno task serve` as users run it: the official OpenAI SDK served by the fake
  * Anthropic (system folding, turn merging, tool round trips, streams, bad tool arguments, 529 fallback,
- * mid-stream errors, temperature clamping), and the official Anthropic SDK on `/v1/messages` served by
+ * mid-stream errors, temperature refused by name), and the official Anthropic SDK on `/v1/messages` served by
  * the fake Ollama (answers, tools, streams, Anthropic-shaped errors, the x-routing-contract header).
  */
 import assert from "node:assert/strict";
@@ -72,32 +72,39 @@ Deno.test("OpenAI SDK clients served by Anthropic", async (t) => {
       assert.equal(typeof (sent.body as Json).max_tokens, "number", "max_tokens is always sent");
     });
 
-    await t.step("system and developer messages become one top-level system; turns alternate", async () => {
-      const messages: ChatCompletionMessageParam[] = [
-        { role: "system", content: "You are terse." },
-        { role: "assistant", content: "Hi! What can I do?" },
-        { role: "developer", content: "Answer in French." },
-        { role: "user", content: "first question" },
-        { role: "user", content: "second question" },
-      ];
-      const data = await h.client.chat.completions.create({ model: "auto", messages });
-      assert.equal(data.choices[0].finish_reason, "stop");
-      const body = lastAnthropicBody(h);
-      assert.equal(body.system, "You are terse.\n\nAnswer in French.", "both instructions, in order");
-      const turns = body.messages as { role: string; content: unknown }[];
-      assert.ok(
-        turns.every((m) => m.role !== "system" && m.role !== "developer"),
-        "no system role in messages",
-      );
-      assert.equal(turns[0].role, "user", "the first turn is the user's");
-      for (let i = 1; i < turns.length; i++) {
-        assert.notEqual(turns[i].role, turns[i - 1].role, "consecutive same-role turns are merged");
-      }
-      assert.deepEqual(turns.map((m) => m.role), ["user", "assistant", "user"]);
-      assert.deepEqual(turns[1].content, [{ type: "text", text: "Hi! What can I do?" }]);
-      const last = turns.at(-1)!.content as { type: string; text: string }[];
-      assert.deepEqual(last.map((b) => b.text), ["first question", "second question"]);
-    });
+    await t.step(
+      "system and developer messages become top-level system blocks; turns alternate",
+      async () => {
+        const messages: ChatCompletionMessageParam[] = [
+          { role: "system", content: "You are terse." },
+          { role: "developer", content: "Answer in French." },
+          { role: "user", content: "hello" },
+          { role: "assistant", content: "Hi! What can I do?" },
+          { role: "user", content: "first question" },
+          { role: "user", content: "second question" },
+        ];
+        const data = await h.client.chat.completions.create({ model: "auto", messages });
+        assert.equal(data.choices[0].finish_reason, "stop");
+        const body = lastAnthropicBody(h);
+        assert.deepEqual(body.system, [
+          { type: "text", text: "You are terse." },
+          { type: "text", text: "Answer in French." },
+        ], "both instructions, in order, one block each");
+        const turns = body.messages as { role: string; content: unknown }[];
+        assert.ok(
+          turns.every((m) => m.role !== "system" && m.role !== "developer"),
+          "no system role in messages",
+        );
+        assert.equal(turns[0].role, "user", "the first turn is the user's");
+        for (let i = 1; i < turns.length; i++) {
+          assert.notEqual(turns[i].role, turns[i - 1].role, "consecutive same-role turns are merged");
+        }
+        assert.deepEqual(turns.map((m) => m.role), ["user", "assistant", "user"]);
+        assert.deepEqual(turns[1].content, [{ type: "text", text: "Hi! What can I do?" }]);
+        const last = turns.at(-1)!.content as { type: string; text: string }[];
+        assert.deepEqual(last.map((b) => b.text), ["first question", "second question"]);
+      },
+    );
 
     await t.step("a tool-use round trip: tool_calls out, tool result back, final text answer", async () => {
       const question: ChatCompletionMessageParam = { role: "user", content: "what is the weather in Paris?" };
@@ -273,16 +280,22 @@ Deno.test("OpenAI SDK clients served by Anthropic", async (t) => {
       }
     });
 
-    await t.step("temperature 1.8 is clamped to Anthropic's range, so Claude still answers", async () => {
-      const data = await h.client.chat.completions.create({
+    await t.step("temperature 1.8 is refused by name before any call, never clamped", async () => {
+      const before = h.anthropic.requests.length;
+      const error = await h.client.chat.completions.create({
         model: "auto",
         messages: [{ role: "user", content: "be creative" }],
         temperature: 1.8,
-      });
-      assert.equal(data.choices[0].finish_reason, "stop");
-      const sent = h.anthropic.requests.at(-1)!;
-      assert.equal(sent.status, 200);
-      assert.equal((sent.body as Json).temperature, 1);
+      }).catch((e) => e);
+      assert.ok(error instanceof APIError, `expected APIError, got ${error}`);
+      assert.equal(error.status, 400);
+      assert.equal(error.code, "UNSUPPORTED_FIELD");
+      assert.equal(error.param, "temperature");
+      assert.equal(error.headers?.get("x-hi-reason"), "UNSUPPORTED_FIELD");
+      assert.equal(h.anthropic.requests.length, before, "nothing was sent to anthropic");
+      const record = await h.record(error.headers?.get("x-request-id") ?? "");
+      assert.equal(record.attempts.at(-1)?.provider, "anthropic");
+      assert.equal(record.attempts.at(-1)?.error_code, "UNSUPPORTED_FIELD");
     });
   } finally {
     await h.close();
@@ -477,7 +490,9 @@ Deno.test("Anthropic SDK clients on /v1/messages served by the local model", asy
           assert.equal(error.status, 503);
           const body = error.error as { type: string; error: { type: string; message: string } };
           assert.equal(body.type, "error");
-          assert.equal(body.error.type, "overloaded_error");
+          // A refusal by policy is no overload: "try elsewhere" would be wrong advice.
+          assert.equal(body.error.type, "api_error");
+          assert.equal(error.headers?.get("x-hi-reason"), "LOCAL_UNAVAILABLE_FOR_SENSITIVE");
           assert.equal(error.headers?.get("x-should-retry"), "false");
           const record = await edrFor(error.headers?.get("x-request-id") ?? null);
           assert.equal(record.failure?.type, "policy_rejection");

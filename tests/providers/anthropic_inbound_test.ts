@@ -113,7 +113,7 @@ Deno.test("the official anthropic sdk understands what the router sends", async 
       });
       assert.equal(message.id, META.id);
       assert.equal(message.model, "qwen3:8b");
-      assert.deepEqual(message.content, [{ type: "text", text: "Bonjour ✓ 🌍", citations: null }]);
+      assert.deepEqual(message.content, [{ type: "text", text: "Bonjour ✓ 🌍" }]);
       assert.equal(message.stop_reason, "end_turn");
       assert.equal(message.usage.input_tokens, 21);
       assert.equal(message.usage.output_tokens, 9);
