@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import Anthropic from "@anthropic-ai/sdk";
 import { APIError } from "openai";
 import { FAKE_CACHE_USAGE, FAKE_THINKING } from "../fakes/fake_anthropic.ts";
+import { FAKE_THINKING as FAKE_OLLAMA_THINKING } from "../fakes/fake_ollama.ts";
 import { type ServedRouter, startServe } from "./serve_harness.ts";
 
 type Json = Record<string, unknown>;
@@ -299,6 +300,66 @@ Deno.test("OpenAI clients served by Anthropic: what Anthropic cannot honour is r
       ).catch((e) => e);
       assert.ok(error instanceof APIError);
       assert.equal(error.param, "top_p");
+    });
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("the Anthropic SDK served by the local model gets thinking blocks and structured output", async (t) => {
+  const h = await startServe({ only: "anthropic" });
+  const local = { "x-routing-contract": JSON.stringify({ provider_allowlist: ["local"] }) };
+  const client = new Anthropic({ baseURL: h.url, apiKey: "x", maxRetries: 0, defaultHeaders: local });
+  const params = {
+    model: "auto",
+    max_tokens: 2048,
+    thinking: { type: "enabled" as const, budget_tokens: 1024 },
+    messages: [{ role: "user" as const, content: "think first" }],
+  };
+  try {
+    let answer: Anthropic.Message | null = null;
+    await t.step(
+      "the local model's reasoning is a thinking block before the text, JSON and streamed",
+      async () => {
+        answer = await client.messages.create(params);
+        assert.deepEqual(answer.content.map((b) => b.type), ["thinking", "text"]);
+        assert.equal((answer.content[0] as Anthropic.ThinkingBlock).thinking, FAKE_OLLAMA_THINKING);
+        const streamed = await client.messages.stream(params).finalMessage();
+        assert.deepEqual(streamed.content.map((b) => b.type), ["thinking", "text"]);
+        assert.equal((streamed.content[0] as Anthropic.ThinkingBlock).thinking, FAKE_OLLAMA_THINKING);
+      },
+    );
+
+    await t.step(
+      "that unsigned thinking block, sent back to Anthropic in the history, is left out",
+      async () => {
+        assert.ok(answer);
+        const message = await client.messages.create({
+          ...params,
+          messages: [
+            ...params.messages,
+            { role: "assistant", content: answer.content as Anthropic.ContentBlockParam[] },
+            { role: "user", content: "and now?" },
+          ],
+        }, { headers: ANTHROPIC_ONLY });
+        assert.equal(message.type, "message");
+        const turns = lastAnthropicBody(h).messages as { content: { type: string }[] }[];
+        assert.deepEqual(turns[1].content.map((b) => b.type), ["text"]);
+      },
+    );
+
+    await t.step("output_config's JSON Schema makes the local model answer JSON", async () => {
+      const output_config = { format: { type: "json_schema", schema: { type: "object" } } };
+      const message = await client.messages.create(
+        {
+          model: "auto",
+          max_tokens: 64,
+          output_config,
+          messages: [{ role: "user", content: "json" }],
+        } as unknown as Anthropic.MessageCreateParamsNonStreaming,
+      );
+      const text = (message.content[0] as Anthropic.TextBlock).text;
+      assert.equal(typeof JSON.parse(text), "object");
     });
   } finally {
     await h.close();
