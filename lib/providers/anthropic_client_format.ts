@@ -100,13 +100,17 @@ function toolInput(args: string): Record<string, unknown> {
 
 /**
  * Anthropic's `message` object for a canonical result (tool-use ids are passed through unchanged). The
- * model's reasoning comes first as a `thinking` block with an empty `signature` (a local model signs
- * nothing); a refusal's text is a text block under `stop_reason: "refusal"`.
+ * model's reasoning comes first as a `thinking` block, with Anthropic's `signature` when Anthropic
+ * reasoned and an empty one when a local model did (nothing signs it); a refusal's text is a text block under `stop_reason: "refusal"`.
  */
 export function toAnthropicResponse(result: ChatResult, meta: ClientResponseMeta): Record<string, unknown> {
   const content: Record<string, unknown>[] = [];
   if (result.reasoning !== undefined && result.reasoning !== "") {
-    content.push({ type: "thinking", thinking: result.reasoning, signature: "" });
+    content.push({
+      type: "thinking",
+      thinking: result.reasoning,
+      signature: result.reasoning_signature ?? "",
+    });
   }
   const text = (result.content ?? "") + (result.refusal ?? "");
   if (text !== "") content.push({ type: "text", text });
@@ -264,15 +268,25 @@ export class AnthropicStreamEncoder implements ClientStreamEncoder {
       case "text":
       case "refusal":
       case "reasoning": {
-        if (event.text === "") break;
+        const signature = event.type === "reasoning" ? event.signature : undefined;
+        if (event.text === "" && signature === undefined) break;
         const thinking = event.type === "reasoning";
         const block = this.#ensure(thinking ? "thinking" : "text");
-        out += block.out + this.#event("content_block_delta", {
-          index: block.index,
-          delta: thinking
-            ? { type: "thinking_delta", thinking: event.text }
-            : { type: "text_delta", text: event.text },
-        });
+        out += block.out;
+        if (event.text !== "") {
+          out += this.#event("content_block_delta", {
+            index: block.index,
+            delta: thinking
+              ? { type: "thinking_delta", thinking: event.text }
+              : { type: "text_delta", text: event.text },
+          });
+        }
+        if (signature !== undefined) {
+          out += this.#event("content_block_delta", {
+            index: block.index,
+            delta: { type: "signature_delta", signature },
+          });
+        }
         break;
       }
       case "tool_call_start": {

@@ -29,7 +29,15 @@ export interface AnthropicResponseMessage {
   id?: string;
   model?: string;
   content?: Array<
-    { type: string; text?: string; thinking?: string; id?: string; name?: string; input?: unknown }
+    {
+      type: string;
+      text?: string;
+      thinking?: string;
+      signature?: string;
+      id?: string;
+      name?: string;
+      input?: unknown;
+    }
   >;
   stop_reason?: string | null;
   stop_sequence?: string | null;
@@ -100,11 +108,14 @@ export function fromAnthropicUsage(usage: AnthropicUsage | undefined): Usage {
 export function fromAnthropicResponse(message: AnthropicResponseMessage, fallbackModel = ""): ChatResult {
   const texts: string[] = [];
   const thoughts: string[] = [];
+  const signatures: string[] = [];
   const toolCalls: ToolCall[] = [];
   for (const block of message.content ?? []) {
     if (block.type === "text" && typeof block.text === "string") texts.push(block.text);
-    else if (block.type === "thinking" && typeof block.thinking === "string") thoughts.push(block.thinking);
-    else if (block.type === "tool_use") {
+    else if (block.type === "thinking" && typeof block.thinking === "string") {
+      thoughts.push(block.thinking);
+      if (typeof block.signature === "string" && block.signature !== "") signatures.push(block.signature);
+    } else if (block.type === "tool_use") {
       toolCalls.push({
         id: block.id ?? `toolu_${toolCalls.length}`,
         type: "function",
@@ -124,6 +135,8 @@ export function fromAnthropicResponse(message: AnthropicResponseMessage, fallbac
   if (message.id !== undefined) result.upstream_id = message.id;
   const thinking = thoughts.join("");
   if (thinking !== "") result.reasoning = thinking;
+  // A signature covers its own block: only a single block's survives the join.
+  if (thoughts.length === 1 && signatures.length === 1) result.reasoning_signature = signatures[0];
   const details = anthropicUsageDetails(message.usage);
   if (details) result.usage_details = details;
   const stop = anthropicStopDetail(message.stop_reason, message.stop_sequence);
@@ -177,7 +190,10 @@ export interface AnthropicStreamOptions {
   secrets?: string[];
 }
 
-type BlockKind = { kind: "text" } | { kind: "thinking" } | { kind: "tool"; toolIndex: number } | {
+type BlockKind = { kind: "text" } | { kind: "thinking"; last: string | null; signature?: string } | {
+  kind: "tool";
+  toolIndex: number;
+} | {
   kind: "other";
 };
 
@@ -255,7 +271,7 @@ export function anthropicEventsToStream(
             produced = true;
           }
         } else if (block?.type === "thinking") {
-          blocks.set(index, { kind: "thinking" });
+          blocks.set(index, { kind: "thinking", last: null });
         } else if (block?.type === "tool_use") {
           const toolIndex = toolCount++;
           blocks.set(index, { kind: "tool", toolIndex });
@@ -267,16 +283,32 @@ export function anthropicEventsToStream(
       case "content_block_delta": {
         const block = blocks.get(Number(data.index));
         const delta = data.delta as
-          | { type?: string; text?: string; thinking?: string; partial_json?: string }
+          | { type?: string; text?: string; thinking?: string; signature?: string; partial_json?: string }
           | undefined;
         if (block?.kind === "text" && delta?.type === "text_delta" && delta.text) {
           emit({ type: "text", text: delta.text });
           produced = true;
         } else if (block?.kind === "thinking" && delta?.type === "thinking_delta" && delta.thinking) {
-          emit({ type: "reasoning", text: delta.thinking });
+          // Each piece waits for the next, so the block's last one can carry the signature that follows.
+          if (block.last !== null) emit({ type: "reasoning", text: block.last });
+          block.last = delta.thinking;
           produced = true;
+        } else if (block?.kind === "thinking" && delta?.type === "signature_delta" && delta.signature) {
+          block.signature = delta.signature;
         } else if (block?.kind === "tool" && delta?.type === "input_json_delta" && delta.partial_json) {
           emit({ type: "tool_call_args", index: block.toolIndex, fragment: delta.partial_json });
+        }
+        break;
+      }
+      case "content_block_stop": {
+        const block = blocks.get(Number(data.index));
+        if (block?.kind === "thinking" && (block.last !== null || block.signature !== undefined)) {
+          emit({
+            type: "reasoning",
+            text: block.last ?? "",
+            ...(block.signature !== undefined ? { signature: block.signature } : {}),
+          });
+          block.last = null;
         }
         break;
       }
@@ -317,7 +349,7 @@ export function anthropicEventsToStream(
         return "done";
       }
       default:
-        // ping, content_block_stop and event types added later carry nothing we need
+        // ping and event types added later carry nothing we need
         break;
     }
     return "more";

@@ -147,6 +147,11 @@ export interface ChatResult {
   model_digest?: string;
   /** The model's reasoning text (Ollama `message.thinking`); not answer content, not in the output hash. */
   reasoning?: string;
+  /**
+   * Anthropic's signature of that reasoning (its thinking block), which an Anthropic client must send back
+   * unchanged with the block in a tool-use loop; absent when nothing signed it (a local model).
+   */
+  reasoning_signature?: string;
   /** The model's refusal text, when the upstream gave one (OpenAI `message.refusal`). */
   refusal?: string;
   /** Token logprobs, when the client asked and the upstream gave them (OpenAI `choices[0].logprobs`). */
@@ -175,12 +180,13 @@ export interface StopDetail {
  * `reasoning` pieces (the model thinking, e.g. Ollama `message.thinking`) come before the answer text
  * they lead to and are not answer content; `refusal` pieces are the model's refusal text (OpenAI
  * `delta.refusal`). A text piece carries `logprobs` when the client asked and the upstream gave them.
+ * A `reasoning` piece may carry Anthropic's `signature` of its thinking block (on the block's last piece).
  * `prompt_usage` is the upstream's exact prompt count when it reports one before the answer (Anthropic
  * `message_start`); it comes right before the first piece of the answer, never alone.
  */
 export type StreamEvent =
   | { type: "text"; text: string; logprobs?: ChoiceLogprobs }
-  | { type: "reasoning"; text: string }
+  | { type: "reasoning"; text: string; signature?: string }
   | { type: "refusal"; text: string }
   | { type: "tool_call_start"; index: number; id: string; name: string }
   | { type: "tool_call_args"; index: number; fragment: string }

@@ -193,10 +193,45 @@ Deno.test("the Anthropic SDK served by Anthropic gets its own request through an
         assert.deepEqual(lastAnthropicBody(h).thinking, params.thinking);
         const streamed = await client.messages.stream(params).finalMessage();
         assert.equal((streamed.content[0] as Anthropic.ThinkingBlock).thinking, FAKE_THINKING);
+        for (const answer of [message, streamed]) {
+          assert.equal(
+            (answer.content[0] as Anthropic.ThinkingBlock).signature,
+            "sig-fake",
+            "Anthropic's signature",
+          );
+        }
       } finally {
         h.anthropic.mode = "normal";
       }
     });
+
+    await t.step(
+      "a signed thinking block sent back in a tool loop reaches Anthropic with its signature",
+      async () => {
+        h.anthropic.mode = "thinking";
+        try {
+          const params = {
+            model: "auto",
+            max_tokens: 2048,
+            thinking: { type: "enabled" as const, budget_tokens: 1024 },
+            messages: [{ role: "user" as const, content: "think" }],
+          };
+          const first = await client.messages.stream(params).finalMessage();
+          await client.messages.create({
+            ...params,
+            messages: [
+              ...params.messages,
+              { role: "assistant", content: first.content as Anthropic.ContentBlockParam[] },
+              { role: "user", content: "go on" },
+            ],
+          });
+          const sent = (lastAnthropicBody(h).messages as { content: Json[] }[])[1].content[0];
+          assert.deepEqual(sent, { type: "thinking", thinking: FAKE_THINKING, signature: "sig-fake" });
+        } finally {
+          h.anthropic.mode = "normal";
+        }
+      },
+    );
 
     await t.step("output_config structured output is accepted and reaches Anthropic", async () => {
       const output_config = {
