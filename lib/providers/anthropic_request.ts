@@ -15,6 +15,7 @@ import {
   type AnthropicUserBlock,
 } from "./anthropic_inbound.ts";
 import { type ChatMessage, type ChatRequest, type ContentPart, UpstreamError } from "./types.ts";
+import { unsupportedFieldError } from "./upstream_errors.ts";
 
 /** Options for `toAnthropicRequest`. */
 export interface AnthropicRequestOptions {
@@ -38,19 +39,7 @@ export function anthropicJsonMode(request: ChatRequest): AnthropicJsonMode {
   return type === "json_object" || type === "json_schema" ? "instructed" : "none";
 }
 
-/**
- * A field Anthropic cannot honour, refused by name before any call. Fallback-worthy: the next candidate
- * may honour it; as the last candidate, the client gets this 400 `UNSUPPORTED_FIELD`.
- */
-function unsupported(param: string, message: string): UpstreamError {
-  return new UpstreamError(message, {
-    status: 400,
-    code: "UNSUPPORTED_FIELD",
-    type: "invalid_request_error",
-    fallback: true,
-    param,
-  });
-}
+const unsupported = unsupportedFieldError;
 
 function invalid(message: string, code: string, param: string): UpstreamError {
   return new UpstreamError(message, {

@@ -24,6 +24,7 @@ import {
   readJsonAnswer,
   streamCutError,
   streamError,
+  unsupportedFieldError,
   upstreamCall,
   upstreamFailure,
 } from "./upstream_errors.ts";
@@ -151,16 +152,8 @@ export function toOllamaMessages(messages: ChatMessage[]): OllamaMessage[] {
   return out;
 }
 
-function unsupported(param: string, message: string): UpstreamError {
-  // Fallback-worthy: a cloud candidate can honour the field; without one the client gets this 400.
-  return new UpstreamError(message, {
-    status: 400,
-    code: "UNSUPPORTED_FIELD",
-    type: "invalid_request_error",
-    fallback: true,
-    param,
-  });
-}
+// Fallback-worthy: a cloud candidate can honour the field; without one the client gets this 400.
+const unsupported = unsupportedFieldError;
 
 /**
  * Throws `UNSUPPORTED_FIELD` (naming the field) for what Ollama cannot honour: a forced tool call

@@ -239,6 +239,20 @@ export function answerError(
   );
 }
 
+/**
+ * A request field the chosen provider cannot honour, refused by name before any call. Fallback-worthy: the
+ * next candidate may honour it; as the last candidate, the client gets this 400 `UNSUPPORTED_FIELD`.
+ */
+export function unsupportedFieldError(param: string, message: string): UpstreamError {
+  return new UpstreamError(message, {
+    status: 400,
+    code: "UNSUPPORTED_FIELD",
+    type: "invalid_request_error",
+    fallback: true,
+    param,
+  });
+}
+
 /** The error for the caller's own abort (client went away or the router gave up). */
 export function clientAbortedError(): UpstreamError {
   return new UpstreamError("the client closed the request before the answer ended", {
