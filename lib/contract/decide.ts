@@ -33,6 +33,16 @@ export interface RequestFeatures {
    * none is set. decide() keeps only providers that honour them all.
    */
   provider_fields?: string[];
+  /**
+   * Present (true) when a system or developer message comes after the conversation started. Anthropic takes
+   * instructions only before it, so when Anthropic is a candidate decide() records `REWRITE_SYSTEM_HOISTED`.
+   */
+  has_late_system?: boolean;
+  /**
+   * Present (true) when the conversation opens with an assistant turn. Anthropic requires a user turn first,
+   * so when Anthropic is a candidate decide() records `REWRITE_FIRST_TURN_USER`.
+   */
+  opens_with_assistant?: boolean;
 }
 
 /**
@@ -40,16 +50,21 @@ export interface RequestFeatures {
  * on those providers; one that no usable provider honours is a 400 `UNSUPPORTED_FIELD` naming the field.
  */
 export const FIELD_PROVIDERS: Readonly<Record<string, readonly ProviderName[]>> = {
+  frequency_penalty: ["local", "openai"],
   logit_bias: ["openai"],
   logprobs: ["openai"],
   metadata: ["openai"],
   prediction: ["openai"],
+  presence_penalty: ["local", "openai"],
   prompt_cache_key: ["openai"],
   reasoning_effort: ["local", "openai"],
   safety_identifier: ["local", "openai"],
+  seed: ["local", "openai"],
   service_tier: ["openai"],
   store: ["openai"],
+  temperature: ["local", "openai"],
   top_logprobs: ["openai"],
+  top_p: ["local", "openai"],
   verbosity: ["openai"],
 };
 
@@ -302,6 +317,11 @@ export function decide(input: DecisionInput): Decision {
     );
   }
   if (candidates[0].provider !== "local" && localBlocked) factors.push("FALLBACK_TO_CLOUD");
+  // The message-shape rewrites the Anthropic adapter makes when it serves: recorded, never silent.
+  if (candidates.some((c) => c.provider === "anthropic")) {
+    if (features.has_late_system === true) factors.push("REWRITE_SYSTEM_HOISTED");
+    if (features.opens_with_assistant === true) factors.push("REWRITE_FIRST_TURN_USER");
+  }
   return { candidates, factors, constraints, rejection: null };
 }
 

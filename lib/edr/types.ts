@@ -82,6 +82,10 @@ export interface EdrFeatures {
   max_output_tokens: number | null;
   /** Request fields only some providers honour (sorted); absent when none is set. */
   provider_fields?: string[];
+  /** True when a system or developer message follows the first turn; absent otherwise. */
+  has_late_system?: boolean;
+  /** True when the conversation opens with an assistant turn; absent otherwise. */
+  opens_with_assistant?: boolean;
 }
 
 /** The verified authority attached to the request (never the lease id itself). */

@@ -141,6 +141,9 @@ function pushBlocks(
   } else turns.push({ role, results: [...results], blocks: [...blocks] });
 }
 
+/** The text of the user turn put before a history that opens with the assistant (Anthropic rejects empty text). */
+export const FIRST_TURN_USER_TEXT = "(continue)";
+
 function convertMessages(messages: ChatMessage[]): { system: string[]; turns: AnthropicMessage[] } {
   const system: string[] = [];
   const pending: PendingTurn[] = [];
@@ -149,14 +152,8 @@ function convertMessages(messages: ChatMessage[]): { system: string[]; turns: An
     switch (message.role) {
       case "system":
       case "developer": {
-        // Anthropic has one place for instructions, before the conversation: moving a later one there
-        // would change what the model reads, so it is refused instead.
-        if (pending.length > 0) {
-          throw unsupported(
-            "messages",
-            `${where} is a ${message.role} message after the conversation started; anthropic takes instructions only before the first user or assistant message: move it there, or allow another provider`,
-          );
-        }
+        // Anthropic has one place for instructions, before the conversation: a later one is hoisted there,
+        // after the earlier ones (decide() records REWRITE_SYSTEM_HOISTED for this).
         const text = instructionText(message.content);
         if (text !== "") system.push(text);
         break;
@@ -206,13 +203,10 @@ function convertMessages(messages: ChatMessage[]): { system: string[]; turns: An
       ? { role: "user", content: [...turn.results, ...turn.blocks] as AnthropicUserBlock[] }
       : { role: "assistant", content: turn.blocks as AnthropicAssistantBlock[] }
   );
-  // Anthropic requires the first turn to be the user's; inventing one would put words in the client's
-  // mouth, so a history that opens with the assistant is refused instead.
+  // Anthropic requires the first turn to be the user's: a history that opens with the assistant gets the
+  // minimal user turn before it (decide() records REWRITE_FIRST_TURN_USER for this).
   if (turns.length > 0 && turns[0].role === "assistant") {
-    throw unsupported(
-      "messages",
-      "the conversation opens with an assistant message; anthropic requires the first message to be the user's: start with a user message, or allow another provider",
-    );
+    turns.unshift({ role: "user", content: [{ type: "text", text: FIRST_TURN_USER_TEXT }] });
   }
   return { system, turns };
 }
@@ -288,8 +282,9 @@ function nativeRequest(
 /**
  * Builds the Anthropic Messages body for a canonical request. A request that came in on `/v1/messages`
  * is sent as the client sent it (see `nativeRequest`). Otherwise, after `checkAnthropicSupport`: system
- * and developer messages before the conversation become `system` blocks, one each, in order (a later
- * one, or a history that opens with the assistant, is refused by name); not sent because Anthropic has
+ * and developer messages become `system` blocks, one each, in order, a later one hoisted there too, and a
+ * history that opens with the assistant gets a `FIRST_TURN_USER_TEXT` user turn first (the two rewrites
+ * decide() records as `REWRITE_SYSTEM_HOISTED` and `REWRITE_FIRST_TURN_USER`); not sent because Anthropic has
  * no equivalent and they change nothing it does: `stream_options`, message `name`s, tool `strict`,
  * `top_p` 1 beside `temperature`, penalties of 0. `response_format` JSON modes become a `system`
  * instruction (see `anthropicJsonMode`).

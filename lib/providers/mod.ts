@@ -13,6 +13,7 @@ export {
   anthropicErrorBody,
   type AnthropicMessagesRequest,
   anthropicMessagesRequestSchema,
+  anthropicNative,
   AnthropicStreamEncoder,
   fromAnthropicRequest,
   toAnthropicResponse,

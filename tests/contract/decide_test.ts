@@ -288,3 +288,61 @@ Deno.test("decide() routes fields only some providers honour", async (t) => {
     assert.deepEqual(decide(input({ features: withFields([]) })).candidates.length, 3);
   });
 });
+
+Deno.test("decide() keeps what Anthropic cannot honour away from it and records its rewrites", async (t) => {
+  const features = (extra: Partial<DecisionInput["features"]>) => ({ ...input().features, ...extra });
+
+  for (const field of ["seed", "frequency_penalty", "presence_penalty", "temperature", "top_p"]) {
+    await t.step(`${field} skips Anthropic, named as a constraint, and OpenAI serves first`, () => {
+      const d = decide(input({
+        contract: { provider_allowlist: ["anthropic", "openai", "local"] },
+        features: features({ provider_fields: [field] }),
+      }));
+      assert.deepEqual(d.candidates.map((c) => c.provider), ["openai", "local"]);
+      assert.ok(d.constraints.includes(`field_unsupported:anthropic:${field}`), d.constraints.join(" "));
+    });
+  }
+
+  await t.step("with only Anthropic allowed, seed is a 400 UNSUPPORTED_FIELD naming seed", () => {
+    const d = decide(input({
+      contract: { provider_allowlist: ["anthropic"] },
+      features: features({ provider_fields: ["seed"] }),
+    }));
+    assert.equal(d.rejection?.status, 400);
+    assert.equal(d.rejection?.code, "UNSUPPORTED_FIELD");
+    assert.equal(d.rejection?.param, "seed");
+    assert.match(d.rejection!.message, /^seed is honoured only by local or openai, and the effective/);
+  });
+
+  await t.step("a late system message with Anthropic a candidate records REWRITE_SYSTEM_HOISTED", () => {
+    const d = decide(input({ features: features({ has_late_system: true }) }));
+    assert.ok(d.factors.includes("REWRITE_SYSTEM_HOISTED"), d.factors.join(" "));
+    assert.ok(!d.factors.includes("REWRITE_FIRST_TURN_USER"));
+  });
+
+  await t.step(
+    "an assistant-first history with Anthropic a candidate records REWRITE_FIRST_TURN_USER",
+    () => {
+      const d = decide(input({ features: features({ opens_with_assistant: true }) }));
+      assert.ok(d.factors.includes("REWRITE_FIRST_TURN_USER"), d.factors.join(" "));
+      assert.ok(!d.factors.includes("REWRITE_SYSTEM_HOISTED"));
+    },
+  );
+
+  await t.step("without Anthropic among the candidates no rewrite is recorded", () => {
+    const shapes = features({ has_late_system: true, opens_with_assistant: true });
+    for (
+      const d of [
+        decide(input({ contract: { provider_allowlist: ["local", "openai"] }, features: shapes })),
+        decide(input({ keys: { anthropic: false, openai: true }, features: shapes })),
+      ]
+    ) {
+      assert.ok(d.candidates.length > 0);
+      assert.ok(!d.factors.some((f) => f.startsWith("REWRITE_")), d.factors.join(" "));
+    }
+  });
+
+  await t.step("an ordinary request records no rewrite", () => {
+    assert.ok(!decide(input()).factors.some((f) => f.startsWith("REWRITE_")));
+  });
+});

@@ -10,6 +10,8 @@ import { APIError } from "openai";
 import { FAKE_CACHE_USAGE, FAKE_THINKING } from "../fakes/fake_anthropic.ts";
 import { FAKE_THINKING as FAKE_OLLAMA_THINKING } from "../fakes/fake_ollama.ts";
 import { type ServedRouter, startServe } from "./serve_harness.ts";
+import { BUILTIN_POLICY_SOURCE, decide, parsePolicy } from "../../lib/contract/mod.ts";
+import type { EdrRecord } from "../../lib/edr/mod.ts";
 
 type Json = Record<string, unknown>;
 
@@ -277,65 +279,132 @@ Deno.test("the Anthropic SDK served by Anthropic gets its own request through an
   }
 });
 
-Deno.test("OpenAI clients served by Anthropic: what Anthropic cannot honour is refused by name or served elsewhere", async (t) => {
+/** decide() run again on what the record says it read (as replay does; cloud replay is REFUSED by default). */
+function redecide(record: EdrRecord) {
+  const { health, slot, features, keys } = record.decision_inputs;
+  const d = decide(
+    {
+      contract: record.effective_contract,
+      policy: parsePolicy(BUILTIN_POLICY_SOURCE),
+      health,
+      slot,
+      features,
+      keys,
+    } as Parameters<typeof decide>[0],
+  );
+  return { candidates: d.candidates, factors: d.factors, constraints: d.constraints };
+}
+
+Deno.test("OpenAI clients and Anthropic: what it cannot honour goes elsewhere or is refused by name, and its rewrites are recorded", async (t) => {
   const h = await startServe();
   try {
-    await t.step("seed with only Anthropic allowed is a 400 naming seed, and nothing is sent", async () => {
-      const before = h.anthropic.requests.length;
-      const error = await h.client.chat.completions.create(
-        { model: "auto", messages: [{ role: "user", content: "hi" }], seed: 7 },
-        { headers: ANTHROPIC_ONLY },
-      ).catch((e) => e);
-      assert.ok(error instanceof APIError, `expected APIError, got ${error}`);
-      assert.equal(error.status, 400);
-      assert.equal(error.code, "UNSUPPORTED_FIELD");
-      assert.equal(error.param, "seed");
-      assert.equal(error.headers?.get("x-hi-reason"), "UNSUPPORTED_FIELD");
-      assert.equal(h.anthropic.requests.length, before);
-    });
+    await t.step(
+      "seed with only Anthropic allowed is a 400 naming seed, and no provider is called",
+      async () => {
+        const before = h.anthropic.requests.length;
+        const error = await h.client.chat.completions.create(
+          { model: "auto", messages: [{ role: "user", content: "hi" }], seed: 7 },
+          { headers: ANTHROPIC_ONLY },
+        ).catch((e) => e);
+        assert.ok(error instanceof APIError, `expected APIError, got ${error}`);
+        assert.equal(error.status, 400);
+        assert.equal(error.code, "UNSUPPORTED_FIELD");
+        assert.equal(error.param, "seed");
+        assert.equal(error.headers?.get("x-hi-reason"), "UNSUPPORTED_FIELD");
+        assert.equal(h.anthropic.requests.length, before);
+        const record = await h.record(error.headers!.get("x-request-id")!);
+        assert.deepEqual(record.attempts, []);
+        assert.ok(record.constraints_applied.includes("field_unsupported:anthropic:seed"));
+      },
+    );
 
     await t.step(
-      "the same request with OpenAI allowed after Anthropic is served by OpenAI, and the EDR says why",
+      "seed and temperature 1.5 with Anthropic allowed first are served by OpenAI as sent, and the EDR names them",
       async () => {
         const { data, response } = await h.client.chat.completions.create(
           { model: "auto", messages: [{ role: "user", content: "hi" }], seed: 7, temperature: 1.5 },
           { headers: ANTHROPIC_THEN_OPENAI },
         ).withResponse();
         assert.equal(data.choices[0].finish_reason, "stop");
+        const sent = h.openai.requests.at(-1) as Json;
+        assert.equal(sent.seed, 7);
+        assert.equal(sent.temperature, 1.5);
         const record = await h.record(response.headers.get("x-request-id")!);
-        assert.deepEqual(
-          record.attempts.map((a) => [a.provider, a.outcome, a.error_code]),
-          [["anthropic", "fallback", "UNSUPPORTED_FIELD"], ["openai", "ok", null]],
-        );
+        assert.deepEqual(record.attempts.map((a) => [a.provider, a.outcome]), [["openai", "ok"]]);
+        assert.deepEqual(record.decision_inputs.features?.provider_fields, ["seed", "temperature"]);
+        assert.ok(record.constraints_applied.includes("field_unsupported:anthropic:seed,temperature"));
       },
     );
 
-    await t.step("a system message after the conversation started is refused, not hoisted", async () => {
-      const before = h.anthropic.requests.length;
-      const error = await h.client.chat.completions.create({
-        model: "auto",
-        messages: [
-          { role: "user", content: "hi" },
-          { role: "assistant", content: "hello" },
-          { role: "system", content: "now answer in French" },
-          { role: "user", content: "how are you?" },
-        ],
-      }, { headers: ANTHROPIC_ONLY }).catch((e) => e);
-      assert.ok(error instanceof APIError);
-      assert.equal(error.status, 400);
-      assert.equal(error.param, "messages");
-      assert.match(error.message, /messages\[2\] is a system message after the conversation started/);
-      assert.equal(h.anthropic.requests.length, before);
-    });
+    await t.step(
+      "a presence penalty goes to OpenAI; top_p beside temperature with only Anthropic is a 400",
+      async () => {
+        const { response } = await h.client.chat.completions.create(
+          { model: "auto", messages: [{ role: "user", content: "hi" }], presence_penalty: 0.5 },
+          { headers: ANTHROPIC_THEN_OPENAI },
+        ).withResponse();
+        const record = await h.record(response.headers.get("x-request-id")!);
+        assert.deepEqual(record.attempts.map((a) => a.provider), ["openai"]);
+        assert.ok(record.constraints_applied.includes("field_unsupported:anthropic:presence_penalty"));
+        const error = await h.client.chat.completions.create(
+          { model: "auto", messages: [{ role: "user", content: "hi" }], temperature: 0.5, top_p: 0.9 },
+          { headers: ANTHROPIC_ONLY },
+        ).catch((e) => e);
+        assert.ok(error instanceof APIError);
+        assert.equal(error.status, 400);
+        assert.equal(error.param, "top_p");
+      },
+    );
 
-    await t.step("top_p beside temperature is refused by name instead of dropped", async () => {
-      const error = await h.client.chat.completions.create(
-        { model: "auto", messages: [{ role: "user", content: "hi" }], temperature: 0.5, top_p: 0.9 },
-        { headers: ANTHROPIC_ONLY },
-      ).catch((e) => e);
-      assert.ok(error instanceof APIError);
-      assert.equal(error.param, "top_p");
-    });
+    await t.step(
+      "a system message after the conversation started reaches Anthropic hoisted, and the EDR says so",
+      async () => {
+        const { response } = await h.client.chat.completions.create({
+          model: "auto",
+          messages: [
+            { role: "system", content: "Be terse." },
+            { role: "user", content: "hi" },
+            { role: "assistant", content: "hello" },
+            { role: "system", content: "Now answer in French." },
+            { role: "user", content: "how are you?" },
+          ],
+        }, { headers: ANTHROPIC_ONLY }).withResponse();
+        const body = lastAnthropicBody(h);
+        assert.deepEqual(body.system, [
+          { type: "text", text: "Be terse." },
+          { type: "text", text: "Now answer in French." },
+        ]);
+        assert.deepEqual((body.messages as Json[]).map((m) => m.role), ["user", "assistant", "user"]);
+        const record = await h.record(response.headers.get("x-request-id")!);
+        assert.equal(record.decision_inputs.features?.has_late_system, true);
+        assert.ok(
+          record.decision_factors.includes("REWRITE_SYSTEM_HOISTED"),
+          record.decision_factors.join(" "),
+        );
+        assert.deepEqual(redecide(record), {
+          candidates: record.candidates,
+          factors: record.decision_factors,
+          constraints: record.constraints_applied,
+        });
+      },
+    );
+
+    await t.step(
+      "a history that opens with the assistant gets one (continue) user turn, recorded",
+      async () => {
+        const { response } = await h.client.chat.completions.create({
+          model: "auto",
+          messages: [{ role: "assistant", content: "How can I help?" }, { role: "user", content: "hi" }],
+        }, { headers: ANTHROPIC_ONLY }).withResponse();
+        assert.deepEqual((lastAnthropicBody(h).messages as Json[])[0], {
+          role: "user",
+          content: [{ type: "text", text: "(continue)" }],
+        });
+        const record = await h.record(response.headers.get("x-request-id")!);
+        assert.ok(record.decision_factors.includes("REWRITE_FIRST_TURN_USER"));
+        assert.deepEqual(redecide(record).factors, record.decision_factors);
+      },
+    );
   } finally {
     await h.close();
   }

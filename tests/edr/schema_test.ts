@@ -11,7 +11,7 @@ import { sampleDraft } from "./sample_draft.ts";
 
 // Changing the published schema must be a deliberate, reviewed act: update this pin together with the
 // schema version and docs/edr-format.md.
-const PINNED_SCHEMA_SHA256 = "46ba6253e23bff5be9dacb702d63fe1ea76b654aadb87ae514a6337c7449d231";
+const PINNED_SCHEMA_SHA256 = "282642a68739a9f85b729702781bda7ea5f4497ae4c8e4cc554100b28bdfe941";
 
 function sampleRecord(): EdrRecord {
   const draft = sampleDraft();
@@ -107,6 +107,16 @@ Deno.test("EDR_v1.0.0 schema", async (t) => {
       outcome: "fallback",
     });
     assert.deepEqual(validateEdr(record), { valid: true });
+  });
+
+  await t.step("the message-shape features are recorded as true or left out, never false", () => {
+    const record = sampleRecord() as unknown as { decision_inputs: { features: Record<string, unknown> } };
+    record.decision_inputs.features.has_late_system = true;
+    record.decision_inputs.features.opens_with_assistant = true;
+    assert.deepEqual(validateEdr(record), { valid: true });
+    record.decision_inputs.features.opens_with_assistant = false;
+    const result = validateEdr(record);
+    assert.ok(!result.valid && result.errors.some((e) => e.startsWith("/decision_inputs/features")));
   });
 
   await t.step("an extra field anywhere is rejected and named", () => {

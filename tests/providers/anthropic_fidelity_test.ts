@@ -1,6 +1,11 @@
 /** Anthropic both ways without the network: refusals by name, the client's own body, and the answer's fields. */
 import assert from "node:assert/strict";
-import { checkAnthropicSupport, toAnthropicRequest } from "../../lib/providers/anthropic_request.ts";
+import {
+  checkAnthropicSupport,
+  FIRST_TURN_USER_TEXT,
+  toAnthropicRequest,
+} from "../../lib/providers/anthropic_request.ts";
+import { requestFeatures } from "../../lib/http/request_features.ts";
 import {
   anthropicErrorBody,
   type AnthropicMessagesRequest,
@@ -31,14 +36,6 @@ Deno.test("what Anthropic cannot honour is refused by name, fallback-worthy, nev
     ["seed", { messages: [hi], seed: 1 }, "seed"],
     ["a presence penalty", { messages: [hi], presence_penalty: 0.5 }, "presence_penalty"],
     ["a frequency penalty", { messages: [hi], frequency_penalty: -1 }, "frequency_penalty"],
-    [
-      "a system message after the conversation started",
-      { messages: [hi, { role: "system", content: "later" }, hi] },
-      "messages",
-    ],
-    ["a history that opens with the assistant", {
-      messages: [{ role: "assistant", content: "hello!" }, hi],
-    }, "messages"],
   ];
   for (const [name, request, param] of rows) {
     await t.step(name, () => {
@@ -58,6 +55,94 @@ Deno.test("what Anthropic cannot honour is refused by name, fallback-worthy, nev
       presence_penalty: 0,
       frequency_penalty: 0,
     });
+  });
+});
+
+Deno.test("the two message-shape rewrites are minimal and exactly what the request features announce", async (t) => {
+  await t.step(
+    "a late system message is hoisted into system after the earlier ones, text and order kept",
+    () => {
+      const body = toAnthropicRequest({
+        messages: [
+          { role: "system", content: "Be terse." },
+          hi,
+          { role: "assistant", content: "hello" },
+          { role: "developer", content: [{ type: "text", text: "Now answer in French." }] },
+          { role: "user", content: "how are you?" },
+        ],
+      }, OPTS);
+      assert.deepEqual(body.system, [
+        { type: "text", text: "Be terse." },
+        { type: "text", text: "Now answer in French." },
+      ]);
+      assert.deepEqual(body.messages, [
+        { role: "user", content: [{ type: "text", text: "hi" }] },
+        { role: "assistant", content: [{ type: "text", text: "hello" }] },
+        { role: "user", content: [{ type: "text", text: "how are you?" }] },
+      ]);
+    },
+  );
+
+  await t.step("a history that opens with the assistant gets one minimal user turn before it", () => {
+    const body = toAnthropicRequest({ messages: [{ role: "assistant", content: "hello!" }, hi] }, OPTS);
+    assert.deepEqual(body.messages, [
+      { role: "user", content: [{ type: "text", text: FIRST_TURN_USER_TEXT }] },
+      { role: "assistant", content: [{ type: "text", text: "hello!" }] },
+      { role: "user", content: [{ type: "text", text: "hi" }] },
+    ]);
+    assert.equal(body.system, undefined);
+  });
+
+  // [name, messages, has a late system message]: whether the assistant opens is read off the adapter's body.
+  const cases: [string, ChatRequest["messages"], boolean][] = [
+    ["plain", [{ role: "system", content: "s" }, hi], false],
+    ["late system", [hi, { role: "system", content: "later" }, hi], true],
+    ["assistant first", [{ role: "system", content: "s" }, { role: "assistant", content: "a" }, hi], false],
+    [
+      "empty user text is no turn",
+      [{ role: "user", content: "" }, { role: "system", content: "s" }, hi],
+      false,
+    ],
+    ["empty user text, then the assistant", [
+      { role: "user", content: "" },
+      { role: "assistant", content: "a" },
+      hi,
+    ], false],
+    ["a tool result opens", [{ role: "tool", tool_call_id: "t", content: "r" }, {
+      role: "system",
+      content: "s",
+    }, hi], true],
+    ["an assistant tool call opens", [{
+      role: "assistant",
+      content: null,
+      tool_calls: [{ id: "t", type: "function", function: { name: "f", arguments: "{}" } }],
+    }, { role: "tool", tool_call_id: "t", content: "r" }], false],
+  ];
+  for (const [name, messages, late] of cases) {
+    await t.step(`features and adapter agree: ${name}`, () => {
+      const features = requestFeatures({ messages });
+      const body = toAnthropicRequest({ messages }, OPTS);
+      assert.equal(features.has_late_system === true, late);
+      const systems = messages.filter((m) => m.role === "system").length;
+      assert.equal(body.system?.length ?? 0, systems, "every system message reaches system");
+      const invented = JSON.stringify(body.messages[0]).includes(FIRST_TURN_USER_TEXT);
+      assert.equal(features.opens_with_assistant === true, invented);
+      assert.equal(body.messages[0].role, "user");
+    });
+  }
+
+  await t.step("a /v1/messages request announces no rewrite: its body goes to Anthropic as sent", () => {
+    const canonical = fromAnthropicRequest(anthropicMessagesRequestSchema.parse({
+      model: "auto",
+      max_tokens: 10,
+      temperature: 0.5,
+      top_p: 0.9,
+      messages: [{ role: "assistant", content: "a" }, { role: "user", content: "q" }],
+    }));
+    const features = requestFeatures(canonical);
+    assert.equal(features.opens_with_assistant, undefined);
+    assert.equal(features.provider_fields, undefined);
+    assert.deepEqual(toAnthropicRequest(canonical, OPTS).messages[0], { role: "assistant", content: "a" });
   });
 });
 
