@@ -282,11 +282,13 @@ Deno.test("OpenAI SDK clients served by Anthropic", async (t) => {
 
     await t.step("temperature 1.8 is refused by name before any call, never clamped", async () => {
       const before = h.anthropic.requests.length;
+      // Only Anthropic allowed: with local merely down, decide() would answer the retryable 503 instead.
       const error = await h.client.chat.completions.create({
         model: "auto",
         messages: [{ role: "user", content: "be creative" }],
         temperature: 1.8,
-      }).catch((e) => e);
+      }, { headers: { "x-routing-contract": JSON.stringify({ provider_allowlist: ["anthropic"] }) } })
+        .catch((e) => e);
       assert.ok(error instanceof APIError, `expected APIError, got ${error}`);
       assert.equal(error.status, 400);
       assert.equal(error.code, "UNSUPPORTED_FIELD");
@@ -294,8 +296,8 @@ Deno.test("OpenAI SDK clients served by Anthropic", async (t) => {
       assert.equal(error.headers?.get("x-hi-reason"), "UNSUPPORTED_FIELD");
       assert.equal(h.anthropic.requests.length, before, "nothing was sent to anthropic");
       const record = await h.record(error.headers?.get("x-request-id") ?? "");
-      assert.equal(record.attempts.at(-1)?.provider, "anthropic");
-      assert.equal(record.attempts.at(-1)?.error_code, "UNSUPPORTED_FIELD");
+      assert.deepEqual(record.attempts, [], "decide() keeps it from anthropic");
+      assert.ok(record.constraints_applied.includes("field_unsupported:anthropic:temperature"));
     });
   } finally {
     await h.close();
