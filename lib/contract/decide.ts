@@ -62,6 +62,7 @@ export const FIELD_PROVIDERS: Readonly<Record<string, readonly ProviderName[]>> 
   seed: ["local", "openai"],
   service_tier: ["openai"],
   store: ["openai"],
+  top_k: ["local", "anthropic"],
   temperature: ["local", "openai"],
   top_logprobs: ["openai"],
   top_p: ["local", "openai"],

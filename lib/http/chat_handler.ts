@@ -556,6 +556,7 @@ export class ChatHandler {
           health.recordSuccess();
           if (trial) health.releaseHalfOpenTrial();
           exchange.modelDigest = health.modelDigest(candidate.model);
+          exchange.numCtx = options.contextWindow ?? null;
         }
         exchange.served = {
           provider: candidate.provider,

@@ -66,6 +66,25 @@ export const openAIDialect: Dialect = {
   errorBody: (error) => openAIErrorBody(error),
 };
 
+/**
+ * An unknown top-level field of an Anthropic request is refused by name (400 `UNSUPPORTED_FIELD`, `param`
+ * the field while it looks like one); the record keeps a message without the client's text.
+ */
+function anthropicParseError(issues: { path: PropertyKey[]; message: string; code: string }[]): RouterError {
+  const issue = issues[0] as { path: PropertyKey[]; message: string; code: string; keys?: unknown };
+  if (issue.code !== "unrecognized_keys" || issue.path.length !== 0 || !Array.isArray(issue.keys)) {
+    return validationError(issues);
+  }
+  const key = String(issue.keys[0]);
+  return new RouterError(400, "UNSUPPORTED_FIELD", issue.message, {
+    param: /^[A-Za-z0-9_-]{1,64}$/.test(key) ? key : null,
+    recordedMessage: "the request has a top-level field the router does not carry on /v1/messages; remove it",
+    failureType: "validation_error",
+    stage: "parse",
+    shouldRetry: false,
+  });
+}
+
 /** Anthropic Messages (`POST /v1/messages`), answered in Anthropic's format whoever served. */
 export const anthropicDialect: Dialect = {
   endpoint: "/v1/messages",
@@ -73,7 +92,7 @@ export const anthropicDialect: Dialect = {
   allowXApiKey: true,
   parse(body) {
     const parsed = anthropicMessagesRequestSchema.safeParse(body);
-    if (!parsed.success) throw validationError(parsed.error.issues);
+    if (!parsed.success) throw anthropicParseError(parsed.error.issues);
     try {
       return fromAnthropicRequest(parsed.data);
     } catch (error) {
@@ -92,5 +111,11 @@ export const anthropicDialect: Dialect = {
   encoder: (meta, _includeUsage, promptTokens) =>
     new AnthropicStreamEncoder(meta, { inputTokens: promptTokens }),
   errorBody: (error) =>
-    anthropicErrorBody({ message: error.message, type: error.type, code: error.code, status: error.status }),
+    anthropicErrorBody({
+      message: error.message,
+      type: error.type,
+      code: error.code,
+      status: error.status,
+      param: error.param,
+    }),
 };

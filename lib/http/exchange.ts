@@ -79,6 +79,8 @@ export class Exchange {
   firstByteMs: number | null = null;
   failure: EdrFailure | null = null;
   modelDigest: string | null = null;
+  /** The `num_ctx` the local model was called with (recorded when the local model served, for replay). */
+  numCtx: number | null = null;
   /** The request's RFC 8785 text and its SHA-256, made once at admission (see `admit`). */
   #input: { text: string; hash: string } | null = null;
   #committed: Promise<EdrRecord> | null = null;
@@ -183,7 +185,7 @@ export class Exchange {
       environment: {
         model_digest: this.modelDigest,
         ollama_version: this.health?.ollama_version ?? null,
-        options: chat ? samplingOptions(chat) : {},
+        options: chat ? samplingOptions(chat, this.served?.provider === "local" ? this.numCtx : null) : {},
         router_version: ROUTER_VERSION,
         seed: chat?.seed ?? null,
       },
@@ -203,12 +205,14 @@ export function round(ms: number): number {
   return Math.round(ms * 1000) / 1000;
 }
 
-function samplingOptions(chat: ChatRequest): EdrSamplingOptions {
+function samplingOptions(chat: ChatRequest, numCtx: number | null): EdrSamplingOptions {
   // Members in RFC 8785 order (see #draft).
   const options: EdrSamplingOptions = {};
   if (chat.frequency_penalty !== undefined) options.frequency_penalty = chat.frequency_penalty;
   const maxTokens = chat.max_completion_tokens ?? chat.max_tokens;
   if (maxTokens !== undefined) options.max_tokens = maxTokens;
+  // The context Ollama ran with: replay sends it, or a prompt longer than Ollama's default is read cut.
+  if (numCtx !== null) options.num_ctx = numCtx;
   if (chat.presence_penalty !== undefined) options.presence_penalty = chat.presence_penalty;
   if (chat.seed !== undefined) options.seed = chat.seed;
   // The record keeps no client-chosen text: a stop string is kept as its hash. Replay takes the strings
@@ -217,6 +221,7 @@ function samplingOptions(chat: ChatRequest): EdrSamplingOptions {
     options.stop = typeof chat.stop === "string" ? textHash(chat.stop) : chat.stop.map(textHash);
   }
   if (chat.temperature !== undefined) options.temperature = chat.temperature;
+  if (chat.top_k !== undefined) options.top_k = chat.top_k;
   if (chat.top_p !== undefined) options.top_p = chat.top_p;
   return options;
 }

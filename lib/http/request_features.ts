@@ -98,6 +98,7 @@ function providerFields(chat: ChatRequest, native: boolean): string[] {
   if (chat.service_tier !== undefined) fields.push("service_tier");
   if (chat.store === true) fields.push("store");
   if (!native && chat.temperature !== undefined && chat.temperature > 1) fields.push("temperature");
+  if (chat.top_k !== undefined) fields.push("top_k");
   if (chat.top_logprobs !== undefined) fields.push("top_logprobs");
   if (!native && chat.temperature !== undefined && chat.top_p !== undefined && chat.top_p !== 1) {
     fields.push("top_p");

@@ -161,12 +161,11 @@ export function anthropicErrorType(status: number, code?: string): string {
 /** Anthropic's error body for a client-side error (`{"type":"error","error":{"type","message"}}`). */
 export function anthropicErrorBody(
   info: ClientErrorInfo,
-): { type: "error"; error: { type: string; message: string; code: string } } {
-  // `code` is our reason code, as on /v1/chat/completions; Anthropic's SDKs keep unknown members.
-  return {
-    type: "error",
-    error: { type: anthropicErrorType(info.status, info.code), message: info.message, code: info.code },
-  };
+): { type: "error"; error: { type: string; message: string; code: string; param?: string } } {
+  // `code` is our reason code, as on /v1/chat/completions; Anthropic's SDKs keep unknown members. `param`
+  // names the field a refusal blames, only when there is one.
+  const error = { type: anthropicErrorType(info.status, info.code), message: info.message, code: info.code };
+  return { type: "error", error: info.param ? { ...error, param: info.param } : error };
 }
 
 /** Options for `AnthropicStreamEncoder`. */

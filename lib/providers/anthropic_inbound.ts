@@ -27,6 +27,31 @@ function unknownField(issue: { code: string; keys?: unknown }): string | undefin
   return /^[A-Za-z0-9_-]{1,64}$/.test(key) ? `unknown field ${key}` : "an unknown field";
 }
 
+/**
+ * Anthropic Messages API fields the router does not carry, each with why and what to do: a 400
+ * `UNSUPPORTED_FIELD` naming the field (docs/protocols.md, the Anthropic table).
+ */
+export const ANTHROPIC_REFUSED_FIELDS: Readonly<Record<string, string>> = {
+  container:
+    "container names an Anthropic code-execution container, and the router runs no server tools; remove it",
+  context_management:
+    "context_management asks Anthropic to edit the conversation server-side, which no other provider does; remove it and trim the history yourself",
+  mcp_servers:
+    "mcp_servers asks Anthropic to call MCP servers itself, and the router runs no server tools; remove it and pass the tools you need as tools",
+  service_tier:
+    "service_tier picks Anthropic's capacity tier, which the router does not choose for the other providers; remove it",
+};
+
+/** The message for an unknown top-level field: why, for an Anthropic field the router does not carry. */
+function unknownTopField(issue: { code: string; keys?: unknown }): string | undefined {
+  if (issue.code !== "unrecognized_keys" || !Array.isArray(issue.keys)) return undefined;
+  const key = String(issue.keys[0]);
+  if (Object.hasOwn(ANTHROPIC_REFUSED_FIELDS, key)) return ANTHROPIC_REFUSED_FIELDS[key];
+  return /^[A-Za-z0-9_-]{1,64}$/.test(key)
+    ? `${key} is not a field of Anthropic's Messages API the router knows, nor one of its own (routing_contract, authority); remove it or fix its spelling`
+    : "the request has a top-level field that Anthropic's Messages API does not define; remove it";
+}
+
 /** A closed object whose unknown-field error says which field without echoing free text. */
 function closed<T extends z.core.$ZodLooseShape>(shape: T) {
   return z.strictObject(shape, { error: unknownField });
@@ -127,8 +152,12 @@ const boundedName = z.string().max(
   `at most ${MAX_ANTHROPIC_NAME_CHARS} characters`,
 );
 
-/** Schema of an inbound Anthropic Messages request (without the router's extension fields). */
-export const anthropicMessagesRequestSchema = closed({
+/**
+ * Schema of an inbound Anthropic Messages request (without the router's extension fields). An unknown
+ * top-level field is an `unrecognized_keys` issue at the root whose message says why (the HTTP layer makes
+ * it a 400 `UNSUPPORTED_FIELD` naming the field).
+ */
+export const anthropicMessagesRequestSchema = z.strictObject({
   model: boundedName.min(1),
   max_tokens: z.number().int().min(1),
   messages: z.array(
@@ -174,7 +203,7 @@ export const anthropicMessagesRequestSchema = closed({
   metadata: closed({ user_id: boundedName.nullable().optional() }).optional(),
   thinking: thinkingSchema.optional(),
   output_config: outputConfigSchema.optional(),
-});
+}, { error: unknownTopField });
 
 /** An Anthropic Messages request body (inbound, and what the Anthropic adapter sends). */
 export type AnthropicMessagesRequest = z.infer<typeof anthropicMessagesRequestSchema>;
@@ -249,8 +278,9 @@ export function anthropicNative(request: ChatRequest): AnthropicMessagesRequest 
 
 /**
  * Translates a parsed inbound Anthropic request into the canonical request, which keeps the client's
- * body for Anthropic (see `ANTHROPIC_NATIVE`). For the other upstreams: `top_k` and `cache_control`
- * have no equivalent and are not sent, thinking blocks of earlier answers are not content, a
+ * body for Anthropic (see `ANTHROPIC_NATIVE`). For the other upstreams: `top_k` is carried (Ollama
+ * `options.top_k`; decide() keeps it away from OpenAI), `cache_control` has no equivalent and is not
+ * sent, thinking blocks of earlier answers are not content, a
  * `tool_result` with `is_error` starts with "Error:", and `output_config.format` is the JSON Schema
  * `response_format`.
  */
@@ -301,6 +331,7 @@ export function fromAnthropicRequest(body: AnthropicMessagesRequest): ChatReques
   const request: ChatRequest = { model: body.model, messages, max_tokens: body.max_tokens };
   if (body.temperature !== undefined) request.temperature = body.temperature;
   if (body.top_p !== undefined) request.top_p = body.top_p;
+  if (body.top_k !== undefined) request.top_k = body.top_k;
   if (body.stop_sequences !== undefined && body.stop_sequences.length > 0) request.stop = body.stop_sequences;
   if (body.stream !== undefined) request.stream = body.stream;
   if (body.metadata?.user_id) request.user = body.metadata.user_id;

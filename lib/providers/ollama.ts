@@ -28,6 +28,7 @@ import {
   upstreamCall,
   upstreamFailure,
 } from "./upstream_errors.ts";
+import { forcedCallStream, type ForcedTool, forcedTool, toForcedCall } from "./ollama_forced_tool.ts";
 
 /** Options for `OllamaAdapter`. */
 export interface OllamaAdapterOptions {
@@ -156,19 +157,15 @@ export function toOllamaMessages(messages: ChatMessage[]): OllamaMessage[] {
 const unsupported = unsupportedFieldError;
 
 /**
- * Throws `UNSUPPORTED_FIELD` (naming the field) for what Ollama cannot honour: a forced tool call
- * (`tool_choice` "required" or a named function), `parallel_tool_calls: false`, and `logprobs`.
+ * Throws `UNSUPPORTED_FIELD` (naming the field) for what Ollama cannot honour: a choice among several
+ * forced tools (see `forcedTool`), `parallel_tool_calls: false` when the model may call tools freely, and
+ * `logprobs`. Returns the one tool the request forces, if any (answered as JSON, one call).
  */
-export function checkOllamaSupport(request: ChatRequest): void {
+export function checkOllamaSupport(request: ChatRequest): ForcedTool | null {
   const tools = request.tools !== undefined && request.tools.length > 0 && request.tool_choice !== "none";
-  const choice = request.tool_choice;
-  if (tools && choice !== undefined && choice !== "auto") {
-    throw unsupported(
-      "tool_choice",
-      'the local model cannot be forced to call a tool (tool_choice "required" or a named function); use "auto", or allow a cloud provider',
-    );
-  }
-  if (tools && request.parallel_tool_calls === false) {
+  const forced = forcedTool(request);
+  // A forced tool is called exactly once, which is what parallel_tool_calls: false asks.
+  if (tools && forced === null && request.parallel_tool_calls === false) {
     throw unsupported(
       "parallel_tool_calls",
       "the local model cannot be held to one tool call per turn (parallel_tool_calls false); leave it out, or allow a cloud provider",
@@ -180,6 +177,7 @@ export function checkOllamaSupport(request: ChatRequest): void {
       "the local model cannot return token logprobs; leave logprobs out, or allow the openai provider",
     );
   }
+  return forced;
 }
 
 const THINK_LEVELS: Record<string, "low" | "medium" | "high"> = {
@@ -213,12 +211,16 @@ export function toOllamaRequest(
   request: ChatRequest,
   options: { model: string; stream: boolean; keepAlive?: string | number; contextWindow?: number },
 ): Record<string, unknown> {
-  checkOllamaSupport(request);
+  const forced = checkOllamaSupport(request);
   const body: Record<string, unknown> = {
     model: options.model,
     messages: toOllamaMessages(request.messages),
   };
-  if (request.tools && request.tools.length > 0 && request.tool_choice !== "none") body.tools = request.tools;
+  // A forced tool is asked for as JSON in its schema (see ollama_forced_tool.ts): no tools go out.
+  if (forced !== null) body.format = forced.schema;
+  else if (request.tools && request.tools.length > 0 && request.tool_choice !== "none") {
+    body.tools = request.tools;
+  }
   const think = thinkFor(request, options.model);
   if (think !== undefined) body.think = think;
   const format = request.response_format;
@@ -227,6 +229,7 @@ export function toOllamaRequest(
   const opts: Record<string, unknown> = {};
   if (request.temperature !== undefined) opts.temperature = request.temperature;
   if (request.top_p !== undefined) opts.top_p = request.top_p;
+  if (request.top_k !== undefined) opts.top_k = request.top_k;
   if (request.seed !== undefined) opts.seed = request.seed;
   const maxTokens = request.max_completion_tokens ?? request.max_tokens;
   if (maxTokens !== undefined) opts.num_predict = maxTokens;
@@ -316,6 +319,19 @@ export class OllamaAdapter implements ProviderAdapter {
 
   /** Runs a non-streamed `/api/chat` call. */
   async complete(request: ChatRequest, options: CallOptions): Promise<ChatResult> {
+    const forced = forcedTool(request);
+    const result = await this.#complete(request, options);
+    return forced === null ? result : toForcedCall(result, forced, mintToolCallId);
+  }
+
+  /** Starts a streamed `/api/chat` call; resolves once Ollama answered 200. */
+  async stream(request: ChatRequest, options: CallOptions): Promise<ReadableStream<StreamEvent>> {
+    const forced = forcedTool(request);
+    const events = await this.#stream(request, options);
+    return forced === null ? events : events.pipeThrough(forcedCallStream(forced, mintToolCallId));
+  }
+
+  async #complete(request: ChatRequest, options: CallOptions): Promise<ChatResult> {
     const call = await this.#start(request, options, false);
     const chunk = await readJsonAnswer<OllamaChunk>("local", call, options);
     if (chunk.error !== undefined) throw answerError("local", errorText(chunk.error));
@@ -333,8 +349,7 @@ export class OllamaAdapter implements ProviderAdapter {
     return result;
   }
 
-  /** Starts a streamed `/api/chat` call; resolves once Ollama answered 200. */
-  async stream(request: ChatRequest, options: CallOptions): Promise<ReadableStream<StreamEvent>> {
+  async #stream(request: ChatRequest, options: CallOptions): Promise<ReadableStream<StreamEvent>> {
     const call = await this.#start(request, options, true);
     const body = call.response.body;
     if (body === null) throw streamCutError("local");

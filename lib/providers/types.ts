@@ -106,6 +106,8 @@ export interface ChatRequest extends OpenAIRequestFields {
   logprobs?: boolean;
   /** OpenAI `top_logprobs` (0–20), with `logprobs`. */
   top_logprobs?: number;
+  /** Anthropic `top_k` (from `/v1/messages`): Ollama `options.top_k`; OpenAI has none, so decide() routes it. */
+  top_k?: number;
 }
 
 /** Why the model stopped, in OpenAI's vocabulary. */
@@ -295,6 +297,8 @@ export interface ClientErrorInfo {
   code: string;
   /** HTTP status the error would have had before the stream began. */
   status: number;
+  /** The request field to blame, when one is (`UNSUPPORTED_FIELD`); Anthropic errors carry it beside `code`. */
+  param?: string | null;
 }
 
 /**

@@ -268,10 +268,11 @@ Deno.test("the Anthropic SDK served by Anthropic gets its own request through an
         .catch((e) => e);
       assert.ok(error instanceof Anthropic.APIError);
       assert.equal(error.status, 400);
-      const body = error.error as { error: { type: string; code: string } };
+      const body = error.error as { error: { type: string; code: string; param?: string } };
       assert.equal(body.error.type, "invalid_request_error");
-      assert.equal(body.error.code, "INVALID_REQUEST");
-      assert.equal(error.headers?.get("x-hi-reason"), "INVALID_REQUEST");
+      assert.equal(body.error.code, "UNSUPPORTED_FIELD");
+      assert.equal(body.error.param, "bogus");
+      assert.equal(error.headers?.get("x-hi-reason"), "UNSUPPORTED_FIELD");
       assert.equal(error.requestID, error.headers?.get("x-request-id"));
     });
   } finally {

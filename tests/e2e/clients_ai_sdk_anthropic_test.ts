@@ -8,11 +8,10 @@ import { AI_SDK_CASES, refusal, sensitiveHeaders } from "./clients_ai_sdk_cases.
 import { forceHeaders, PROVIDERS, servedBy, startClientsRouter } from "./clients_harness.ts";
 
 /**
- * Cases that fail today, left out until the router handles them (issue 16; the report of the change that
- * added this file names the error): `@ai-sdk/anthropic` asks for structured output with a forced `json`
- * tool, which the local model cannot be forced to call.
+ * Cases that fail today, left out until the router handles them (issue 16); none now: the forced `json` tool
+ * `@ai-sdk/anthropic` asks structured output with is answered by the local model as JSON in the tool's schema.
  */
-const FAILING: Record<string, string[]> = { local: ["structured output: an object that matches the schema"] };
+const FAILING: Record<string, string[]> = {};
 
 const anthropicModel = (baseURL: string, headers: Record<string, string>) =>
   createAnthropic({ baseURL, apiKey: "sk-client", headers })("auto");

@@ -77,13 +77,10 @@ interface LcCase {
 }
 
 /**
- * Cases that fail today, left out until the router handles them (issue 16; the report of the change that
- * added this file names the error): `ChatAnthropic.withStructuredOutput` forces a tool, which the local
- * model cannot be forced to call.
+ * Cases that fail today, left out until the router handles them (issue 16); none now: the tool
+ * `ChatAnthropic.withStructuredOutput` forces is answered by the local model as JSON in the tool's schema.
  */
-const FAILING: Record<string, string[]> = {
-  "ChatAnthropic via local": ["withStructuredOutput returns an object that matches the schema"],
-};
+const FAILING: Record<string, string[]> = {};
 
 const CASES: LcCase[] = [
   {

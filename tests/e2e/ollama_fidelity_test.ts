@@ -170,17 +170,18 @@ Deno.test("the local model runs as the policy says and shows its work; OpenAI an
     for (
       const [field, extra] of [
         ["tool_choice", { tool_choice: "required" }],
-        ["tool_choice", { tool_choice: { type: "function", function: { name: "get_weather" } } }],
         ["parallel_tool_calls", { parallel_tool_calls: false }],
       ] as const
     ) {
       await t.step(
-        `${JSON.stringify(extra)} that only the local model may serve is a 400 naming ${field}, with one EDR`,
+        `${
+          JSON.stringify(extra)
+        } with two tools that only the local model may serve is a 400 naming ${field}`,
         async () => {
           const before = router.ollama.requests.length;
           const { status, requestId, json } = await post(router, {
             routing_contract: LOCAL_ONLY,
-            tools: [WEATHER],
+            tools: [WEATHER, TIME],
             ...extra,
             messages: [{ role: "user", content: "weather in Paris?" }],
           });
@@ -195,21 +196,24 @@ Deno.test("the local model runs as the policy says and shows its work; OpenAI an
       );
     }
 
-    await t.step('tool_choice "required" with a cloud provider allowed is served by the cloud', async () => {
-      const { status, requestId, json } = await post(router, {
-        tools: [WEATHER],
-        tool_choice: "required",
-        messages: [{ role: "user", content: "weather in Paris?" }],
-      });
-      assert.equal(status, 200, JSON.stringify(json));
-      assert.equal(json.choices[0].finish_reason, "tool_calls");
-      const record = await router.record(requestId);
-      assert.notEqual(record.decision.provider, "local");
-      assert.deepEqual(
-        record.attempts.map((a) => [a.provider, a.outcome, a.error_code]),
-        [["local", "fallback", "UNSUPPORTED_FIELD"], [record.decision.provider, "ok", null]],
-      );
-    });
+    await t.step(
+      'tool_choice "required" among two tools, a cloud provider allowed, is served by the cloud',
+      async () => {
+        const { status, requestId, json } = await post(router, {
+          tools: [WEATHER, TIME],
+          tool_choice: "required",
+          messages: [{ role: "user", content: "weather in Paris?" }],
+        });
+        assert.equal(status, 200, JSON.stringify(json));
+        assert.equal(json.choices[0].finish_reason, "tool_calls");
+        const record = await router.record(requestId);
+        assert.notEqual(record.decision.provider, "local");
+        assert.deepEqual(
+          record.attempts.map((a) => [a.provider, a.outcome, a.error_code]),
+          [["local", "fallback", "UNSUPPORTED_FIELD"], [record.decision.provider, "ok", null]],
+        );
+      },
+    );
 
     await t.step(
       "GET /v1/models dates local models by Ollama's modified_at and cloud ones by start",

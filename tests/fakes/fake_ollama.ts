@@ -216,7 +216,14 @@ function answer(body: ChatBody, mode: FakeMode): Answer {
       thinking,
     };
   }
-  const hex = answerHash({ model: body.model, messages, seed: body.options?.seed ?? null }).slice(0, 8);
+  // A prompt cut to the context reads differently, so it answers differently (as a real model would).
+  const cut = promptTokens < countTokens(messages.map((m) => m.content ?? "").join("\n"));
+  const hex = answerHash({
+    model: body.model,
+    messages,
+    seed: body.options?.seed ?? null,
+    ...(cut ? { num_ctx: numCtx } : {}),
+  }).slice(0, 8);
   const text = body.format !== undefined && body.format !== ""
     ? `{"answer": "${hex}", "note": "café"}`
     : `The local model answers ${hex} from the café.`;

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { FIELD_PROVIDERS } from "../../lib/contract/mod.ts";
 import { chatRequestSchema, REFUSED_FIELDS } from "../../lib/http/chat_request_schema.ts";
 import { anthropicMessagesRequestSchema } from "../../lib/providers/mod.ts";
+import { ANTHROPIC_REFUSED_FIELDS } from "../../lib/providers/anthropic_inbound.ts";
 import { startServe } from "../e2e/serve_harness.ts";
 
 const ROUTER_FIELDS = ["authority", "routing_contract"];
@@ -47,7 +48,11 @@ Deno.test("docs/protocols.md has one row for every field the router knows", asyn
   await t.step(
     "every Anthropic field the inbound schema accepts has exactly one row, and no other row",
     () => {
-      const known = [...Object.keys(anthropicMessagesRequestSchema.shape), ...ROUTER_FIELDS];
+      const known = [
+        ...Object.keys(anthropicMessagesRequestSchema.shape),
+        ...Object.keys(ANTHROPIC_REFUSED_FIELDS),
+        ...ROUTER_FIELDS,
+      ];
       assert.deepEqual(sorted(anthropic.map((r) => r.field)), sorted(known));
     },
   );
@@ -63,7 +68,11 @@ Deno.test("docs/protocols.md has one row for every field the router knows", asyn
         sorted(Object.keys(REFUSED_FIELDS)),
       );
       assert.deepEqual(
-        sorted(openai.filter((r) => r.door === "routed").map((r) => r.field)),
+        sorted(anthropic.filter((r) => r.door === "refused").map((r) => r.field)),
+        sorted(Object.keys(ANTHROPIC_REFUSED_FIELDS)),
+      );
+      assert.deepEqual(
+        sorted(new Set([...openai, ...anthropic].filter((r) => r.door === "routed").map((r) => r.field))),
         sorted(Object.keys(FIELD_PROVIDERS)),
       );
       assert.deepEqual(sorted(openai.filter((r) => r.door === "router").map((r) => r.field)), ROUTER_FIELDS);
@@ -107,6 +116,34 @@ Deno.test("fields refused or routed by the table behave so through deno task ser
           assert.match(answer.body.error.message, new RegExp(`^${field} `));
           assert.equal(upstreamCalls(), before);
           const record = await router.record(answer.requestId);
+          assert.equal(record.failure?.code, "UNSUPPORTED_FIELD");
+          assert.ok(!JSON.stringify(record).includes("frobnicate"), "the record holds no unknown field name");
+        },
+      );
+    }
+
+    const anthropicRefused = [
+      ...tableRows("Anthropic Messages").filter((r) => r.door === "refused").map((r) => r.field),
+      "frobnicate",
+    ];
+    for (const field of anthropicRefused) {
+      await t.step(
+        `${field} on /v1/messages is a 400 UNSUPPORTED_FIELD naming it, with one EDR and no provider called`,
+        async () => {
+          const before = upstreamCalls();
+          const response = await fetch(`${router.url}/v1/messages`, {
+            method: "POST",
+            headers: { "content-type": "application/json", "anthropic-version": "2023-06-01" },
+            body: JSON.stringify({ ...base, max_tokens: 16, [field]: { x: 1 } }),
+          });
+          const body = await response.json();
+          assert.equal(response.status, 400);
+          assert.equal(body.error.type, "invalid_request_error");
+          assert.equal(body.error.code, "UNSUPPORTED_FIELD");
+          assert.equal(body.error.param, field);
+          assert.match(body.error.message, new RegExp(`^${field} `));
+          assert.equal(upstreamCalls(), before);
+          const record = await router.record(response.headers.get("x-request-id") ?? "");
           assert.equal(record.failure?.code, "UNSUPPORTED_FIELD");
           assert.ok(!JSON.stringify(record).includes("frobnicate"), "the record holds no unknown field name");
         },

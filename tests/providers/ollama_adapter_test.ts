@@ -226,11 +226,17 @@ Deno.test("ollama adapter: request translation", async (t) => {
       }
       return null;
     };
-    assert.equal(refused({ tool_choice: "required" }), "tool_choice");
+    const TIME_TOOL = { ...WEATHER_TOOL, function: { ...WEATHER_TOOL.function, name: "get_time" } };
+    assert.equal(refused({ tools: [WEATHER_TOOL, TIME_TOOL], tool_choice: "required" }), "tool_choice");
     assert.equal(
-      refused({ tool_choice: { type: "function", function: { name: "get_weather" } } }),
+      refused({
+        tool_choice: { type: "function", function: { name: "get_weather" } },
+        response_format: { type: "json_object" },
+      }),
       "tool_choice",
     );
+    assert.equal(refused({ tool_choice: "required" }), null, "one tool required is that tool forced");
+    assert.equal(refused({ tool_choice: { type: "function", function: { name: "get_weather" } } }), null);
     assert.equal(refused({ parallel_tool_calls: false }), "parallel_tool_calls");
     assert.equal(refused({ logprobs: true }), "logprobs");
     assert.equal(refused({ tool_choice: "auto", parallel_tool_calls: true }), null);
