@@ -22,32 +22,38 @@ const stopStringSchema = z.string().max(
   `a stop string has at most ${MAX_CLIENT_NAME_CHARS} characters`,
 );
 
+// Every object inside the request is strict: an unknown member is an `unrecognized_keys` issue, which
+// `parseChatBody` turns into a 400 naming its path (or leaves out, for the echoes of `ECHOED_MEMBERS`).
 const contentPartSchema = z.discriminatedUnion("type", [
-  z.object({ text: z.string(), type: z.literal("text") }),
-  z.object({
-    image_url: z.object({ detail: z.enum(["auto", "low", "high"]).optional(), url: z.string().min(1) }),
+  z.strictObject({ text: z.string(), type: z.literal("text") }),
+  z.strictObject({
+    image_url: z.strictObject({ detail: z.enum(["auto", "low", "high"]).optional(), url: z.string().min(1) }),
     type: z.literal("image_url"),
   }),
 ]);
 const contentSchema = z.union([z.string(), z.array(contentPartSchema)]);
 
-const toolCallSchema = z.object({
-  function: z.object({ arguments: z.string(), name: z.string().min(1) }),
+const toolCallSchema = z.strictObject({
+  function: z.strictObject({ arguments: z.string(), name: z.string().min(1) }),
   id: z.string().min(1),
   type: z.literal("function"),
 });
 
 const messageSchema = z.discriminatedUnion("role", [
-  z.object({ content: contentSchema, name: z.string().optional(), role: z.enum(["system", "developer"]) }),
-  z.object({ content: contentSchema, name: z.string().optional(), role: z.literal("user") }),
-  z.object({
+  z.strictObject({
+    content: contentSchema,
+    name: z.string().optional(),
+    role: z.enum(["system", "developer"]),
+  }),
+  z.strictObject({ content: contentSchema, name: z.string().optional(), role: z.literal("user") }),
+  z.strictObject({
     // An assistant turn that only called tools may leave its content out; it reads as null.
     content: contentSchema.nullable().default(null),
     name: z.string().optional(),
     role: z.literal("assistant"),
     tool_calls: z.array(toolCallSchema).optional(),
   }),
-  z.object({
+  z.strictObject({
     content: contentSchema,
     name: z.string().optional(),
     role: z.literal("tool"),
@@ -55,8 +61,8 @@ const messageSchema = z.discriminatedUnion("role", [
   }),
 ]);
 
-const toolSchema = z.object({
-  function: z.object({
+const toolSchema = z.strictObject({
+  function: z.strictObject({
     description: z.string().optional(),
     name: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "tool names use letters, digits, _ and -, at most 64"),
     parameters: z.record(z.string(), z.unknown()).optional(),
@@ -67,14 +73,16 @@ const toolSchema = z.object({
 
 const toolChoiceSchema = z.union([
   z.enum(["none", "auto", "required"]),
-  z.object({ function: z.object({ name: z.string().min(1) }), type: z.literal("function") }),
+  z.strictObject({ function: z.strictObject({ name: z.string().min(1) }), type: z.literal("function") }),
 ]);
 
 const responseFormatSchema = z.discriminatedUnion("type", [
-  z.object({ type: z.literal("text") }),
-  z.object({ type: z.literal("json_object") }),
-  z.object({
-    json_schema: z.object({
+  z.strictObject({ type: z.literal("text") }),
+  z.strictObject({ type: z.literal("json_object") }),
+  z.strictObject({
+    json_schema: z.strictObject({
+      // OpenAI's own member: what the format is for, read by the model (sent to OpenAI as it came).
+      description: z.string().optional(),
       name: z.string().min(1),
       schema: z.record(z.string(), z.unknown()).optional(),
       strict: z.boolean().optional(),
@@ -83,8 +91,8 @@ const responseFormatSchema = z.discriminatedUnion("type", [
   }),
 ]);
 
-const predictionSchema = z.object({
-  content: z.union([z.string(), z.array(z.object({ text: z.string(), type: z.literal("text") }))]),
+const predictionSchema = z.strictObject({
+  content: z.union([z.string(), z.array(z.strictObject({ text: z.string(), type: z.literal("text") }))]),
   type: z.literal("content"),
 });
 
@@ -123,7 +131,7 @@ export const chatRequestSchema = z.object({
   ]).optional(),
   store: z.boolean().optional(),
   stream: z.boolean().optional(),
-  stream_options: z.object({ include_usage: z.boolean().optional() }).optional(),
+  stream_options: z.strictObject({ include_usage: z.boolean().optional() }).optional(),
   temperature: z.number().min(0).max(2).optional(),
   tool_choice: toolChoiceSchema.optional(),
   tools: z.array(toolSchema).optional(),
@@ -276,4 +284,121 @@ export function admitChatFields(body: Json): Json {
     });
   }
   return clean;
+}
+
+const isNull = (value: unknown) => value === null;
+const isNothing = (value: unknown) => value === null || (Array.isArray(value) && value.length === 0);
+
+/**
+ * Members real clients echo back inside the request that carry nothing for the next answer, by the object
+ * they sit in, with the values taken: they are left out before parsing (docs/protocols.md, "Members inside
+ * messages, parts and tools"). Any other value, and any other unknown member, is refused by name.
+ */
+export const ECHOED_MEMBERS: Readonly<Record<string, Readonly<Record<string, (value: unknown) => boolean>>>> =
+  {
+    "assistant message": {
+      // OpenAI's SDKs echo an answer's message whole: these are its empty members.
+      annotations: isNothing,
+      audio: isNull,
+      function_call: isNull,
+      // The router's own answer, echoed: earlier reasoning is not input to the next turn.
+      reasoning_content: (value) => value === null || typeof value === "string",
+      refusal: isNull,
+    },
+    // A call accumulated from stream deltas keeps its delta index, which the array's order already says.
+    "tool call": { index: (value) => Number.isInteger(value) },
+    stream_options: { include_obfuscation: (value) => value === null || value === false },
+  };
+
+type Issue = { code: string; path: PropertyKey[]; keys?: unknown; message: string };
+
+/** The `ECHOED_MEMBERS` entry for the object at `path`, holding `holder`. */
+function echoedMembers(path: PropertyKey[], holder: unknown) {
+  if (path.length === 2 && path[0] === "messages" && isObject(holder) && holder.role === "assistant") {
+    return ECHOED_MEMBERS["assistant message"];
+  }
+  if (path.length === 4 && path[0] === "messages" && path[2] === "tool_calls") {
+    return ECHOED_MEMBERS["tool call"];
+  }
+  if (path.length === 1 && path[0] === "stream_options") return ECHOED_MEMBERS.stream_options;
+  return undefined;
+}
+
+function valueAt(value: unknown, path: PropertyKey[]): unknown {
+  for (const key of path) value = (value as Record<PropertyKey, unknown>)?.[key];
+  return value;
+}
+
+/** `value` with the members `keys` of the object at `path` left out, copying only along the path. */
+function omitAt(value: unknown, path: PropertyKey[], keys: string[]): unknown {
+  if (Array.isArray(value)) {
+    const copy = value.slice();
+    copy[path[0] as number] = omitAt(copy[path[0] as number], path.slice(1), keys);
+    return copy;
+  }
+  const copy = { ...(value as Json) };
+  if (path.length === 0) { for (const key of keys) delete copy[key]; }
+  else copy[path[0] as string] = omitAt(copy[path[0] as string], path.slice(1), keys);
+  return copy;
+}
+
+/** A JSON path as a client reads it (`messages[2].content[0]`), or null when a step is not a field name. */
+function jsonPath(path: PropertyKey[]): string | null {
+  let text = "";
+  for (const step of path) {
+    if (typeof step === "number") text += `[${step}]`;
+    else if (typeof step === "string" && FIELD_NAME.test(step)) text += text === "" ? step : `.${step}`;
+    else return null;
+  }
+  return text;
+}
+
+/**
+ * The 400 `UNSUPPORTED_FIELD` for the first unknown member inside an object of the request (`issues` from
+ * a strict zod schema), or undefined when no issue is one. `param` is the member's JSON path
+ * (`messages[2].audio`) when its name looks like a field name, else the object's; the record's message
+ * holds the object's path only, never the client's name. `api` names the dialect (`OpenAI's chat
+ * completions API`).
+ */
+export function unknownMemberError(issues: readonly Issue[], api: string): RouterError | undefined {
+  const issue = issues.find((i) => i.code === "unrecognized_keys" && i.path.length > 0);
+  if (issue === undefined || !Array.isArray(issue.keys)) return undefined;
+  const key = String(issue.keys[0]);
+  const where = jsonPath(issue.path) ?? "an object of the request";
+  const recorded = `${where} has a member ${api} does not define or the router does not carry; remove it`;
+  if (!FIELD_NAME.test(key) || jsonPath(issue.path) === null) {
+    return unsupported(jsonPath(issue.path), recorded);
+  }
+  const param = `${where}.${key}`;
+  return unsupported(
+    param,
+    `${param} is not a member of ${api} the router carries, and leaving it out could change the answer; remove it or fix its spelling`,
+    recorded,
+  );
+}
+
+/**
+ * Parses an OpenAI body (`admitChatFields`, then `chatRequestSchema`). The members of `ECHOED_MEMBERS` are
+ * left out; any other unknown member inside a message, part or tool throws `unknownMemberError`. Returns
+ * zod's result, whose failure is a bad value. A body without unknown members is parsed once, as before.
+ */
+export function parseChatBody(body: Json): ReturnType<typeof chatRequestSchema.safeParse> {
+  let admitted: unknown = admitChatFields(body);
+  const parsed = chatRequestSchema.safeParse(admitted);
+  if (parsed.success) return parsed;
+  const unknown = (parsed.error.issues as Issue[]).filter((i) => i.code === "unrecognized_keys");
+  if (unknown.length === 0) return parsed;
+  for (const issue of unknown) {
+    const holder = valueAt(admitted, issue.path);
+    const echoed = echoedMembers(issue.path, holder);
+    const keys = (issue.keys as string[]).map(String);
+    const refused = keys.find((key) =>
+      echoed === undefined || !Object.hasOwn(echoed, key) || !echoed[key]((holder as Json)[key])
+    );
+    if (refused !== undefined) {
+      throw unknownMemberError([{ ...issue, keys: [refused] }], "OpenAI's chat completions API");
+    }
+    admitted = omitAt(admitted, issue.path, keys);
+  }
+  return chatRequestSchema.safeParse(admitted);
 }

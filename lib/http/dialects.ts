@@ -12,7 +12,7 @@ import {
   toOpenAIResponse,
 } from "../providers/mod.ts";
 import type { NeededScope } from "../authority/mod.ts";
-import { admitChatFields, chatRequestSchema } from "./chat_request_schema.ts";
+import { parseChatBody, unknownMemberError } from "./chat_request_schema.ts";
 import { openAIErrorBody, RouterError } from "./errors.ts";
 import type { Endpoint } from "./exchange.ts";
 
@@ -55,7 +55,7 @@ export const openAIDialect: Dialect = {
   neededScope: "chat:completions",
   allowXApiKey: false,
   parse(body) {
-    const parsed = chatRequestSchema.safeParse(admitChatFields(body));
+    const parsed = parseChatBody(body);
     if (!parsed.success) throw validationError(parsed.error.issues);
     return parsed.data;
   },
@@ -73,7 +73,7 @@ export const openAIDialect: Dialect = {
 function anthropicParseError(issues: { path: PropertyKey[]; message: string; code: string }[]): RouterError {
   const issue = issues[0] as { path: PropertyKey[]; message: string; code: string; keys?: unknown };
   if (issue.code !== "unrecognized_keys" || issue.path.length !== 0 || !Array.isArray(issue.keys)) {
-    return validationError(issues);
+    return unknownMemberError(issues, "Anthropic's Messages API") ?? validationError(issues);
   }
   const key = String(issue.keys[0]);
   return new RouterError(400, "UNSUPPORTED_FIELD", issue.message, {

@@ -18,16 +18,6 @@ export {
 } from "./anthropic_client_format.ts";
 
 /**
- * Names an unknown field only while it looks like one: the message reaches the EDR, which holds no
- * client-chosen free text, and a field name is not a place for prose.
- */
-function unknownField(issue: { code: string; keys?: unknown }): string | undefined {
-  if (issue.code !== "unrecognized_keys" || !Array.isArray(issue.keys)) return undefined;
-  const key = String(issue.keys[0]);
-  return /^[A-Za-z0-9_-]{1,64}$/.test(key) ? `unknown field ${key}` : "an unknown field";
-}
-
-/**
  * Anthropic Messages API fields the router does not carry, each with why and what to do: a 400
  * `UNSUPPORTED_FIELD` naming the field (docs/protocols.md, the Anthropic table).
  */
@@ -52,9 +42,12 @@ function unknownTopField(issue: { code: string; keys?: unknown }): string | unde
     : "the request has a top-level field that Anthropic's Messages API does not define; remove it";
 }
 
-/** A closed object whose unknown-field error says which field without echoing free text. */
+/**
+ * A closed object: an unknown member is an `unrecognized_keys` issue, which the HTTP layer makes a 400
+ * `UNSUPPORTED_FIELD` whose `param` is its JSON path (`messages[0].content[1].foo`).
+ */
 function closed<T extends z.core.$ZodLooseShape>(shape: T) {
-  return z.strictObject(shape, { error: unknownField });
+  return z.strictObject(shape);
 }
 
 const cacheControl = z.looseObject({ type: z.literal("ephemeral") }).nullable().optional();

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { canonicalJson } from "../../lib/edr/mod.ts";
-import { admitChatFields, chatRequestSchema, withoutNullFields } from "../../lib/http/chat_request_schema.ts";
+import {
+  admitChatFields,
+  chatRequestSchema,
+  parseChatBody,
+  withoutNullFields,
+} from "../../lib/http/chat_request_schema.ts";
 import { RouterError } from "../../lib/http/errors.ts";
 
 function parse(body: Record<string, unknown>) {
@@ -202,5 +207,122 @@ Deno.test("OpenAI fields are carried, refused by name, or routed, never dropped"
   await t.step("null for a refused or OpenAI-only field reads as not set", () => {
     const body = admitChatFields({ ...base, audio: null, functions: null, logprobs: null, store: null });
     assert.deepEqual(Object.keys(body).sort(), ["messages", "model"]);
+  });
+});
+
+Deno.test("members inside messages, parts and tools are carried, echoes left out, anything else refused by path", async (t) => {
+  const user = { role: "user", content: "hi" };
+  const call = { id: "call_1", type: "function", function: { name: "lookup", arguments: "{}" } };
+  const refusal = (body: Record<string, unknown>) => {
+    try {
+      parseChatBody(body);
+    } catch (error) {
+      if (error instanceof RouterError) return error;
+      throw error;
+    }
+    assert.fail("the body was accepted");
+  };
+
+  await t.step("an unknown member anywhere inside is a 400 UNSUPPORTED_FIELD whose param is its path", () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [
+        { messages: [user, { role: "assistant", content: "x", audio: { id: "audio_1" } }] },
+        "messages[1].audio",
+      ],
+      [
+        { messages: [{ role: "user", content: [{ type: "text", text: "x", cache_control: {} }] }] },
+        "messages[0].content[0].cache_control",
+      ],
+      [{
+        messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: "u", fidelity: 1 } }] }],
+      }, "messages[0].content[0].image_url.fidelity"],
+      [{
+        messages: [user, {
+          role: "assistant",
+          content: null,
+          tool_calls: [{ ...call, function: { ...call.function, strict: true } }],
+        }],
+      }, "messages[1].tool_calls[0].function.strict"],
+      [
+        { messages: [{ role: "tool", tool_call_id: "c", content: "x", is_error: true }] },
+        "messages[0].is_error",
+      ],
+      [
+        { messages: [user], tools: [{ type: "function", function: { name: "f" }, cache_control: {} }] },
+        "tools[0].cache_control",
+      ],
+      [
+        { messages: [user], tools: [{ type: "function", function: { name: "f", examples: [] } }] },
+        "tools[0].function.examples",
+      ],
+      [
+        { messages: [user], stream_options: { include_usage: true, chunk_size: 4 } },
+        "stream_options.chunk_size",
+      ],
+      [{ messages: [user], response_format: { type: "json_object", schema: {} } }, "response_format.schema"],
+      [
+        { messages: [user], tool_choice: { type: "function", function: { name: "f", strict: true } } },
+        "tool_choice.function.strict",
+      ],
+    ];
+    for (const [body, path] of cases) {
+      const error = refusal(body);
+      assert.equal(error.status, 400, path);
+      assert.equal(error.code, "UNSUPPORTED_FIELD", path);
+      assert.equal(error.param, path);
+      assert.ok(error.message.startsWith(`${path} is not a member`), error.message);
+    }
+  });
+
+  await t.step("the member's name reaches the client, never the record, and prose is not named", () => {
+    const error = refusal({ messages: [user, { role: "assistant", content: "x", secret_note: 1 }] });
+    assert.match(error.message, /secret_note/);
+    assert.doesNotMatch(error.recordedMessage, /secret_note/);
+    assert.match(error.recordedMessage, /^messages\[1\] has a member/);
+    const prose = refusal({ messages: [{ role: "user", content: "x", "my password is hunter2": 1 }] });
+    assert.equal(prose.param, "messages[0]");
+    assert.doesNotMatch(prose.message, /hunter2/);
+  });
+
+  await t.step("what SDKs echo from an answer is accepted and left out of the request", () => {
+    const parsed = parseChatBody({
+      messages: [user, {
+        role: "assistant",
+        content: "x",
+        refusal: null,
+        annotations: [],
+        audio: null,
+        function_call: null,
+        reasoning_content: "thought about it",
+        tool_calls: [{ ...call, index: 0 }],
+      }, { role: "tool", tool_call_id: "call_1", content: "found" }],
+      stream: true,
+      stream_options: { include_usage: true, include_obfuscation: false },
+    });
+    assert.ok(parsed.success);
+    assert.deepEqual(parsed.data.messages[1], { content: "x", role: "assistant", tool_calls: [call] });
+    assert.deepEqual(parsed.data.stream_options, { include_usage: true });
+  });
+
+  await t.step("an echoed member with a value that means something is refused by path", () => {
+    const refusedEcho = refusal({
+      messages: [user, { role: "assistant", content: null, refusal: "I can't" }],
+    });
+    assert.equal(refusedEcho.param, "messages[1].refusal");
+    assert.equal(
+      refusal({ messages: [{ role: "user", content: "x", refusal: null }] }).param,
+      "messages[0].refusal",
+    );
+    assert.equal(
+      refusal({ messages: [user], stream_options: { include_obfuscation: true } }).param,
+      "stream_options.include_obfuscation",
+    );
+  });
+
+  await t.step("a body without unknown members parses as before, json_schema.description carried", () => {
+    const format = { type: "json_schema", json_schema: { description: "an answer", name: "a", schema: {} } };
+    const parsed = parseChatBody({ messages: [user], response_format: format });
+    assert.ok(parsed.success);
+    assert.deepEqual(parsed.data.response_format, format);
   });
 });
