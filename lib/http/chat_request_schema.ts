@@ -386,8 +386,16 @@ export function parseChatBody(body: Json): ReturnType<typeof chatRequestSchema.s
   let admitted: unknown = admitChatFields(body);
   const parsed = chatRequestSchema.safeParse(admitted);
   if (parsed.success) return parsed;
-  const unknown = (parsed.error.issues as Issue[]).filter((i) => i.code === "unrecognized_keys");
-  if (unknown.length === 0) return parsed;
+  const issues = parsed.error.issues as Issue[];
+  const unknown = issues.filter((i) => i.code === "unrecognized_keys");
+  // SDKs that echo an answer whole send `tool_calls: null` for "no calls" (docs/protocols.md).
+  const nullCalls = issues.filter((i) =>
+    i.code === "invalid_type" && i.path.length === 3 && i.path[0] === "messages" &&
+    i.path[2] === "tool_calls" &&
+    valueAt(admitted, i.path) === null
+  );
+  if (unknown.length === 0 && nullCalls.length === 0) return parsed;
+  for (const issue of nullCalls) admitted = omitAt(admitted, issue.path.slice(0, 2), ["tool_calls"]);
   for (const issue of unknown) {
     const holder = valueAt(admitted, issue.path);
     const echoed = echoedMembers(issue.path, holder);

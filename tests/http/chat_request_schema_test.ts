@@ -304,6 +304,14 @@ Deno.test("members inside messages, parts and tools are carried, echoes left out
     assert.deepEqual(parsed.data.stream_options, { include_usage: true });
   });
 
+  await t.step("an answer without calls echoed with tool_calls: null reads as no calls", () => {
+    const parsed = parseChatBody({
+      messages: [user, { role: "assistant", content: "x", refusal: null, tool_calls: null }, user],
+    });
+    assert.ok(parsed.success, JSON.stringify(!parsed.success && parsed.error.issues));
+    assert.deepEqual(parsed.data.messages[1], { content: "x", role: "assistant" });
+  });
+
   await t.step("an echoed member with a value that means something is refused by path", () => {
     const refusedEcho = refusal({
       messages: [user, { role: "assistant", content: null, refusal: "I can't" }],
