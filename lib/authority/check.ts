@@ -3,6 +3,7 @@
  * time window, needed scope, and finally the single-use lease. The order is deliberate: nothing a
  * signature covers is trusted (for scope decisions or lease burning) before the signature is verified.
  */
+import { textHash } from "../client_text.ts";
 import canonicalize from "canonicalize";
 import { hashLeaseId, type LeaseReserver } from "./lease_store.ts";
 import { signingPayload, verifyEd25519, verifyHmac } from "./signature.ts";
@@ -286,11 +287,6 @@ export async function checkAuthority(raw: unknown, options: CheckAuthorityOption
 }
 
 const KNOWN_SCOPES = new Set<string>(neededScopeSchema.options);
-
-function textHash(text: string): string {
-  // The lease hash is the same SHA-256 of the UTF-8 text.
-  return `sha256:${hashLeaseId(text)}`;
-}
 
 /** The environment variables holding the policy's issuer HMAC secrets (the only ones the server may read). */
 export function issuerSecretEnvNames(policy: AuthorityPolicy): string[] {

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { textHash } from "../client_text.ts";
 import type { Policy } from "./policy.ts";
 import { type EffectiveContract, type RoutingContract, stricterClassification } from "./routing_contract.ts";
 
@@ -68,11 +68,7 @@ function recordablePreferences(preferences: readonly string[], policy: Policy): 
     known = new Set(policy.models.map((m) => m.name));
     policyModelNames.set(policy, known);
   }
-  return preferences.map((name) => known.has(name) ? name : `sha256:${sha256Hex(name)}`);
-}
-
-function sha256Hex(text: string): string {
-  return createHash("sha256").update(text, "utf8").digest("hex");
+  return preferences.map((name) => known.has(name) ? name : textHash(name));
 }
 
 function dedupe<T>(items: readonly T[]): T[] {

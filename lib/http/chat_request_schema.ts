@@ -1,3 +1,4 @@
+import { isFieldName } from "../client_text.ts";
 import { z } from "zod";
 import type { ChatRequest } from "../providers/mod.ts";
 import { RouterError } from "./errors.ts";
@@ -231,8 +232,6 @@ export function withoutNullFields(body: Json): Json {
 export type ParsedChatRequest = z.infer<typeof chatRequestSchema>;
 const _sameShape: (r: ParsedChatRequest) => ChatRequest = (r) => r;
 
-const FIELD_NAME = /^[A-Za-z0-9_-]{1,64}$/;
-
 function unsupported(param: string | null, message: string, recordedMessage?: string): RouterError {
   return new RouterError(400, "UNSUPPORTED_FIELD", message, {
     param,
@@ -256,7 +255,7 @@ export function admitChatFields(body: Json): Json {
     // The record holds no client-chosen text: the name reaches the client only, and only when it looks like one.
     const recorded =
       "the request has a top-level field that OpenAI's chat completions API does not define; remove it";
-    if (!FIELD_NAME.test(key)) throw unsupported(null, recorded);
+    if (!isFieldName(key)) throw unsupported(null, recorded);
     throw unsupported(
       key,
       `${key} is not a field of OpenAI's chat completions API, nor one of the router's (routing_contract, authority); remove it or fix its spelling`,
@@ -347,7 +346,7 @@ function jsonPath(path: PropertyKey[]): string | null {
   let text = "";
   for (const step of path) {
     if (typeof step === "number") text += `[${step}]`;
-    else if (typeof step === "string" && FIELD_NAME.test(step)) text += text === "" ? step : `.${step}`;
+    else if (typeof step === "string" && isFieldName(step)) text += text === "" ? step : `.${step}`;
     else return null;
   }
   return text;
@@ -366,7 +365,7 @@ export function unknownMemberError(issues: readonly Issue[], api: string): Route
   const key = String(issue.keys[0]);
   const where = jsonPath(issue.path) ?? "an object of the request";
   const recorded = `${where} has a member ${api} does not define or the router does not carry; remove it`;
-  if (!FIELD_NAME.test(key) || jsonPath(issue.path) === null) {
+  if (!isFieldName(key) || jsonPath(issue.path) === null) {
     return unsupported(jsonPath(issue.path), recorded);
   }
   const param = `${where}.${key}`;

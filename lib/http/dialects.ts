@@ -1,3 +1,4 @@
+import { isFieldName } from "../client_text.ts";
 import {
   anthropicErrorBody,
   anthropicMessagesRequestSchema,
@@ -77,7 +78,7 @@ function anthropicParseError(issues: { path: PropertyKey[]; message: string; cod
   }
   const key = String(issue.keys[0]);
   return new RouterError(400, "UNSUPPORTED_FIELD", issue.message, {
-    param: /^[A-Za-z0-9_-]{1,64}$/.test(key) ? key : null,
+    param: isFieldName(key) ? key : null,
     recordedMessage: "the request has a top-level field the router does not carry on /v1/messages; remove it",
     failureType: "validation_error",
     stage: "parse",

@@ -1,3 +1,4 @@
+import { textHash } from "../client_text.ts";
 import {
   canonicalJson,
   EDR_VERSION,
@@ -239,11 +240,6 @@ function recordedMessage(message: string): string {
   const last = message.charCodeAt(cut - 1);
   if (last >= 0xd800 && last <= 0xdbff) cut--;
   return `${message.slice(0, cut)}…`;
-}
-
-/** How the record names client text it need not keep: `sha256:` and the hex SHA-256 of its UTF-8 bytes. */
-function textHash(text: string): string {
-  return `sha256:${sha256Hex(text)}`;
 }
 
 /** decide() factors that mean the requested model is one the policy lists or Ollama has installed. */

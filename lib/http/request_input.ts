@@ -1,3 +1,4 @@
+import { isFieldName } from "../client_text.ts";
 import { type RoutingContract, routingContractSchema } from "../contract/mod.ts";
 import { canonicalJson } from "../edr/mod.ts";
 import { concatBytes } from "../bytes.ts";
@@ -174,14 +175,12 @@ export function clientGone(): RouterError {
   });
 }
 
-const FIELD_NAME = /^[A-Za-z0-9_-]{1,64}$/;
-
 /**
  * Unknown member names as the error may repeat them: only names shaped like field names, at most three,
  * so a client cannot put free text (or a megabyte) into the answer and the record through a key.
  */
 function namedKeys(keys: unknown[]): string {
-  const named = keys.filter((k): k is string => typeof k === "string" && FIELD_NAME.test(k)).slice(0, 3);
+  const named = keys.filter((k): k is string => typeof k === "string" && isFieldName(k)).slice(0, 3);
   const rest = keys.length - named.length;
   return [...named, ...(rest > 0 ? [`${rest} more not shaped like a field name`] : [])].join(", ");
 }

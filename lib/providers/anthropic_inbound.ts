@@ -4,6 +4,7 @@
  * canonical answer back into an Anthropic `message` object or an Anthropic SSE stream.
  */
 
+import { isFieldName } from "../client_text.ts";
 import { z } from "zod";
 import type { ChatMessage, ChatRequest, ContentPart, ThinkingConfig, ToolCall, ToolChoice } from "./types.ts";
 
@@ -37,7 +38,7 @@ function unknownTopField(issue: { code: string; keys?: unknown }): string | unde
   if (issue.code !== "unrecognized_keys" || !Array.isArray(issue.keys)) return undefined;
   const key = String(issue.keys[0]);
   if (Object.hasOwn(ANTHROPIC_REFUSED_FIELDS, key)) return ANTHROPIC_REFUSED_FIELDS[key];
-  return /^[A-Za-z0-9_-]{1,64}$/.test(key)
+  return isFieldName(key)
     ? `${key} is not a field of Anthropic's Messages API the router knows, nor one of its own (routing_contract, authority); remove it or fix its spelling`
     : "the request has a top-level field that Anthropic's Messages API does not define; remove it";
 }
