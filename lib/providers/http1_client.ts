@@ -12,7 +12,10 @@
  * transfer coding or connection close; 1xx interim responses are skipped. Connections are reused only
  * after a fully read, cleanly framed response. A reused connection that fails before any response byte
  * arrived (the server closed it while idle) is retried once on a fresh one. An aborted signal closes the
- * socket, which ends any pending read.
+ * socket, which ends any pending read. A response that carries both transfer-encoding and content-length
+ * is refused (RFC 9112 §6.3 calls it a possible smuggling attempt). Idle sockets older than the idle
+ * timeout are closed by a sweep, and a read that waits longer than the read timeout closes its socket:
+ * the adapters' own deadlines normally end a call first, this is the backstop for any caller.
  */
 
 import { concatBytes } from "../bytes.ts";
@@ -42,8 +45,10 @@ export type UpstreamFetch = (url: string, init: UpstreamInit) => Promise<Upstrea
 export interface Http1AgentOptions {
   /** Idle connections kept per host (default 256). */
   maxIdlePerHost?: number;
-  /** An idle connection older than this is not reused (default 4 s; servers often close idle sockets). */
+  /** An idle connection older than this is closed, never reused (default 4 s; servers close idle sockets). */
   idleTimeoutMs?: number;
+  /** A socket read that gets no byte for this long closes the connection (default 10 minutes). */
+  readTimeoutMs?: number;
 }
 
 /** A response head or body that breaks HTTP/1.1 framing. */
@@ -91,6 +96,10 @@ class Http1Connection {
   #closed = false;
   /** Whether the current exchange has read any byte; a request that got none may be resent. */
   answered = false;
+  /** When the pending socket read started (performance.now()), or 0 when none is pending. */
+  readingSince = 0;
+  /** Set by the agent's sweep when a read waited too long; the read then fails with this message. */
+  timedOut: string | null = null;
 
   constructor(key: string, conn: Deno.TcpConn) {
     this.key = key;
@@ -116,7 +125,17 @@ class Http1Connection {
 
   /** Appends the next socket read to `pending`; false at end of stream. */
   async fill(): Promise<boolean> {
-    const n = await this.#conn.read(this.#scratch);
+    this.readingSince = performance.now();
+    let n: number | null;
+    try {
+      n = await this.#conn.read(this.#scratch);
+    } catch (error) {
+      if (this.timedOut !== null) throw new Http1ProtocolError(this.timedOut);
+      throw error;
+    } finally {
+      this.readingSince = 0;
+    }
+    if (this.timedOut !== null) throw new Http1ProtocolError(this.timedOut);
     if (n === null) return false;
     this.answered = true;
     const fresh = this.#scratch.slice(0, n);
@@ -194,6 +213,12 @@ function framingOf(head: ResponseHead, method: string): { framing: Framing; keep
     } else if (name === "connection") {
       connectionTokens += `,${value.toLowerCase()}`;
     }
+  }
+  if (transferEncoding !== "" && contentLength !== undefined) {
+    throw new Http1ProtocolError(
+      "the upstream sent both transfer-encoding and content-length, which RFC 9112 treats as a possible " +
+        "response-smuggling attempt",
+    );
   }
   const keepAlive = head.minor === 1
     ? !/(^|,)\s*close\s*(,|$)/.test(connectionTokens)
@@ -418,15 +443,19 @@ function parseTarget(url: string): Target {
 
 /** A pool of keep-alive connections per host, and the `fetch`-shaped call that uses them. */
 export class Http1Agent {
+  /** Per host, oldest first: reuse takes the newest (warmest) socket, the sweep closes from the front. */
   #idle = new Map<string, Http1Connection[]>();
   #maxIdlePerHost: number;
   #idleTimeoutMs: number;
+  #readTimeoutMs: number;
   #closed = false;
   #busy = new Set<Http1Connection>();
+  #sweepTimer: ReturnType<typeof setInterval> | null = null;
 
   constructor(options: Http1AgentOptions = {}) {
     this.#maxIdlePerHost = options.maxIdlePerHost ?? 256;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 4_000;
+    this.#readTimeoutMs = options.readTimeoutMs ?? 600_000;
   }
 
   /** Sends one request; resolves at the response head, like `fetch`. Rejects on connect or framing errors. */
@@ -451,6 +480,7 @@ export class Http1Agent {
   /** Closes idle connections now and busy ones as their responses end. */
   close(): void {
     this.#closed = true;
+    this.#stopSweep();
     for (const list of this.#idle.values()) for (const connection of list) connection.close();
     this.#idle.clear();
   }
@@ -487,16 +517,59 @@ export class Http1Agent {
 
   #takeIdle(key: string): Http1Connection | undefined {
     const list = this.#idle.get(key);
-    const now = Date.now();
-    while (list && list.length > 0) {
-      const connection = list.pop()!;
-      if (now - connection.idleSince <= this.#idleTimeoutMs) {
-        connection.reused = true;
-        return connection;
-      }
-      connection.close();
+    if (list === undefined || list.length === 0) return undefined;
+    const now = performance.now();
+    // The newest socket is the least likely to have been closed by the server.
+    const connection = list.pop()!;
+    if (now - connection.idleSince <= this.#idleTimeoutMs) {
+      connection.reused = true;
+      return connection;
     }
+    // The newest is too old, so every older one is too.
+    connection.close();
+    this.#closeIdleOlderThan(list, now);
     return undefined;
+  }
+
+  /** Closes the idle sockets of `list` past the idle timeout; they sit at its front. */
+  #closeIdleOlderThan(list: Http1Connection[], now: number): void {
+    let stale = 0;
+    while (stale < list.length && now - list[stale].idleSince > this.#idleTimeoutMs) list[stale++].close();
+    if (stale > 0) list.splice(0, stale);
+  }
+
+  /**
+   * Runs while any connection is open: closes idle sockets past the idle timeout (traffic alone never
+   * reaches the oldest ones, since reuse takes the newest) and busy ones whose read waited past the read
+   * timeout. One interval per agent, not one timer per read, keeps the request path free of timers.
+   */
+  #sweep = (): void => {
+    const now = performance.now();
+    for (const [key, list] of this.#idle) {
+      this.#closeIdleOlderThan(list, now);
+      if (list.length === 0) this.#idle.delete(key);
+    }
+    for (const connection of this.#busy) {
+      if (connection.readingSince !== 0 && now - connection.readingSince > this.#readTimeoutMs) {
+        connection.timedOut = `the upstream sent no byte for ${this.#readTimeoutMs} ms`;
+        connection.close();
+      }
+    }
+    if (this.#idle.size === 0 && this.#busy.size === 0) this.#stopSweep();
+  };
+
+  #startSweep(): void {
+    if (this.#sweepTimer !== null || this.#closed) return;
+    const every = Math.max(10, Math.min(this.#idleTimeoutMs, this.#readTimeoutMs) / 2);
+    this.#sweepTimer = setInterval(this.#sweep, every);
+    // Open sockets keep the process alive on their own terms; the sweep never should.
+    Deno.unrefTimer(this.#sweepTimer);
+  }
+
+  #stopSweep(): void {
+    if (this.#sweepTimer === null) return;
+    clearInterval(this.#sweepTimer);
+    this.#sweepTimer = null;
   }
 
   async #connect(target: Target, signal: AbortSignal | undefined): Promise<Http1Connection> {
@@ -506,6 +579,7 @@ export class Http1Agent {
       signal.throwIfAborted();
     }
     conn.setNoDelay(true);
+    this.#startSweep();
     return new Http1Connection(target.key, conn);
   }
 
@@ -556,7 +630,7 @@ export class Http1Agent {
     let list = this.#idle.get(connection.key);
     if (list === undefined) this.#idle.set(connection.key, list = []);
     if (list.length >= this.#maxIdlePerHost) return connection.close();
-    connection.idleSince = Date.now();
+    connection.idleSince = performance.now();
     list.push(connection);
   }
 }
