@@ -409,6 +409,7 @@ export class ChatHandler {
             parts.push(
               clientEncoder.error(errorInfo(failure)),
             );
+            this.#observe(exchange, failure.status);
             flush();
             controller.close();
             return;

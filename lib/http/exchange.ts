@@ -88,6 +88,8 @@ export class Exchange {
   #draftMade: EdrDraft | null = null;
   /** Set once the request's log line and spans were made (see RequestObserver). */
   observed = false;
+  /** Set when the writer refused or failed this request's record (before the request path hears of it). */
+  recordLost = false;
 
   constructor(endpoint: Endpoint, now: number) {
     this.requestId = `req_${crypto.randomUUID().replaceAll("-", "")}`;
@@ -139,6 +141,8 @@ export class Exchange {
       const { draft, capturedInputCanonical } = this.#draft(policy);
       this.#draftMade = draft;
       this.#committed = sink.commit(draft, capturedInputCanonical ? { capturedInputCanonical } : undefined);
+      // Registered first, so it runs before the request path's own handling of the failure.
+      this.#committed.catch(() => this.recordLost = true);
     }
     return this.#committed;
   }

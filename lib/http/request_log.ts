@@ -24,40 +24,50 @@ export function logs(threshold: LogLevel, line: Exclude<LogLevel, "off">): boole
 }
 
 /**
- * decide() factors that say why the request went where it went, most telling first; the first one the
- * decision holds is its primary reason (see docs/observability.md).
+ * decide() factors that say why the decision put local first, most telling first (see
+ * docs/observability.md).
  */
-const PRIMARY_FACTORS = [
+const LOCAL_FIRST_FACTORS = [
   "MODEL_PINNED",
   "MODEL_PINNED_LOCAL_INSTALLED",
-  "SLOT_BUSY_SPILL",
-  "SLOT_QUEUE_FULL_SPILL",
   "SLOT_BUSY_WAIT",
-  "LOCAL_UNFIT",
-  "LOCAL_MODEL_NOT_INSTALLED",
-  "LOCAL_MODEL_NOT_IN_POLICY",
-  "FALLBACK_TO_CLOUD",
   "CLOUD_BLOCKED_BY_CLASSIFICATION",
   "MODEL_CAPABILITIES_UNKNOWN",
   "LOCAL_HEALTH_UNKNOWN",
   "LOCAL_FIT",
 ];
 
+/** decide() factors that say why the decision put a cloud provider first, most telling first. */
+const CLOUD_FIRST_FACTORS = [
+  "MODEL_PINNED",
+  "SLOT_BUSY_SPILL",
+  "SLOT_QUEUE_FULL_SPILL",
+  "LOCAL_UNFIT",
+  "LOCAL_MODEL_NOT_INSTALLED",
+  "LOCAL_MODEL_NOT_IN_POLICY",
+  "FALLBACK_TO_CLOUD",
+];
+
+/** A cloud provider came first only because the contract's `provider_allowlist` lists it first. */
+export const ALLOWLIST_ORDER = "PROVIDER_ALLOWLIST_ORDER";
+
 /**
  * The request's primary reason code: the failure's code when it failed (what the client was told), else
- * the first decision factor of `PRIMARY_FACTORS`, else decide()'s last factor (the contract's own,
- * `LATENCY_*`, when it named a cloud provider first); null before decide() ran on a request that did not fail.
+ * the most telling factor behind the decision's first candidate (`firstProvider`); null when decide()
+ * did not run and nothing failed.
  */
 export function primaryReason(
   factors: readonly string[],
+  firstProvider: string | null | undefined,
   failure: { code?: string; type: string } | null,
 ): string | null {
   if (failure) return failure.code ?? failure.type.toUpperCase();
-  for (const factor of PRIMARY_FACTORS) if (factors.includes(factor)) return factor;
-  for (let i = factors.length - 1; i >= 0; i--) {
-    if (!factors[i].startsWith("REWRITE_")) return factors[i];
+  if (!firstProvider) return null;
+  const local = firstProvider === "local";
+  for (const factor of local ? LOCAL_FIRST_FACTORS : CLOUD_FIRST_FACTORS) {
+    if (factors.includes(factor)) return factor;
   }
-  return null;
+  return local ? "LOCAL_FIT" : ALLOWLIST_ORDER;
 }
 
 /** How many candidates failed (and were fallen back from) before the one that answered or failed last. */
@@ -66,6 +76,8 @@ export function fallbackCount(attempts: readonly Pick<EdrAttempt, "outcome">[]):
   for (const attempt of attempts) if (attempt.outcome === "fallback") count++;
   return count;
 }
+
+const LOST_RECORD = { code: "EDR_WRITE_FAILED", type: "uncaught_exception" } as const;
 
 /** One request's log line as an object, in the order its fields print. */
 export interface RequestLogEntry {
@@ -95,17 +107,20 @@ export interface RequestLogEntry {
 /**
  * The log line of a request from its EDR draft and the HTTP status its client got: `warn` when a
  * candidate failed or the request failed, `error` when the router itself failed it (an internal error, a
- * record that could not be written), `info` otherwise. Pure: `now` is the line's timestamp.
+ * record that could not be written: `recordLost`, which the draft cannot know), `info` otherwise. Pure:
+ * `now` is the line's timestamp.
  */
 export function requestLogEntry(
   draft: EdrDraft,
   status: number,
   now: number,
   threshold: LogLevel = "info",
+  recordLost = false,
 ): RequestLogEntry {
   const fallbacks = fallbackCount(draft.attempts);
-  const failure = draft.failure;
-  const level = failure?.type === "uncaught_exception" && status >= 500
+  // A lost record fails the request with EDR_WRITE_FAILED, unless the refusal said the writer was down.
+  const failure = recordLost && draft.failure?.code !== "EDR_UNAVAILABLE" ? LOST_RECORD : draft.failure;
+  const level = (failure?.type === "uncaught_exception" && status >= 500) || recordLost
     ? "error"
     : failure || fallbacks > 0 || status >= 400
     ? "warn"
@@ -122,7 +137,7 @@ export function requestLogEntry(
     model: draft.decision.model,
     path: draft.decision.path,
     status,
-    reason: primaryReason(draft.decision_factors, failure),
+    reason: primaryReason(draft.decision_factors, draft.candidates[0]?.provider, failure),
     fallbacks,
     first_byte_ms: draft.timings.first_byte_ms,
     total_ms: draft.timings.total_ms,

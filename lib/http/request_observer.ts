@@ -45,7 +45,8 @@ export function decisionHeaders(exchange: Exchange): Record<string, string> {
     headers["x-hi-provider"] = answered.provider;
     headers["x-hi-model"] = answered.model;
   }
-  const reason = primaryReason(exchange.decision?.factors ?? [], exchange.failure);
+  const decision = exchange.decision;
+  const reason = primaryReason(decision?.factors ?? [], decision?.candidates[0]?.provider, exchange.failure);
   if (reason) headers["x-hi-reason"] = reason;
   return headers;
 }
@@ -87,7 +88,7 @@ export class RequestObserver {
     const draft = exchange.draft;
     if (level !== "off") {
       const entry = draft
-        ? requestLogEntry(draft, status, now, level)
+        ? requestLogEntry(draft, status, now, level, exchange.recordLost)
         : undraftedLogEntry(exchange.requestId, exchange.endpoint, status, now);
       if (logs(level, entry.level)) this.#options.write(this.#format(entry));
     }

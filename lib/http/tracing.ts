@@ -53,7 +53,7 @@ export class RequestTracer {
     const { draft, status } = request;
     const served = draft.decision.provider;
     const failure = draft.failure;
-    const reason = primaryReason(draft.decision_factors, failure);
+    const reason = primaryReason(draft.decision_factors, draft.candidates[0]?.provider, failure);
     const attributes: Attributes = {
       "gen_ai.operation.name": "chat",
       "hi.request_id": draft.request_id,

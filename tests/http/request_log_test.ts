@@ -10,6 +10,7 @@ import { type EdrSink, Exchange } from "../../lib/http/exchange.ts";
 import { BufferedLineWriter } from "../../lib/http/line_writer.ts";
 import { RouterError } from "../../lib/http/errors.ts";
 import {
+  ALLOWLIST_ORDER,
   fallbackCount,
   jsonLine,
   logfmtLine,
@@ -158,39 +159,50 @@ Deno.test("a failed request's line is warn with its code, and error when the rou
   );
   broken.commit(sink, POLICY);
   assert.equal(requestLogEntry(sink.drafts[1], 500, 0).level, "error");
+  // A record the writer lost after the provider answered: the client got 503 EDR_WRITE_FAILED.
+  const answered = fallbackExchange();
+  answered.commit(sink, POLICY);
+  const lost = requestLogEntry(sink.drafts[2], 503, 0, "info", true);
+  assert.equal(lost.level, "error");
+  assert.equal(lost.reason, "EDR_WRITE_FAILED");
 });
 
-Deno.test("the primary reason: the failure's code, else the most telling decision factor", () => {
+Deno.test("the primary reason: the failure's code, else the most telling factor behind the first candidate", () => {
   const base = ["CLASSIFICATION_INTERNAL", "LATENCY_INTERACTIVE"];
+  const failed = { code: "NO_PROVIDER_AVAILABLE", type: "provider_error" };
+  assert.equal(primaryReason(base, null, failed), "NO_PROVIDER_AVAILABLE");
+  assert.equal(primaryReason(base, "local", { type: "client_disconnect" }), "CLIENT_DISCONNECT");
+  assert.equal(primaryReason([...base, "MODEL_PINNED", "LOCAL_FIT"], "local", null), "MODEL_PINNED");
   assert.equal(
-    primaryReason(base, { code: "NO_PROVIDER_AVAILABLE", type: "provider_error" }),
-    "NO_PROVIDER_AVAILABLE",
+    primaryReason([...base, "LATENCY_INTERACTIVE_ROUTER_MODEL", "LOCAL_FIT"], "local", null),
+    "LOCAL_FIT",
   );
-  assert.equal(primaryReason(base, { type: "client_disconnect" }), "CLIENT_DISCONNECT");
-  assert.equal(primaryReason([...base, "MODEL_PINNED", "LOCAL_FIT"], null), "MODEL_PINNED");
-  assert.equal(
-    primaryReason([
-      ...base,
-      "LATENCY_INTERACTIVE_ROUTER_MODEL",
-      "LOCAL_UNFIT",
-      "LOCAL_OLLAMA_DOWN",
-      "FALLBACK_TO_CLOUD",
-    ], null),
+  const unfit = [
+    ...base,
+    "LATENCY_INTERACTIVE_ROUTER_MODEL",
     "LOCAL_UNFIT",
-  );
-  assert.equal(
-    primaryReason([
-      "CLASSIFICATION_SENSITIVE",
-      "LATENCY_INTERACTIVE",
-      "CLOUD_BLOCKED_BY_CLASSIFICATION",
-      "LOCAL_FIT",
-    ], null),
+    "LOCAL_OLLAMA_DOWN",
+    "FALLBACK_TO_CLOUD",
+  ];
+  assert.equal(primaryReason(unfit, "anthropic", null), "LOCAL_UNFIT");
+  const sensitive = [
+    "CLASSIFICATION_SENSITIVE",
+    "LATENCY_INTERACTIVE",
     "CLOUD_BLOCKED_BY_CLASSIFICATION",
+    "LOCAL_FIT",
+  ];
+  assert.equal(primaryReason(sensitive, "local", null), "CLOUD_BLOCKED_BY_CLASSIFICATION");
+  assert.equal(
+    primaryReason([...base, "SLOT_BUSY_SPILL", "FALLBACK_TO_CLOUD"], "openai", null),
+    "SLOT_BUSY_SPILL",
   );
-  assert.equal(primaryReason([...base, "SLOT_BUSY_SPILL", "FALLBACK_TO_CLOUD"], null), "SLOT_BUSY_SPILL");
-  // A contract that put a cloud provider first: no path factor, so the contract's own latency code.
-  assert.equal(primaryReason([...base, "REWRITE_SYSTEM_HOISTED"], null), "LATENCY_INTERACTIVE");
-  assert.equal(primaryReason([], null), null);
+  assert.equal(primaryReason([...base, "SLOT_BUSY_WAIT", "LOCAL_FIT"], "local", null), "SLOT_BUSY_WAIT");
+  // A contract whose allowlist puts a cloud provider first, local fit behind it: the order is the reason.
+  assert.equal(
+    primaryReason([...base, "LOCAL_FIT", "REWRITE_SYSTEM_HOISTED"], "anthropic", null),
+    ALLOWLIST_ORDER,
+  );
+  assert.equal(primaryReason([], null, null), null);
   assert.equal(fallbackCount([{ outcome: "fallback" }, { outcome: "fallback" }, { outcome: "ok" }]), 2);
 });
 
