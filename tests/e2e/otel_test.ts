@@ -6,6 +6,7 @@
  * exporter needs no permission.
  */
 import assert from "node:assert/strict";
+import Anthropic from "@anthropic-ai/sdk";
 import { startServeHealthy } from "./serve_harness.ts";
 
 /** An OTLP attribute value as the JSON encoding writes it. */
@@ -38,12 +39,15 @@ function plain(value: OtlpValue): string | number | boolean | undefined {
   return value.stringValue ?? value.boolValue ?? value.doubleValue;
 }
 
-/** A collector that keeps every span posted to /v1/traces and says when new ones came. */
+/** A collector that keeps every span posted to /v1/traces (and each /v1/logs body) and says when more came. */
 function startCollector() {
   const spans: Span[] = [];
+  /** The bodies posted to /v1/logs (console output Deno exports). */
+  const logs: string[] = [];
   let arrived = Promise.withResolvers<void>();
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (request) => {
     const body = await request.text();
+    if (new URL(request.url).pathname === "/v1/logs") logs.push(body);
     if (new URL(request.url).pathname === "/v1/traces") {
       assert.equal(request.headers.get("content-type"), "application/json");
       for (const resource of JSON.parse(body).resourceSpans ?? []) {
@@ -55,14 +59,15 @@ function startCollector() {
           }
         }
       }
-      arrived.resolve();
-      arrived = Promise.withResolvers<void>();
     }
+    arrived.resolve();
+    arrived = Promise.withResolvers<void>();
     return Response.json({});
   });
   return {
     url: `http://127.0.0.1:${server.addr.port}`,
     spans,
+    logs,
     /** Resolves with what `find` returns once it is not undefined; rejects after `ms`. */
     async waitFor<T>(find: () => T | undefined, ms = 15_000): Promise<T> {
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -151,8 +156,31 @@ Deno.test("with OTEL_DENO=true a collector receives the request span and its att
       assert.ok(BigInt(attempt.startTimeUnixNano) >= BigInt(span.startTimeUnixNano));
       assert.ok(BigInt(attempt.endTimeUnixNano) <= BigInt(span.endTimeUnixNano));
     }
+    s.ollama.mode = "normal";
+    const anthropic = new Anthropic({ baseURL: s.url, apiKey: "unused", maxRetries: 0 });
+    const { response: messagesResponse } = await anthropic.messages
+      .create({ model: "auto", max_tokens: 64, messages: [{ role: "user", content: "Hello via messages." }] })
+      .withResponse();
+    const messagesId = messagesResponse.headers.get("x-request-id")!;
+    const messages = await collector.waitFor(() =>
+      collector.spans.find((x) => x.attrs["hi.request_id"] === messagesId && x.attrs["hi.edr_hash"])
+    );
+    assert.equal(messages.name, "messages");
+    assert.equal(messages.attrs["gen_ai.system"], "ollama");
+    assert.equal(messages.attrs["hi.fallbacks"], 0);
+    assert.equal(messages.attrs["hi.reason"], "LOCAL_FIT");
+
+    // Deno exports console output as logs (the banner); the request lines go to stdout directly, once.
+    await collector.waitFor(() => collector.logs.some((b) => b.includes("listening on")) || undefined);
+    assert.ok(
+      !collector.logs.some((b) => b.includes(requestId)),
+      "the request line is not exported as a log",
+    );
+
     const spanText = JSON.stringify(collector.spans);
-    assert.ok(!spanText.includes("Answer even if local fails"), "no prompt text in any span");
+    for (const prompt of ["Answer even if local fails", "Hello via messages"]) {
+      assert.ok(!spanText.includes(prompt), "no prompt text in any span");
+    }
   } finally {
     await s.close();
     await collector.close();
