@@ -40,7 +40,7 @@ async function main(): Promise<number> {
       OPENAI_BASE_URL: openai.url,
       OPENAI_API_KEY: "sk-test-openai",
     }),
-    { log: (line) => quiet.push(line) },
+    { log: (line) => quiet.push(line), requestLog: (line) => quiet.push(line) },
   );
   try {
     await router.health.probeNow();

@@ -87,6 +87,8 @@ Configuration is read from the environment (docs/configuration.md):
   OLLAMA_HOST               local Ollama (default 127.0.0.1:11434)
   ANTHROPIC_API_KEY, OPENAI_API_KEY      enable a cloud fallback
   ANTHROPIC_BASE_URL, OPENAI_BASE_URL    cloud endpoints (defaults: the vendors' APIs)
+  HI_LOG                    request log lines on stdout: debug, info (default), warn, error, off
+  OTEL_DENO=true            OpenTelemetry traces, sent where OTEL_EXPORTER_OTLP_ENDPOINT says
 Exit codes: the server's own (0 after a clean stop), 1 when it cannot start, 64 for a usage error.`;
 
 /**

@@ -14,7 +14,8 @@ import { HeavySlot, SlotError, type SlotLease } from "../slot/mod.ts";
 import type { Dialect } from "./dialects.ts";
 import { concatBytes } from "../bytes.ts";
 import { RouterError } from "./errors.ts";
-import { type EdrSink, Exchange, round } from "./exchange.ts";
+import { attemptStartedAt, type EdrSink, Exchange, round } from "./exchange.ts";
+import { decisionHeaders, type RequestObserver } from "./request_observer.ts";
 import type { RouterMetrics } from "./metrics.ts";
 import { requestFeatures } from "./request_features.ts";
 import { clientGone, parseContract, readJsonBody } from "./request_input.ts";
@@ -40,6 +41,8 @@ export interface ChatDeps {
   secrets: Record<string, string | undefined>;
   /** Writes one operational log line (never a prompt or a secret). */
   log: (line: string) => void;
+  /** The per-request log line and spans (none without). */
+  observer?: RequestObserver;
   now?: () => number;
 }
 
@@ -244,6 +247,7 @@ export class ChatHandler {
         ...JSON_HEADERS,
         "x-request-id": exchange.requestId,
         ...dialect.headers(exchange.requestId),
+        ...decisionHeaders(exchange),
       },
     });
   }
@@ -294,7 +298,13 @@ export class ChatHandler {
     const body = this.#streamBody(exchange, clientEncoder, started, request.signal);
     return new Response(body, {
       status: 200,
-      headers: { ...SSE_HEADERS, "x-request-id": exchange.requestId, ...dialect.headers(exchange.requestId) },
+      headers: {
+        ...SSE_HEADERS,
+        "x-request-id": exchange.requestId,
+        ...dialect.headers(exchange.requestId),
+        // Sent with the first byte: they name the candidate that is answering.
+        ...decisionHeaders(exchange),
+      },
     });
   }
 
@@ -399,6 +409,7 @@ export class ChatHandler {
             parts.push(
               clientEncoder.error(errorInfo(failure)),
             );
+            this.#observe(exchange, failure.status);
             flush();
             controller.close();
             return;
@@ -547,6 +558,7 @@ export class ChatHandler {
         status: null as number | null,
       };
       exchange.attempts.push(attempt);
+      attemptStartedAt.set(attempt, attemptStart);
       try {
         if (clientSignal.aborted) throw clientGone();
         const value = await call(adapter, options, lease, endAttempt);
@@ -706,6 +718,7 @@ export class ChatHandler {
       ...JSON_HEADERS,
       "x-request-id": exchange.requestId,
       ...dialect.headers(exchange.requestId),
+      ...decisionHeaders(exchange),
       "x-should-retry": String(error.shouldRetry),
       // The reason code, for clients whose SDK hides the error body's `code`.
       "x-hi-reason": error.code,
@@ -729,6 +742,7 @@ export class ChatHandler {
       status,
       durationSeconds: (performance.now() - exchange.startedAt) / 1000,
     });
+    this.#deps.observer?.answered(exchange, status);
   }
 }
 

@@ -1,9 +1,12 @@
+import { type LogLevel, parseLogLevel } from "./request_log.ts";
+
 /** Every environment variable the router reads (issuer secrets aside: the policy names those). */
 export const ROUTER_ENV_NAMES = [
   "HI_HOST",
   "HI_PORT",
   "HI_ARTIFACTS_DIR",
   "HI_POLICY",
+  "HI_LOG",
   "OLLAMA_HOST",
   "OPENAI_BASE_URL",
   "OPENAI_API_KEY",
@@ -27,6 +30,8 @@ export interface RouterConfig {
   openaiApiKey: string | undefined;
   anthropicBaseUrl: string;
   anthropicApiKey: string | undefined;
+  /** `HI_LOG`: which per-request log lines go to stdout. */
+  logLevel: LogLevel;
 }
 
 /** Accepts Ollama's own `OLLAMA_HOST` spellings: `host`, `host:port`, `http://host:port`. */
@@ -65,5 +70,6 @@ export function configFromEnv(env: Record<string, string | undefined>): RouterCo
     openaiApiKey: blankToUndefined(env.OPENAI_API_KEY),
     anthropicBaseUrl: (env.ANTHROPIC_BASE_URL ?? "https://api.anthropic.com").replace(/\/+$/, ""),
     anthropicApiKey: blankToUndefined(env.ANTHROPIC_API_KEY),
+    logLevel: parseLogLevel(env.HI_LOG),
   };
 }

@@ -85,6 +85,11 @@ export class Exchange {
   /** The request's RFC 8785 text and its SHA-256, made once at admission (see `admit`). */
   #input: { text: string; hash: string } | null = null;
   #committed: Promise<EdrRecord> | null = null;
+  #draftMade: EdrDraft | null = null;
+  /** Set once the request's log line and spans were made (see RequestObserver). */
+  observed = false;
+  /** Set when the writer refused or failed this request's record (before the request path hears of it). */
+  recordLost = false;
 
   constructor(endpoint: Endpoint, now: number) {
     this.requestId = `req_${crypto.randomUUID().replaceAll("-", "")}`;
@@ -96,6 +101,16 @@ export class Exchange {
   /** True once the EDR was handed to the writer. */
   get committed(): boolean {
     return this.#committed !== null;
+  }
+
+  /** The record as handed to the writer (null before `commit()`): what the log line and spans read. */
+  get draft(): EdrDraft | null {
+    return this.#draftMade;
+  }
+
+  /** The writer's answer to `commit()`: the sealed record, or the write's failure (null before). */
+  get record(): Promise<EdrRecord> | null {
+    return this.#committed;
   }
 
   /**
@@ -124,7 +139,10 @@ export class Exchange {
   commit(sink: EdrSink, policy: { version: string; hash: string }): Promise<EdrRecord> {
     if (!this.#committed) {
       const { draft, capturedInputCanonical } = this.#draft(policy);
+      this.#draftMade = draft;
       this.#committed = sink.commit(draft, capturedInputCanonical ? { capturedInputCanonical } : undefined);
+      // Registered first, so it runs before the request path's own handling of the failure.
+      this.#committed.catch(() => this.recordLost = true);
     }
     return this.#committed;
   }
@@ -200,6 +218,12 @@ export class Exchange {
     return captured ? { draft, capturedInputCanonical: { text: inputText!, hash: inputHash! } } : { draft };
   }
 }
+
+/**
+ * When each attempt started (`performance.now()`), for the attempt spans; kept beside the attempt, not
+ * in it, because the attempt object itself goes into the record.
+ */
+export const attemptStartedAt: WeakMap<EdrAttempt, number> = new WeakMap();
 
 /** Rounds a duration to microseconds so records stay short. */
 export function round(ms: number): number {

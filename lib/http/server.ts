@@ -17,6 +17,9 @@ import { serveGuarded } from "./connection_guard.ts";
 import type { RouterConfig } from "./config.ts";
 import { RouterMetrics } from "./metrics.ts";
 import { createRouter } from "./router.ts";
+import { BufferedLineWriter } from "./line_writer.ts";
+import { RequestObserver } from "./request_observer.ts";
+import { RequestTracer } from "./tracing.ts";
 
 /** Options for `startServer` beyond the configuration; tests inject clocks and readings here. */
 export interface StartOptions {
@@ -28,6 +31,8 @@ export interface StartOptions {
   health?: Partial<Omit<HealthGateOptions, "ollamaUrl" | "policy">>;
   /** Where operational log lines go (default stderr). */
   log?: (line: string) => void;
+  /** Where the per-request lines go (default stdout, through a buffer; JSON lines, logfmt on a terminal). */
+  requestLog?: (line: string) => void;
   now?: () => number;
   /** Test hook: adapters used instead of the ones built from the configuration (e.g. a failing fake). */
   adapters?: Partial<Record<ProviderName, ProviderAdapter>>;
@@ -112,6 +117,14 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
   }
   Object.assign(adapters, options.adapters);
   const secrets = options.secrets ?? {};
+  const stdoutLines = options.requestLog ? null : new BufferedLineWriter(Deno.stdout);
+  const observer = new RequestObserver({
+    level: config.logLevel,
+    write: options.requestLog ?? ((line) => stdoutLines!.write(line)),
+    format: !options.requestLog && Deno.stdout.isTerminal() ? "logfmt" : "json",
+    tracer: RequestTracer.whenEnabled(),
+    now: options.now,
+  });
   const chat = new ChatHandler({
     policy,
     policyHash,
@@ -123,6 +136,7 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
     metrics,
     secrets,
     log,
+    observer,
     now: options.now,
   });
   const handler = createRouter({
@@ -178,6 +192,8 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
           await checkpoints.stop();
           // Spent leases must stay spent whatever happened to the records.
           await leases.close();
+          // The last requests' lines reach stdout before the process exits.
+          await stdoutLines?.flush();
         }
       })();
       return closing;

@@ -538,6 +538,9 @@ Deno.test("a record that cannot be made durable fails the request closed", async
           new RegExp(`edr write failed.*${requestId}|${requestId}.*edr write failed`),
         );
         assert.ok(line.includes(requestId));
+        // Its request log line says the router failed it, and why.
+        const logged = JSON.parse(await h.waitForOutput(new RegExp(`"request_id":"${requestId}"`)));
+        assert.deepEqual([logged.level, logged.status, logged.reason], ["error", 503, "EDR_WRITE_FAILED"]);
       },
     );
 

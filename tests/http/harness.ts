@@ -66,6 +66,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     ...options.start,
     policy,
     log: (line) => logs.push(line),
+    requestLog: (line) => logs.push(line),
   });
   await router.health.probeNow();
   const client = new OpenAI({ baseURL: `${router.url}/v1`, apiKey: "sk-client", maxRetries: 0 });
