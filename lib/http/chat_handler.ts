@@ -763,7 +763,7 @@ export class ChatHandler {
       provider: served?.provider ?? "none",
       outcome: status >= 400
         ? (rejected ? "rejected" : "failed")
-        : served?.provider === exchange.decision?.candidates[0]?.provider
+        : exchange.servedFirstCandidate()
         ? "primary"
         : "fallback",
       status,

@@ -121,6 +121,13 @@ export class Exchange {
     this.chat = chat;
   }
 
+  /** True when the first candidate served (with several local hosts, on the host it named). */
+  servedFirstCandidate(): boolean {
+    const first = this.decision?.candidates[0];
+    return this.served !== null && this.served.provider === first?.provider &&
+      this.served.local_host === first.local_host;
+  }
+
   /** Records a client-visible failure (only the first one counts). */
   fail(error: RouterError): void {
     // Members in RFC 8785 order (see #draft).
@@ -152,7 +159,7 @@ export class Exchange {
     const rejected = this.decision?.rejection != null ||
       (this.failure !== null && this.attempts.length === 0);
     const path: EdrDraft["decision"]["path"] = this.served && !this.failure
-      ? (this.served.provider === this.decision?.candidates[0]?.provider ? "primary" : "fallback")
+      ? (this.servedFirstCandidate() ? "primary" : "fallback")
       : rejected
       ? "rejected"
       : "failed";
