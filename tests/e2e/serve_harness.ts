@@ -4,6 +4,7 @@
  * what a user would see: the HTTP answers, the process output and exit code, and the files on disk.
  */
 import OpenAI from "openai";
+import type { CloudProvider } from "../../lib/config/mod.ts";
 import { BUILTIN_POLICY_SOURCE } from "../../lib/contract/mod.ts";
 import type { EdrRecord } from "../../lib/edr/mod.ts";
 import { type FakeAnthropic, startFakeAnthropic } from "../fakes/fake_anthropic.ts";
@@ -25,7 +26,7 @@ export interface ServeOptions {
   /** Leave both cloud keys unset. */
   noCloudKeys?: boolean;
   /** Set only this cloud provider's key. */
-  only?: "anthropic" | "openai";
+  only?: CloudProvider;
   /** More environment for the server (wins over what the harness sets). */
   env?: Record<string, string>;
   /** Use this artifacts folder (kept by `close()`); a fresh temporary one without. Reuse it to restart. */
