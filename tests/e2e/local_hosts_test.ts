@@ -75,6 +75,10 @@ Deno.test("two local hosts: the model's host serves, slots are per host, records
         assert.match(metrics, new RegExp(`hi_local_host_health_state\\{host="${host}",state="fit"\\} 1`));
         assert.match(metrics, new RegExp(`hi_local_host_slot_busy\\{host="${host}"\\} 0`));
       }
+      // GET /v1/models lists what any host has, each model once.
+      const models = await (await fetch(`${router.url}/v1/models`)).json();
+      const local = models.data.filter((m: Json) => m.owned_by === "local").map((m: Json) => m.id);
+      assert.deepEqual(local, ["qwen3:32b", "qwen3:8b", "llama3.2:1b"]);
     });
 
     await t.step(
@@ -137,7 +141,7 @@ Deno.test("two local hosts: the model's host serves, slots are per host, records
   }
 });
 
-Deno.test("two local hosts: when the first goes away, the second serves before any cloud", async () => {
+Deno.test("two local hosts: when the first goes away, the second serves before any cloud; circuits are per host", async () => {
   // A long probe interval: the router learns that host 1 is gone from the request itself.
   const policy = policyWith({
     health: { probe_interval_ms: 600_000 },
@@ -157,6 +161,37 @@ Deno.test("two local hosts: when the first goes away, the second serves before a
       [["local", h1, "fallback", "UPSTREAM_CONNECT_FAILED"], ["local", h2, "ok", null]],
     );
     assert.equal(router.openai.requests.length + router.anthropic.requests.length, 0);
+
+    // A stream falls back the same way: nothing reached the client before host 1 failed.
+    const stream = await fetch(`${router.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "auto",
+        stream: true,
+        messages: [{ role: "user", content: "stream it" }],
+      }),
+    });
+    const text = await stream.text();
+    assert.equal(stream.status, 200, text);
+    assert.match(text, /data: \[DONE\]/);
+    const streamed = await router.record(stream.headers.get("x-request-id")!);
+    assert.deepEqual(streamed.attempts.map((a) => [a.local_host, a.outcome]), [[h1, "fallback"], [h2, "ok"]]);
+
+    // A third failure opens host 1's circuit (failure_threshold 3); host 2's stays closed, and the next
+    // request is decided around host 1 without calling it.
+    const third = await chat(router, { model: "auto" });
+    assert.equal(third.status, 200);
+    const metrics = await (await fetch(`${router.url}/metrics`)).text();
+    assert.match(metrics, new RegExp(`hi_local_host_circuit_state\\{host="${h1}",circuit="open"\\} 1`));
+    assert.match(metrics, new RegExp(`hi_local_host_circuit_state\\{host="${h2}",circuit="closed"\\} 1`));
+    const after = await chat(router, { model: "auto" });
+    const decided = await router.record(after.requestId);
+    assert.ok(
+      decided.constraints_applied.includes(`local_host_skipped:${h1}:LOCAL_UNFIT+LOCAL_CIRCUIT_OPEN`),
+    );
+    assert.deepEqual(decided.attempts.map((a) => [a.local_host, a.outcome]), [[h2, "ok"]]);
+    assert.equal(decided.decision.path, "primary");
   } finally {
     await router.close();
   }
