@@ -78,13 +78,15 @@ if (import.meta.main) {
     `hybrid-inference listening on ${server.url} (policy ${policy.policy_version}, artifacts ${config.artifactsDir})`,
   );
   await server.firstProbe;
-  const local = server.health.snapshot();
+  const unfit = server.hosts.every((h) => h.health.snapshot().state === "unfit");
   const clouds = [config.anthropicApiKey ? "anthropic" : null, config.openaiApiKey ? "openai" : null].filter(
     Boolean,
   );
-  if (local.state === "unfit" && clouds.length === 0 && !stopping) {
+  if (unfit && clouds.length === 0 && !stopping) {
     console.log(
-      `no provider is usable yet: Ollama is not reachable at ${config.ollamaUrl} and no cloud key is set. ` +
+      `no provider is usable yet: Ollama is not reachable at ${
+        config.ollamaUrls.join(", ")
+      } and no cloud key is set. ` +
         "Start Ollama (or set OLLAMA_HOST), or set ANTHROPIC_API_KEY / OPENAI_API_KEY; requests get 503 until then.",
     );
   }

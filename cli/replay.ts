@@ -11,9 +11,9 @@
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { dirname, join, resolve } from "node:path";
+import { parseOllamaHosts } from "../lib/config/mod.ts";
 import {
   EXIT_CODES,
-  ollamaBaseUrl,
   REPLAY_FLAGS,
   REPLAY_USAGE,
   replayPermissionArgs,
@@ -68,9 +68,10 @@ async function main(args: string[]): Promise<number> {
   const realTarget = await Deno.realPath(target).catch(() => resolve(target));
   let ollamaUrl: string;
   try {
-    ollamaUrl = ollamaBaseUrl(Deno.env.get("OLLAMA_HOST"));
-  } catch {
-    console.error("OLLAMA_HOST is not a valid host:port or url; fix it or unset it");
+    // Every listed host: a record is re-executed on the host that served it.
+    ollamaUrl = parseOllamaHosts(Deno.env.get("OLLAMA_HOST")).join(",");
+  } catch (error) {
+    console.error(`${error instanceof Error ? error.message : String(error)}; fix it or unset it`);
     return EXIT_CODES.USAGE;
   }
   const permissions = replayPermissionArgs({

@@ -12,6 +12,7 @@ import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { issuerSecretEnvNames } from "../lib/authority/mod.ts";
+import { ollamaNetEntry } from "../lib/config/mod.ts";
 import { loadPolicy } from "../lib/contract/mod.ts";
 import { configFromEnv, exitCannotStart, readRouterEnv, ROUTER_ENV_NAMES } from "../lib/http/mod.ts";
 
@@ -28,7 +29,11 @@ export function serverPermissionFlags(
   extraEnv: string[],
 ): string[] {
   const hostOf = (url: string) => new URL(url).host;
-  const net = new Set<string>([listenEntry(config.host, config.port), hostOf(config.ollamaUrl)]);
+  // Every local host OLLAMA_HOST lists, each as host:port.
+  const net = new Set<string>([
+    listenEntry(config.host, config.port),
+    ...config.ollamaUrls.map(ollamaNetEntry),
+  ]);
   if (config.openaiApiKey) net.add(hostOf(config.openaiBaseUrl));
   if (config.anthropicApiKey) net.add(hostOf(config.anthropicBaseUrl));
   const artifacts = resolve(config.artifactsDir);
@@ -84,7 +89,7 @@ Configuration is read from the environment (docs/configuration.md):
   HI_HOST, HI_PORT          listen address and port (default 127.0.0.1:8088; HI_PORT=0 picks a free one)
   HI_ARTIFACTS_DIR          where EDRs, logs and leases are written (default ./artifacts)
   HI_POLICY                 server policy file (JSON); the built-in policy applies without it
-  OLLAMA_HOST               local Ollama (default 127.0.0.1:11434)
+  OLLAMA_HOST               local Ollama (default 127.0.0.1:11434); several hosts separated by commas
   ANTHROPIC_API_KEY, OPENAI_API_KEY      enable a cloud fallback
   ANTHROPIC_BASE_URL, OPENAI_BASE_URL    cloud endpoints (defaults: the vendors' APIs)
   HI_LOG                    request log lines on stdout: debug, info (default), warn, error, off

@@ -1,7 +1,7 @@
 import type { ModelPolicy, Policy } from "./policy.ts";
 import type { Capability, EffectiveContract } from "./routing_contract.ts";
 
-type ProviderName = "local" | "anthropic" | "openai";
+import type { ProviderKeys, ProviderName } from "../config/mod.ts";
 
 /** What decide() reads of the local health snapshot. */
 export interface HealthView {
@@ -16,6 +16,14 @@ export interface SlotView {
   queue_depth: number;
   max_queue: number;
   when_busy: "wait" | "spill" | "refuse";
+}
+
+/** One local Ollama host as decide() sees it when there are several. */
+export interface LocalHostView {
+  /** Its base URL (lib/config/ollama_host.ts), recorded on the candidates that run there. */
+  host: string;
+  health: HealthView;
+  slot: SlotView;
 }
 
 /** Facts about the request that routing depends on (recorded in the EDR as `features`). */
@@ -77,7 +85,12 @@ export interface DecisionInput {
   slot: SlotView;
   features: RequestFeatures;
   /** Which cloud providers have a key configured. */
-  keys: { anthropic: boolean; openai: boolean };
+  keys: ProviderKeys;
+  /**
+   * With several local hosts: each host's snapshots, in configured order (`health` and `slot` are then
+   * the first host's and are not read). Absent with one host: `health` and `slot` are that host's.
+   */
+  hosts?: readonly LocalHostView[];
 }
 
 /** One candidate in the ordered chain the router will try. */
@@ -85,6 +98,8 @@ export interface Candidate {
   provider: ProviderName;
   model: string;
   heavy: boolean;
+  /** With several local hosts: the host a local candidate runs on (absent with one host). */
+  local_host?: string;
 }
 
 /** A refusal decided before any provider is tried. */
@@ -151,7 +166,9 @@ export function decide(input: DecisionInput): Decision {
   let pinned: ModelPolicy | null = null;
   if (requested) {
     const known = models.get(requested);
-    const installed = health.installed.find((m) => m.name === requested);
+    const installed = input.hosts === undefined
+      ? health.installed.find((m) => m.name === requested)
+      : input.hosts.some((h) => h.health.installed.some((m) => m.name === requested));
     if (known) {
       pinned = known;
       factors.push("MODEL_PINNED");
@@ -218,6 +235,32 @@ export function decide(input: DecisionInput): Decision {
       const model = pinned ?? localModel(input, models, factors);
       if (!model) {
         localBlocked = true;
+        continue;
+      }
+      if (input.hosts !== undefined) {
+        const canSpill = cloudCandidateCount() > 0 && !pinned;
+        const local = localHostCandidates(
+          input,
+          input.hosts,
+          model,
+          pinned,
+          needs,
+          canSpill,
+          factors,
+          constraints,
+        );
+        if (local.refuseBusy) {
+          return reject(
+            factors,
+            constraints,
+            429,
+            "SLOT_BUSY",
+            "the heavy local model is busy on every local host; retry after the Retry-After delay",
+          );
+        }
+        localRefusal = local.refusal ?? localRefusal;
+        if (local.candidates.length === 0) localBlocked = true;
+        candidates.push(...local.candidates);
         continue;
       }
       if (health.state === "unfit") {
@@ -444,4 +487,106 @@ function refuseUnhonouredFields(
     message:
       `${field} is honoured only by ${names}, and ${why}; remove ${field} or route the request to ${names}`,
   };
+}
+
+/** What the local hosts offer a request: candidates in order, or why none can take it. */
+interface LocalHostsVerdict {
+  candidates: Candidate[];
+  /** A 429 to give when nothing else can serve (every fitting host's wait queue is full). */
+  refusal: Rejection | null;
+  /** `slot.when_busy` is `refuse` and every host that could run the heavy model is busy. */
+  refuseBusy: boolean;
+}
+
+/**
+ * The local candidates when there are several local hosts, in a fixed order (docs/fleet.md):
+ * 1. a host is skipped when it is unfit, or when its last model list lacks the model (a host whose list
+ *    is empty has not been probed yet and is not ruled out);
+ * 2. the others keep their configured order, except that heavy work goes first to hosts whose heavy slot
+ *    is free; hosts whose slot is busy follow, when `slot.when_busy` lets the request wait there (`wait`,
+ *    or `spill` with nowhere else to go) and their queue has room.
+ * Every candidate after the first is a fallback before any cloud candidate. Each skipped host is named
+ * in `constraints` as `local_host_skipped:<host>:<REASON>`; the first candidate's health is the factor.
+ */
+function localHostCandidates(
+  input: DecisionInput,
+  hosts: readonly LocalHostView[],
+  model: ModelPolicy,
+  pinned: ModelPolicy | null,
+  needs: Capability[],
+  canSpillToCloud: boolean,
+  factors: string[],
+  constraints: string[],
+): LocalHostsVerdict {
+  const verdict: LocalHostsVerdict = { candidates: [], refusal: null, refuseBusy: false };
+  if (!fitsCapabilities(model, needs, input.features, factors, constraints, pinned === model)) return verdict;
+  const threshold = input.policy.health.heavy_param_threshold_b;
+  const ready: { candidate: Candidate; host: LocalHostView }[] = [];
+  const busy: { candidate: Candidate; host: LocalHostView }[] = [];
+  let unfit = 0;
+  let missing = 0;
+  const skip = (host: LocalHostView, reason: string) =>
+    constraints.push(`local_host_skipped:${host.host}:${reason}`);
+  for (const host of hosts) {
+    const { health, slot } = host;
+    if (health.state === "unfit") {
+      unfit++;
+      skip(host, ["LOCAL_UNFIT", ...health.reasons.map((r) => `LOCAL_${r}`)].join("+"));
+      continue;
+    }
+    const entry = health.installed.find((m) => m.name === model.name);
+    if (health.installed.length > 0 && entry === undefined) {
+      missing++;
+      skip(host, "LOCAL_MODEL_NOT_INSTALLED");
+      continue;
+    }
+    const heavy = model.heavy || (entry?.parameter_size_b ?? 0) >= threshold;
+    // Members in RFC 8785 order, as the EDR keeps them.
+    const candidate: Candidate = { heavy, local_host: host.host, model: model.name, provider: "local" };
+    if (heavy && (slot.busy || slot.queue_depth > 0)) busy.push({ candidate, host });
+    else ready.push({ candidate, host });
+  }
+  const chosen = [...ready];
+  let refused = false;
+  let queueFull = false;
+  let spilled = false;
+  for (const entry of busy) {
+    const slot = entry.host.slot;
+    if (slot.when_busy === "refuse") {
+      refused = true;
+      skip(entry.host, "SLOT_BUSY");
+    } else if (slot.queue_depth >= slot.max_queue) {
+      queueFull = true;
+      skip(entry.host, "SLOT_QUEUE_FULL");
+    } else if (slot.when_busy === "spill" && (ready.length > 0 || canSpillToCloud)) {
+      spilled = true;
+      skip(entry.host, "SLOT_BUSY_SPILL");
+    } else {
+      chosen.push(entry);
+    }
+  }
+  if (chosen.length === 0) {
+    if (unfit === hosts.length) factors.push("LOCAL_UNFIT");
+    else if (unfit + missing === hosts.length) factors.push("LOCAL_MODEL_NOT_INSTALLED");
+    else if (refused) {
+      factors.push("SLOT_BUSY_REFUSE");
+      verdict.refuseBusy = true;
+    } else if (queueFull && canSpillToCloud) factors.push("SLOT_QUEUE_FULL_SPILL");
+    else if (queueFull) {
+      factors.push("SLOT_QUEUE_FULL");
+      verdict.refusal = {
+        status: 429,
+        code: "SLOT_QUEUE_FULL",
+        message:
+          "the heavy local model's wait queue is full on every local host; retry after the Retry-After delay",
+      };
+    } else if (spilled) factors.push("SLOT_BUSY_SPILL");
+    return verdict;
+  }
+  const first = chosen[0];
+  factors.push(first.host.health.state === "fit" ? "LOCAL_FIT" : "LOCAL_HEALTH_UNKNOWN");
+  if (first.host !== hosts[0]) factors.push("LOCAL_HOST_SKIPPED");
+  if (ready.length === 0) factors.push("SLOT_BUSY_WAIT");
+  verdict.candidates = chosen.map((c) => c.candidate);
+  return verdict;
 }

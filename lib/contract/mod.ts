@@ -27,6 +27,7 @@ export {
   type DecisionInput,
   FIELD_PROVIDERS,
   type HealthView,
+  type LocalHostView,
   type Rejection,
   type RequestFeatures,
   type SlotView,

@@ -1,4 +1,11 @@
 import { z } from "zod";
+import {
+  CLOUD_KEY_ENV,
+  type CloudProvider,
+  type ProviderKeys,
+  providerKeys,
+  PROVIDERS,
+} from "../config/mod.ts";
 import { healthPolicySchema } from "../health/mod.ts";
 import { slotPolicySchema } from "../slot/mod.ts";
 import { authorityPolicySchema, clientKeysPolicySchema } from "../authority/mod.ts";
@@ -33,7 +40,7 @@ export const policySchema = z.strictObject({
     /** No request can declare its data less sensitive than this. */
     classification_floor: classificationSchema.default("PUBLIC"),
     latency: z.enum(["interactive", "batch"]).default("interactive"),
-    provider_allowlist: z.array(providerNameSchema).min(1).default(["local", "anthropic", "openai"]),
+    provider_allowlist: z.array(providerNameSchema).min(1).default([...PROVIDERS]),
     local_router_model: z.string().min(1).default("qwen3:8b"),
     local_deep_model: z.string().min(1).default("qwen3:32b"),
     /** Used when the client gives no max tokens and the provider requires one (Anthropic). */
@@ -155,10 +162,7 @@ function overlay(base: unknown, top: unknown): unknown {
 }
 
 /** Which cloud providers have a key configured, as `decide()` sees them. */
-export interface CloudKeys {
-  anthropic: boolean;
-  openai: boolean;
-}
+export type CloudKeys = ProviderKeys;
 
 /**
  * Why no request at all could be served under `policy` with these keys, or null when some request can:
@@ -179,9 +183,9 @@ export function policyServingProblem(policy: Policy, keys: CloudKeys): string | 
   if (!policy.cloud_classifications.some((c) => stricterClassification(c, floor) === c)) {
     return `the policy's models run only on cloud providers, but cloud_classifications allows no classification at or above the floor ${floor}, so no request can be served; add a local model or widen cloud_classifications`;
   }
-  const cloud = allowed as ("anthropic" | "openai")[];
+  const cloud = allowed as CloudProvider[];
   if (!cloud.some((p) => keys[p])) {
-    const vars = cloud.map((p) => p === "anthropic" ? "ANTHROPIC_API_KEY" : "OPENAI_API_KEY").join(" or ");
+    const vars = cloud.map((p) => CLOUD_KEY_ENV[p]).join(" or ");
     const whose = cloud.length > 1 ? "whose keys are" : "whose key is";
     return `the policy's models run only on ${
       cloud.join(" and ")
@@ -218,7 +222,7 @@ export async function loadPolicy(path: string | undefined): Promise<Policy> {
     );
   }
   const policy = parsePolicy(overlayBuiltinPolicy(json));
-  const problem = policyServingProblem(policy, { anthropic: true, openai: true });
+  const problem = policyServingProblem(policy, providerKeys(() => true));
   if (problem) throw new Error(`in the policy file ${path}, ${problem}`);
   return policy;
 }

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { type ProviderName, PROVIDERS } from "../config/mod.ts";
 
 /** Data classification: SENSITIVE and SECRET never leave the local host. */
 export const classificationSchema = z.enum(["PUBLIC", "INTERNAL", "SENSITIVE", "SECRET"]);
@@ -6,7 +7,7 @@ export const classificationSchema = z.enum(["PUBLIC", "INTERNAL", "SENSITIVE", "
 export type Classification = z.infer<typeof classificationSchema>;
 
 /** The providers a contract may allow, in the order it prefers them. */
-export const providerNameSchema = z.enum(["local", "anthropic", "openai"]);
+export const providerNameSchema = z.enum(PROVIDERS);
 
 /** Capabilities a request may require of the model that serves it. */
 export const capabilitySchema = z.enum(["tool_calls", "long_context", "json_mode", "vision"]);
@@ -39,7 +40,7 @@ export interface EffectiveContract {
   latency: "interactive" | "batch";
   max_cost_usd: number | null;
   requires: Capability[];
-  provider_allowlist: ("local" | "anthropic" | "openai")[];
+  provider_allowlist: ProviderName[];
   model_preferences: string[];
   authority_required: boolean;
 }

@@ -2,6 +2,7 @@
  * TypeScript shapes of an EDR_v1.0.0 record. The published contract is
  * `schemas/edr/EDR_v1.0.0.json`; these types mirror it field for field (a test validates a typed sample).
  */
+import type { ProviderKeys, ProviderName } from "../config/mod.ts";
 
 /** The EDR layout version written by this build. */
 export const EDR_VERSION = "1.0.0" as const;
@@ -10,7 +11,7 @@ export const EDR_VERSION = "1.0.0" as const;
 export type EdrClassification = "PUBLIC" | "INTERNAL" | "SENSITIVE" | "SECRET";
 
 /** A provider named in a decision, candidate, attempt or allowlist. */
-export type EdrProvider = "local" | "anthropic" | "openai";
+export type EdrProvider = ProviderName;
 
 /** Wire protocol that served (or would have served) the request. */
 export type EdrProtocol = "ollama_chat" | "openai_chat" | "anthropic_messages";
@@ -35,6 +36,8 @@ export interface EdrDecision {
   model: string | null;
   protocol: EdrProtocol | null;
   path: "primary" | "fallback" | "rejected" | "failed";
+  /** With several local hosts: the base URL of the host that served (absent with one host or cloud). */
+  local_host?: string;
 }
 
 /** One candidate in the order `decide()` produced. */
@@ -42,6 +45,8 @@ export interface EdrCandidate {
   provider: EdrProvider;
   model: string;
   heavy: boolean;
+  /** With several local hosts: which host a local candidate runs on (absent with one host). */
+  local_host?: string;
 }
 
 /** A model installed on the local Ollama host, as the health gate saw it. */
@@ -102,8 +107,21 @@ export interface EdrDecisionInputs {
   health: EdrHealthSnapshot | null;
   slot: EdrSlotSnapshot | null;
   features: EdrFeatures | null;
-  keys: { anthropic: boolean; openai: boolean };
+  keys: ProviderKeys;
   authority: EdrAuthority | null;
+  /**
+   * With several local hosts: each host's health and slot snapshots, in configured order (absent with
+   * one host). `health` and `slot` above are then the first host's.
+   */
+  hosts?: EdrLocalHost[];
+}
+
+/** One local host's snapshots as `decide()` read them. */
+export interface EdrLocalHost {
+  /** Its base URL as normalized from `OLLAMA_HOST` (`http://gpu1.lan:11434`). */
+  host: string;
+  health: EdrHealthSnapshot;
+  slot: EdrSlotSnapshot;
 }
 
 /** One call to a provider. */
@@ -114,6 +132,8 @@ export interface EdrAttempt {
   duration_ms: number;
   error_code: string | null;
   outcome: "ok" | "fallback" | "failed" | "aborted";
+  /** With several local hosts: which host a local attempt called (absent with one host or cloud). */
+  local_host?: string;
 }
 
 /** What happened at the heavy local slot. */

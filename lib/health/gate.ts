@@ -1,3 +1,4 @@
+import { normalizeOllamaHost } from "../config/mod.ts";
 import type { HealthPolicy } from "./schema.ts";
 import { normalizeModelName, parseParameterSize } from "./parameter_size.ts";
 
@@ -87,11 +88,6 @@ function defaultReadMemory(): MemoryReading {
   return { total: info.total, available: info.available, swapTotal: info.swapTotal, swapFree: info.swapFree };
 }
 
-function baseUrl(raw: string): string {
-  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`;
-  return withScheme.replace(/\/+$/, "");
-}
-
 /**
  * Local health gate: an active probe loop (Ollama version/tags/ps, host memory and swap) plus a circuit
  * breaker fed by the request path. `snapshot()` is synchronous so a probe never blocks a request.
@@ -137,7 +133,7 @@ export class HealthGate {
 
   /** Creates a gate; nothing runs until `start()` or `probeNow()`. */
   constructor(options: HealthGateOptions) {
-    this.#url = baseUrl(options.ollamaUrl);
+    this.#url = normalizeOllamaHost(options.ollamaUrl);
     this.#policy = options.policy;
     this.#heavy = new Set((options.heavyModels ?? []).map(normalizeModelName));
     this.#fetch = options.fetch ?? fetch;

@@ -1,5 +1,7 @@
+import { type ProviderKeys, providerKeys } from "../config/mod.ts";
 import { checkAuthority, checkClientKey, type LeaseReserver } from "../authority/mod.ts";
 import { type Candidate, decide, effectiveContract, type Policy } from "../contract/mod.ts";
+import type { EdrAttempt } from "../edr/mod.ts";
 import type { HealthGate } from "../health/mod.ts";
 import {
   type CallOptions,
@@ -12,6 +14,7 @@ import {
 } from "../providers/mod.ts";
 import { HeavySlot, SlotError, type SlotLease } from "../slot/mod.ts";
 import type { Dialect } from "./dialects.ts";
+import { type HostSnapshot, hostViews, type LocalHost } from "./local_hosts.ts";
 import { concatBytes } from "../bytes.ts";
 import { RouterError } from "./errors.ts";
 import { attemptStartedAt, type EdrSink, Exchange, round } from "./exchange.ts";
@@ -34,6 +37,11 @@ export interface ChatDeps {
   health: HealthGate;
   slot: HeavySlot;
   adapters: Partial<Record<ProviderName, ProviderAdapter>>;
+  /**
+   * With several local hosts: every one, in configured order (`health`, `slot` and `adapters.local` are
+   * then the first host's). Absent or a list of one: the single-host path.
+   */
+  hosts?: readonly LocalHost[];
   edr: EdrSink;
   leases: LeaseReserver;
   metrics: RouterMetrics;
@@ -57,7 +65,11 @@ const SSE_HEADERS = {
 export class ChatHandler {
   #deps: ChatDeps;
   #policyRef: { version: string; hash: string };
+  /** Which cloud providers have a key: fixed for the router's life, so one object serves every record. */
+  #keys: ProviderKeys;
   #now: () => number;
+  /** With several local hosts: each by its base URL (null with one host). */
+  #hostByUrl: Map<string, LocalHost> | null;
   /** Requests started whose EDR has not been handed to the writer yet. */
   #open = new Set<Exchange>();
 
@@ -65,6 +77,9 @@ export class ChatHandler {
     this.#deps = deps;
     this.#policyRef = { version: deps.policy.policy_version, hash: deps.policyHash };
     this.#now = deps.now ?? Date.now;
+    this.#keys = Object.freeze(providerKeys((p) => deps.adapters[p] !== undefined));
+    const hosts = deps.hosts;
+    this.#hostByUrl = hosts !== undefined && hosts.length > 1 ? new Map(hosts.map((h) => [h.url, h])) : null;
   }
 
   /** How many requests are in flight and not yet waiting on their EDR's write. */
@@ -163,12 +178,17 @@ export class ChatHandler {
 
     exchange.stage = "decide";
     const decideStart = performance.now();
-    const { health, slot, adapters } = this.#deps;
-    const healthSnapshot = health.snapshot();
+    const { health, slot } = this.#deps;
+    let views: HostSnapshot[] | undefined;
+    if (this.#hostByUrl !== null) {
+      views = hostViews(this.#deps.hosts!);
+      exchange.hosts = views;
+    }
+    const healthSnapshot = views === undefined ? health.snapshot() : views[0].health;
     exchange.health = healthSnapshot;
-    exchange.slotSnapshot = slot.snapshot();
+    exchange.slotSnapshot = views === undefined ? slot.snapshot() : views[0].slot;
     exchange.features = requestFeatures(chat);
-    exchange.keys = { anthropic: adapters.anthropic !== undefined, openai: adapters.openai !== undefined };
+    exchange.keys = this.#keys;
     const decision = decide({
       contract: exchange.contract,
       policy,
@@ -176,6 +196,7 @@ export class ChatHandler {
       slot: exchange.slotSnapshot,
       features: exchange.features,
       keys: exchange.keys,
+      hosts: views,
     });
     exchange.decision = decision;
     exchange.decideMs = round(performance.now() - decideStart);
@@ -473,33 +494,46 @@ export class ChatHandler {
       endAttempt: () => void,
     ) => Promise<T>,
   ): Promise<T> {
-    const { policy, adapters, health, metrics } = this.#deps;
+    const { policy, adapters, metrics } = this.#deps;
     let lastError: UpstreamError | RouterError | null = null;
     for (let i = 0; i < candidates.length; i++) {
       const candidate = candidates[i];
       const hasNext = i < candidates.length - 1;
-      const adapter = adapters[candidate.provider];
+      // With several local hosts a local candidate names its host; with one, the host is the only one.
+      const host = candidate.local_host === undefined
+        ? null
+        : this.#hostByUrl?.get(candidate.local_host) ?? null;
+      const view = host === null ? null : exchange.hosts!.find((v) => v.host === host.url)!;
+      const health = host?.health ?? this.#deps.health;
+      const adapter = host?.adapter ?? adapters[candidate.provider];
       if (!adapter) continue;
       const local = candidate.provider === "local";
       let trial = false;
-      if (local && exchange.health?.circuit === "half_open") {
+      if (local && (view?.health ?? exchange.health)?.circuit === "half_open") {
         trial = health.tryAcquireHalfOpenTrial();
         if (!trial) {
-          exchange.attempts.push({
+          const skipped: EdrAttempt = {
             duration_ms: 0,
             error_code: "CIRCUIT_HALF_OPEN_TRIAL_BUSY",
             model: candidate.model,
             outcome: "fallback",
             provider: "local",
             status: null,
-          });
+          };
+          if (host !== null) skipped.local_host = host.url;
+          exchange.attempts.push(skipped);
           continue;
         }
       }
       let lease: SlotLease | null = null;
       if (local && candidate.heavy) {
         try {
-          lease = await this.#acquireSlot(clientSignal, exchange);
+          lease = await this.#acquireSlot(
+            clientSignal,
+            exchange,
+            host?.slot ?? this.#deps.slot,
+            (view?.slot ?? exchange.slotSnapshot)?.queue_depth ?? 0,
+          );
         } catch (error) {
           if (trial) health.releaseHalfOpenTrial();
           if (!(error instanceof SlotError)) throw error;
@@ -508,7 +542,7 @@ export class ChatHandler {
           exchange.slotOutcome = {
             heavy: true,
             outcome: hasNext ? "spilled" : (timedOut ? "timeout" : "refused"),
-            queue_depth_at_entry: exchange.slotSnapshot?.queue_depth ?? 0,
+            queue_depth_at_entry: (view?.slot ?? exchange.slotSnapshot)?.queue_depth ?? 0,
             waited_ms: exchange.slotOutcome?.waited_ms ?? 0,
           };
           if (hasNext) {
@@ -549,14 +583,16 @@ export class ChatHandler {
       };
       const attemptStart = performance.now();
       // Members in RFC 8785 order, as the EDR keeps them (see orderedCopy in exchange.ts).
-      const attempt = {
+      const attempt: EdrAttempt = {
         duration_ms: 0,
-        error_code: null as string | null,
+        error_code: null,
         model: candidate.model,
-        outcome: "ok" as "ok" | "fallback" | "failed" | "aborted",
+        outcome: "ok",
         provider: candidate.provider,
-        status: null as number | null,
+        status: null,
       };
+      // Only with several hosts; the record then sorts this member into place.
+      if (host !== null) attempt.local_host = host.url;
       exchange.attempts.push(attempt);
       attemptStartedAt.set(attempt, attemptStart);
       try {
@@ -570,11 +606,10 @@ export class ChatHandler {
           exchange.modelDigest = health.modelDigest(candidate.model);
           exchange.numCtx = options.contextWindow ?? null;
         }
-        exchange.served = {
-          provider: candidate.provider,
-          model: candidate.model,
-          protocol: adapter.protocol,
-        };
+        exchange.served = host === null
+          ? { provider: candidate.provider, model: candidate.model, protocol: adapter.protocol }
+          : { provider: "local", model: candidate.model, protocol: adapter.protocol, local_host: host.url };
+        if (view !== null) exchange.servedOllamaVersion = view.health.ollama_version;
         if (!exchange.stream) endAttempt();
         return value;
       } catch (error) {
@@ -612,8 +647,13 @@ export class ChatHandler {
     );
   }
 
-  async #acquireSlot(signal: AbortSignal, exchange: Exchange): Promise<SlotLease> {
-    const { slot, policy, metrics } = this.#deps;
+  async #acquireSlot(
+    signal: AbortSignal,
+    exchange: Exchange,
+    slot: HeavySlot,
+    queueDepthAtDecision: number,
+  ): Promise<SlotLease> {
+    const { policy, metrics } = this.#deps;
     const immediate = slot.tryAcquire();
     if (immediate) {
       exchange.slotOutcome = { heavy: true, outcome: "acquired", queue_depth_at_entry: 0, waited_ms: 0 };
@@ -644,7 +684,7 @@ export class ChatHandler {
           heavy: true,
           outcome: outcome === "timeout" ? "timeout" : "refused",
           waited_ms: waited,
-          queue_depth_at_entry: exchange.slotSnapshot?.queue_depth ?? 0,
+          queue_depth_at_entry: queueDepthAtDecision,
         };
       }
       throw error;
@@ -736,7 +776,7 @@ export class ChatHandler {
       provider: served?.provider ?? "none",
       outcome: status >= 400
         ? (rejected ? "rejected" : "failed")
-        : served?.provider === exchange.decision?.candidates[0]?.provider
+        : exchange.servedFirstCandidate()
         ? "primary"
         : "fallback",
       status,

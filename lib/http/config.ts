@@ -1,4 +1,7 @@
+import { normalizeOllamaHost, parseOllamaHosts } from "../config/mod.ts";
 import { type LogLevel, parseLogLevel } from "./request_log.ts";
+
+export { normalizeOllamaHost };
 
 /** Every environment variable the router reads (issuer secrets aside: the policy names those). */
 export const ROUTER_ENV_NAMES = [
@@ -25,26 +28,16 @@ export interface RouterConfig {
   port: number;
   artifactsDir: string;
   policyPath: string | undefined;
+  /** The first local Ollama host (the only one unless `OLLAMA_HOST` lists several). */
   ollamaUrl: string;
+  /** Every local Ollama host, in the order `OLLAMA_HOST` lists them (lib/config/ollama_host.ts). */
+  ollamaUrls: string[];
   openaiBaseUrl: string;
   openaiApiKey: string | undefined;
   anthropicBaseUrl: string;
   anthropicApiKey: string | undefined;
   /** `HI_LOG`: which per-request log lines go to stdout. */
   logLevel: LogLevel;
-}
-
-/** Accepts Ollama's own `OLLAMA_HOST` spellings: `host`, `host:port`, `http://host:port`. */
-export function normalizeOllamaHost(value: string | undefined): string {
-  const raw = (value ?? "").trim();
-  if (raw === "") return "http://127.0.0.1:11434";
-  const withScheme = /^https?:\/\//i.test(raw) ? raw : `http://${raw}`;
-  const url = new URL(withScheme);
-  if (url.hostname === "0.0.0.0") url.hostname = "127.0.0.1";
-  if (!url.port && !/^https?:\/\/[^/]+:\d+/i.test(withScheme)) {
-    url.port = url.protocol === "https:" ? "443" : "11434";
-  }
-  return url.origin;
 }
 
 /** Ends a process that cannot start with one line saying why (configuration, policy, listen address). */
@@ -59,13 +52,15 @@ export function configFromEnv(env: Record<string, string | undefined>): RouterCo
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new Error(`HI_PORT must be a port number from 0 to 65535, not ${env.HI_PORT}`);
   }
+  const ollamaUrls = parseOllamaHosts(env.OLLAMA_HOST);
   const blankToUndefined = (v: string | undefined) => (v && v.trim() !== "" ? v.trim() : undefined);
   return {
     host: env.HI_HOST ?? "127.0.0.1",
     port,
     artifactsDir: env.HI_ARTIFACTS_DIR ?? "./artifacts",
     policyPath: blankToUndefined(env.HI_POLICY),
-    ollamaUrl: normalizeOllamaHost(env.OLLAMA_HOST),
+    ollamaUrl: ollamaUrls[0],
+    ollamaUrls,
     openaiBaseUrl: (env.OPENAI_BASE_URL ?? "https://api.openai.com/v1").replace(/\/+$/, ""),
     openaiApiKey: blankToUndefined(env.OPENAI_API_KEY),
     anthropicBaseUrl: (env.ANTHROPIC_BASE_URL ?? "https://api.anthropic.com").replace(/\/+$/, ""),

@@ -7,6 +7,7 @@ import {
   type EdrDraft,
   type EdrFailure,
   type EdrHealthSnapshot,
+  type EdrLocalHost,
   type EdrRecord,
   type EdrSamplingOptions,
   type EdrSlotOutcome,
@@ -17,6 +18,7 @@ import {
   sha256Hex,
 } from "../edr/mod.ts";
 import type { Decision, EffectiveContract, RequestFeatures } from "../contract/mod.ts";
+import type { HostSnapshot } from "./local_hosts.ts";
 import type { HealthSnapshot as HealthView } from "../health/mod.ts";
 import type {
   ChatRequest,
@@ -27,6 +29,10 @@ import type {
   WireProtocol,
 } from "../providers/mod.ts";
 import { ROUTER_VERSION } from "../version.ts";
+import { type ProviderKeys, providerKeys } from "../config/mod.ts";
+
+/** The keys of a request that never reached decide(): none. */
+const NO_KEYS: ProviderKeys = Object.freeze(providerKeys(() => false));
 import type { RouterError } from "./errors.ts";
 
 /** The EDR writer as the request path sees it. */
@@ -68,13 +74,19 @@ export class Exchange {
   /** The health gate's snapshot (the gate hands out read-only arrays; the EDR only reads them). */
   health: HealthView | null = null;
   slotSnapshot: EdrSlotSnapshot | null = null;
+  /** With several local hosts: every host's snapshots as decide() read them (null with one host). */
+  hosts: HostSnapshot[] | null = null;
   authority: EdrAuthority | null = null;
-  keys = { anthropic: false, openai: false };
+  /** Which cloud providers have a key; the handler's one object for the router's life (never mutated). */
+  keys: ProviderKeys = NO_KEYS;
   decision: Decision | null = null;
   decideMs: number | null = null;
   attempts: EdrAttempt[] = [];
   slotOutcome: EdrSlotOutcome | null = null;
-  served: { provider: ProviderName; model: string; protocol: WireProtocol } | null = null;
+  served: { provider: ProviderName; model: string; protocol: WireProtocol; local_host?: string } | null =
+    null;
+  /** With several local hosts: the Ollama version of the host that served (the first host's otherwise). */
+  servedOllamaVersion: string | null | undefined = undefined;
   output: ProducedOutput | null = null;
   usage: Usage | null = null;
   firstByteMs: number | null = null;
@@ -124,6 +136,13 @@ export class Exchange {
     this.chat = chat;
   }
 
+  /** True when the first candidate served (with several local hosts, on the host it named). */
+  servedFirstCandidate(): boolean {
+    const first = this.decision?.candidates[0];
+    return this.served !== null && this.served.provider === first?.provider &&
+      this.served.local_host === first.local_host;
+  }
+
   /** Records a client-visible failure (only the first one counts). */
   fail(error: RouterError): void {
     // Members in RFC 8785 order (see #draft).
@@ -158,7 +177,7 @@ export class Exchange {
     const rejected = this.decision?.rejection != null ||
       (this.failure !== null && this.attempts.length === 0);
     const path: EdrDraft["decision"]["path"] = this.served && !this.failure
-      ? (this.served.provider === this.decision?.candidates[0]?.provider ? "primary" : "fallback")
+      ? (this.servedFirstCandidate() ? "primary" : "fallback")
       : rejected
       ? "rejected"
       : "failed";
@@ -175,22 +194,39 @@ export class Exchange {
       policy_version: policy.version,
       policy_hash: policy.hash,
       effective_contract: this.contract ? orderedContract(this.contract) : null,
-      decision: {
-        model: served?.model ?? null,
-        path,
-        protocol: served?.protocol ?? null,
-        provider: served?.provider ?? null,
-      },
+      decision: served?.local_host === undefined
+        ? {
+          model: served?.model ?? null,
+          path,
+          protocol: served?.protocol ?? null,
+          provider: served?.provider ?? null,
+        }
+        : {
+          local_host: served.local_host,
+          model: served.model,
+          path,
+          protocol: served.protocol,
+          provider: "local",
+        },
       decision_factors: this.decision?.factors ?? [],
       constraints_applied: this.decision?.constraints ?? [],
       candidates: this.decision?.candidates.map(orderedCopy) ?? [],
-      decision_inputs: {
-        authority: this.authority ? orderedCopy(this.authority) : null,
-        features: this.features ? recordedFeatures(this.features, this.decision) : null,
-        health: this.health ? edrHealth(this.health) : null,
-        keys: { anthropic: this.keys.anthropic, openai: this.keys.openai },
-        slot: this.slotSnapshot ? orderedCopy(this.slotSnapshot) : null,
-      },
+      decision_inputs: this.hosts === null
+        ? {
+          authority: this.authority ? orderedCopy(this.authority) : null,
+          features: this.features ? recordedFeatures(this.features, this.decision) : null,
+          health: this.health ? edrHealth(this.health) : null,
+          keys: this.keys,
+          slot: this.slotSnapshot ? orderedCopy(this.slotSnapshot) : null,
+        }
+        : {
+          authority: this.authority ? orderedCopy(this.authority) : null,
+          features: this.features ? recordedFeatures(this.features, this.decision) : null,
+          health: this.health ? edrHealth(this.health) : null,
+          hosts: this.hosts.map(edrLocalHost),
+          keys: this.keys,
+          slot: this.slotSnapshot ? orderedCopy(this.slotSnapshot) : null,
+        },
       attempts: this.attempts.map(orderedCopy),
       slot: this.slotOutcome ? orderedCopy(this.slotOutcome) : null,
       input_hash: inputHash,
@@ -203,7 +239,9 @@ export class Exchange {
       },
       environment: {
         model_digest: this.modelDigest,
-        ollama_version: this.health?.ollama_version ?? null,
+        ollama_version: this.servedOllamaVersion !== undefined
+          ? this.servedOllamaVersion
+          : this.health?.ollama_version ?? null,
         options: chat ? samplingOptions(chat, this.served?.provider === "local" ? this.numCtx : null) : {},
         router_version: ROUTER_VERSION,
         seed: chat?.seed ?? null,
@@ -299,6 +337,11 @@ function edrHealth(snapshot: HealthView): EdrHealthSnapshot {
     state: snapshot.state,
     swap_used_mb: snapshot.swap_used_mb,
   };
+}
+
+/** One local host's snapshots as the record keeps them (members in RFC 8785 order). */
+function edrLocalHost(view: HostSnapshot): EdrLocalHost {
+  return { health: edrHealth(view.health), host: view.host, slot: orderedCopy(view.slot) };
 }
 
 /**

@@ -1,7 +1,8 @@
+import type { ProviderName } from "../config/mod.ts";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 
 /** Which provider served (or was meant to serve) a request; `none` when nothing was called. */
-export type MetricsProvider = "local" | "anthropic" | "openai" | "none";
+export type MetricsProvider = ProviderName | "none";
 
 /** How a request ended from the router's point of view. */
 export type RequestOutcome = "primary" | "fallback" | "rejected" | "failed";
@@ -51,6 +52,10 @@ export class RouterMetrics {
   #edr: Counter<"outcome">;
   #edrDegraded: Gauge;
   #edrFilesWaiting: Gauge;
+  #hostHealth: Gauge<"host" | "state">;
+  #hostCircuit: Gauge<"host" | "circuit">;
+  #hostSlotBusy: Gauge<"host">;
+  #hostSlotQueue: Gauge<"host">;
   #requestChildren = new Map<string, { count: Inc; duration: Observe }>();
   #fallbackChildren = new Map<string, Inc>();
   #slotWaitChildren = new Map<string, Observe>();
@@ -92,12 +97,14 @@ export class RouterMetrics {
     });
     this.#slotBusy = new Gauge({
       name: "hi_slot_busy",
-      help: "1 while the heavy local inference slot is held.",
+      help:
+        "Heavy local inference slots held: 1 while the slot is held (with several local hosts, how many are).",
       registers,
     });
     this.#slotQueue = new Gauge({
       name: "hi_slot_queue_depth",
-      help: "Requests waiting for the heavy local inference slot.",
+      help:
+        "Requests waiting for the heavy local inference slot (with several local hosts, for any of them).",
       registers,
     });
     this.#slotWait = new Histogram({
@@ -121,6 +128,30 @@ export class RouterMetrics {
     this.#edrFilesWaiting = new Gauge({
       name: "hi_edr_files_waiting_retry",
       help: "Durable records whose per-request EDR file failed and waits for a retry.",
+      registers,
+    });
+    this.#hostHealth = new Gauge({
+      name: "hi_local_host_health_state",
+      help: "Each local host's health gate state: 1 for the current state label, 0 for the others.",
+      labelNames: ["host", "state"] as const,
+      registers,
+    });
+    this.#hostCircuit = new Gauge({
+      name: "hi_local_host_circuit_state",
+      help: "Each local host's circuit breaker: 1 for the current position label, 0 for the others.",
+      labelNames: ["host", "circuit"] as const,
+      registers,
+    });
+    this.#hostSlotBusy = new Gauge({
+      name: "hi_local_host_slot_busy",
+      help: "1 while the local host's heavy inference slot is held.",
+      labelNames: ["host"] as const,
+      registers,
+    });
+    this.#hostSlotQueue = new Gauge({
+      name: "hi_local_host_slot_queue_depth",
+      help: "Requests waiting for the local host's heavy inference slot.",
+      labelNames: ["host"] as const,
       registers,
     });
     // Start every state series at a known value so dashboards see all labels from the first scrape.
@@ -173,9 +204,28 @@ export class RouterMetrics {
     for (const c of CIRCUIT_STATES) this.#circuit.labels(c).set(c === circuit ? 1 : 0);
   }
 
-  /** Sets the heavy-slot gauges. */
-  setSlot(slot: { busy: boolean; queueDepth: number }): void {
-    this.#slotBusy.set(slot.busy ? 1 : 0);
+  /**
+   * Sets one local host's gauges (label `host`, its base URL), read at scrape time. The host-less gauges
+   * above describe local work as a whole: with several hosts, the best host's health and the slots summed.
+   */
+  setLocalHost(
+    host: string,
+    now: {
+      state: (typeof HEALTH_STATES)[number];
+      circuit: (typeof CIRCUIT_STATES)[number];
+      busy: boolean;
+      queueDepth: number;
+    },
+  ): void {
+    for (const s of HEALTH_STATES) this.#hostHealth.labels(host, s).set(s === now.state ? 1 : 0);
+    for (const c of CIRCUIT_STATES) this.#hostCircuit.labels(host, c).set(c === now.circuit ? 1 : 0);
+    this.#hostSlotBusy.labels(host).set(now.busy ? 1 : 0);
+    this.#hostSlotQueue.labels(host).set(now.queueDepth);
+  }
+
+  /** Sets the heavy-slot gauges (with several local hosts: how many slots are held, and all waiters). */
+  setSlot(slot: { busy: boolean | number; queueDepth: number }): void {
+    this.#slotBusy.set(typeof slot.busy === "number" ? slot.busy : slot.busy ? 1 : 0);
     this.#slotQueue.set(slot.queueDepth);
   }
 

@@ -1,8 +1,10 @@
 import { checkAuthority, checkClientKey, type LeaseReserver } from "../authority/mod.ts";
+import { type CloudProvider, providerKeys } from "../config/mod.ts";
 import { type Policy, policyServingProblem } from "../contract/mod.ts";
 import type { HealthGate } from "../health/mod.ts";
 import type { HeavySlot } from "../slot/mod.ts";
 import type { ChatHandler } from "./chat_handler.ts";
+import { bestSnapshot, hostViews, type LocalHost, slotTotals } from "./local_hosts.ts";
 import { anthropicDialect, openAIDialect } from "./dialects.ts";
 import { openAIErrorBody, RouterError } from "./errors.ts";
 import type { RouterMetrics } from "./metrics.ts";
@@ -12,8 +14,11 @@ import type { Checkpoint, EdrWriterHealth } from "../edr/mod.ts";
 export interface RouterOptions {
   chat: ChatHandler;
   policy: Policy;
+  /** The first local host's gate and slot (the only ones unless `OLLAMA_HOST` lists several). */
   health: HealthGate;
   slot: HeavySlot;
+  /** Every local host, in configured order; without it, the one host above. */
+  hosts?: readonly LocalHost[];
   metrics: RouterMetrics;
   leases: LeaseReserver;
   secrets: Record<string, string | undefined>;
@@ -22,21 +27,23 @@ export interface RouterOptions {
   /** Signed heads of the EDR chains, for `GET /v1/edr/head`. */
   checkpoints?: { heads(): Promise<Checkpoint[]> };
   /** Cloud providers with a key configured. */
-  cloudProviders: ("anthropic" | "openai")[];
+  cloudProviders: CloudProvider[];
   now?: () => number;
 }
 
 /** Builds the one request handler `Deno.serve` calls. */
 export function createRouter(options: RouterOptions): (request: Request) => Promise<Response> {
   const { chat, health, slot, metrics, policy } = options;
+  const hosts = options.hosts ?? [];
+  const several = hosts.length > 1;
   const now = options.now ?? Date.now;
   // The router's start, in Unix seconds: the `created` of the policy's cloud models in GET /v1/models.
   const startedAt = Math.floor(now() / 1000);
   // Policy and keys are fixed for the router's life, so whether any request can be served is known now.
-  const servingProblem = policyServingProblem(policy, {
-    anthropic: options.cloudProviders.includes("anthropic"),
-    openai: options.cloudProviders.includes("openai"),
-  });
+  const servingProblem = policyServingProblem(
+    policy,
+    providerKeys((p) => options.cloudProviders.includes(p)),
+  );
   // With client keys listed, every route but /healthz needs one (the inference routes check it inside
   // the chat pipeline, with an EDR); /readyz without one answers only whether the router is ready.
   const keysRequired = policy.client_keys.length > 0;
@@ -60,7 +67,8 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
         const edr = options.edr.health();
         const reasons: string[] = [];
         if (servingProblem !== null) reasons.push("policy_serves_nothing");
-        if (healthSnapshot.state === "unfit") reasons.push("local_unfit");
+        // With several hosts, local work can run while one host is fit; `hosts` says which are not.
+        if ((several ? bestSnapshot(hosts) : healthSnapshot).state === "unfit") reasons.push("local_unfit");
         if (edr.state !== "ok") reasons.push("edr_writer_degraded");
         const ready = reasons.length === 0;
         if (keysRequired && !clientKeyOf(request).ok) return json(ready ? 200 : 503, { ready });
@@ -72,6 +80,7 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
           edr,
           local: healthSnapshot,
           slot: slot.snapshot(),
+          ...(several ? { hosts: hostViews(hosts) } : {}),
         });
       }
       if (path === "/v1/models") return json(200, listModels(options, startedAt));
@@ -93,7 +102,18 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
         }
         // The slot gauges are read at scrape time: the slot itself knows nothing of metrics.
         const slotNow = slot.snapshot();
-        metrics.setSlot({ busy: slotNow.busy, queueDepth: slotNow.queue_depth });
+        if (several) metrics.setSlot(slotTotals(hosts));
+        else metrics.setSlot({ busy: slotNow.busy, queueDepth: slotNow.queue_depth });
+        for (const host of hosts) {
+          const h = host.health.snapshot();
+          const s = host.slot.snapshot();
+          metrics.setLocalHost(host.url, {
+            state: h.state,
+            circuit: h.circuit,
+            busy: s.busy,
+            queueDepth: s.queue_depth,
+          });
+        }
         const edrNow = options.edr.health();
         metrics.setEdrWriter({
           degraded: edrNow.state !== "ok",
@@ -137,12 +157,20 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
  * policy); never 0.
  */
 function listModels(options: RouterOptions, startedAt: number) {
-  const local = options.health.installedCatalog().map((m) => ({
-    id: m.name,
-    object: "model",
-    created: m.created ?? startedAt,
-    owned_by: "local",
-  }));
+  // Every local host's models, each name once (the first host listing it gives its `created`).
+  const seen = new Set<string>();
+  const gates = options.hosts && options.hosts.length > 1
+    ? options.hosts.map((h) => h.health)
+    : [options.health];
+  const local = gates.flatMap((gate) => gate.installedCatalog()).filter((m) =>
+    !seen.has(m.name) && seen.add(m.name)
+  )
+    .map((m) => ({
+      id: m.name,
+      object: "model",
+      created: m.created ?? startedAt,
+      owned_by: "local",
+    }));
   const cloud = options.policy.models
     .filter((m) => m.provider !== "local" && options.cloudProviders.includes(m.provider))
     .map((m) => ({ id: m.name, object: "model", created: startedAt, owned_by: m.provider }));

@@ -1,4 +1,5 @@
 import { LeaseStore } from "../authority/mod.ts";
+import { CLOUD_PROVIDERS } from "../config/mod.ts";
 import { loadPolicy, type Policy } from "../contract/mod.ts";
 import { CheckpointWriter, EdrWriter, writePolicySnapshot } from "../edr/mod.ts";
 import { HealthGate, type HealthGateOptions } from "../health/mod.ts";
@@ -11,7 +12,8 @@ import {
   type ProviderName,
   routedUpstreamFetch,
 } from "../providers/mod.ts";
-import { HeavySlot } from "../slot/mod.ts";
+import { type HeavySlot, inProcessSlots, type SlotFactory } from "../slot/mod.ts";
+import { bestSnapshot, type LocalHost } from "./local_hosts.ts";
 import { ChatHandler } from "./chat_handler.ts";
 import { serveGuarded } from "./connection_guard.ts";
 import type { RouterConfig } from "./config.ts";
@@ -36,14 +38,20 @@ export interface StartOptions {
   now?: () => number;
   /** Test hook: adapters used instead of the ones built from the configuration (e.g. a failing fake). */
   adapters?: Partial<Record<ProviderName, ProviderAdapter>>;
+  /** Makes each local host's heavy slot (default: an in-process slot per host). */
+  createSlot?: SlotFactory;
 }
 
 /** A running router. */
 export interface RunningServer {
   /** `http://host:port` the router listens on. */
   url: string;
+  /** The first local host's health gate (the only one unless `OLLAMA_HOST` lists several). */
   health: HealthGate;
+  /** The first local host's heavy slot. */
   slot: HeavySlot;
+  /** Every local host, in configured order. */
+  hosts: LocalHost[];
   edr: EdrWriter;
   policy: Policy;
   /** Settles when the first health probe has (inference requests wait for it). */
@@ -79,28 +87,37 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
   });
   const leases = await LeaseStore.open(config.artifactsDir);
   const metrics = new RouterMetrics();
-  const health = new HealthGate({
-    ollamaUrl: config.ollamaUrl,
-    policy: policy.health,
-    heavyModels: policy.models.filter((m) => m.provider === "local" && m.heavy).map((m) => m.name),
-    onChange: (snapshot) => {
-      metrics.setHealth(snapshot.state, snapshot.circuit);
-      log(
-        `local health ${snapshot.state} (circuit ${snapshot.circuit}${
-          snapshot.reasons.length ? `; ${snapshot.reasons.join(", ")}` : ""
-        })`,
-      );
-    },
-    ...options.health,
-  });
-  const slot = new HeavySlot(policy.slot);
+  const heavyModels = policy.models.filter((m) => m.provider === "local" && m.heavy).map((m) => m.name);
+  const several = config.ollamaUrls.length > 1;
+  const createSlot = options.createSlot ?? inProcessSlots(policy.slot);
   // Plain-http upstreams (Ollama, a LAN OpenAI-compatible server) go through our keep-alive HTTP/1.1
   // client, the cheapest transport measured; https goes through fetch.
   const http1 = new Http1Agent();
   const upstreamFetch = routedUpstreamFetch(http1);
-  const adapters: Partial<Record<ProviderName, ProviderAdapter>> = {
-    local: new OllamaAdapter({ baseUrl: config.ollamaUrl, fetch: upstreamFetch }),
-  };
+  // One health gate, heavy slot and adapter per local host (OLLAMA_HOST may list several).
+  const hosts: LocalHost[] = config.ollamaUrls.map((url) => ({
+    url,
+    health: new HealthGate({
+      ollamaUrl: url,
+      policy: policy.health,
+      heavyModels,
+      onChange: (snapshot) => {
+        // The host-less gauges say whether local work can run anywhere; the labelled ones say where.
+        const best = several ? bestSnapshot(hosts) : snapshot;
+        metrics.setHealth(best.state, best.circuit);
+        log(
+          `local health ${snapshot.state}${several ? ` on ${url}` : ""} (circuit ${snapshot.circuit}${
+            snapshot.reasons.length ? `; ${snapshot.reasons.join(", ")}` : ""
+          })`,
+        );
+      },
+      ...options.health,
+    }),
+    slot: createSlot(url),
+    adapter: new OllamaAdapter({ baseUrl: url, fetch: upstreamFetch }),
+  }));
+  const { health, slot } = hosts[0];
+  const adapters: Partial<Record<ProviderName, ProviderAdapter>> = { local: hosts[0].adapter };
   if (config.anthropicApiKey) {
     adapters.anthropic = new AnthropicAdapter({
       baseUrl: config.anthropicBaseUrl,
@@ -116,6 +133,7 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
     });
   }
   Object.assign(adapters, options.adapters);
+  if (adapters.local !== hosts[0].adapter) hosts[0] = { ...hosts[0], adapter: adapters.local! };
   const secrets = options.secrets ?? {};
   const stdoutLines = options.requestLog ? null : new BufferedLineWriter(Deno.stdout);
   const observer = new RequestObserver({
@@ -131,6 +149,7 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
     health,
     slot,
     adapters,
+    hosts: several ? hosts : undefined,
     edr,
     leases,
     metrics,
@@ -144,20 +163,21 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
     policy,
     health,
     slot,
+    hosts,
     metrics,
     leases,
     secrets,
     edr,
     checkpoints,
-    cloudProviders: (["anthropic", "openai"] as const).filter((p) => adapters[p] !== undefined),
+    cloudProviders: CLOUD_PROVIDERS.filter((p) => adapters[p] !== undefined),
     now: options.now,
   });
   // No request may be decided on a gate that never probed: its snapshot has no age, and its record would
   // not be a valid EDR. Inference requests that arrive before the first probe ends (bounded by the
   // policy's probe timeout) wait for it; the port is bound at once, so a taken port is said at once, and
   // GET routes answer at once. The loop started next joins this probe instead of starting another.
-  const firstProbe = health.probeNow().catch(() => {});
-  health.start();
+  const firstProbe = Promise.all(hosts.map((h) => h.health.probeNow().catch(() => {}))).then(() => {});
+  for (const host of hosts) host.health.start();
   let probed = false;
   firstProbe.then(() => probed = true);
   const serve = (request: Request) =>
@@ -177,6 +197,7 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
     url,
     health,
     slot,
+    hosts,
     edr,
     policy,
     firstProbe,
@@ -184,7 +205,7 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
       closing ??= (async () => {
         await server.shutdown();
         http1.close();
-        await health.stop();
+        await Promise.all(hosts.map((h) => h.health.stop()));
         try {
           await edr.close();
         } finally {

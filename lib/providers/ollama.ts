@@ -3,6 +3,7 @@
  * shape (system messages, bare base64 images, tool-call arguments as objects, `options`) and its
  * JSON or NDJSON answers back into canonical results and events.
  */
+import { normalizeOllamaHost } from "../config/mod.ts";
 import type { UpstreamFetch } from "./http1_client.ts";
 import { parseNdjson } from "./ndjson.ts";
 import {
@@ -280,11 +281,6 @@ function errorText(error: unknown): string {
   return typeof error === "string" ? error : JSON.stringify(error);
 }
 
-function normalizeBaseUrl(baseUrl: string): string {
-  const withScheme = /^[a-z]+:\/\//i.test(baseUrl) ? baseUrl : `http://${baseUrl}`;
-  return withScheme.replace(/\/+$/, "");
-}
-
 /** The local Ollama provider adapter (`/api/chat`). */
 export class OllamaAdapter implements ProviderAdapter {
   /** Always `local`. */
@@ -296,7 +292,7 @@ export class OllamaAdapter implements ProviderAdapter {
 
   /** Builds an adapter for the Ollama host at `baseUrl`. */
   constructor(options: OllamaAdapterOptions) {
-    this.#baseUrl = normalizeBaseUrl(options.baseUrl);
+    this.#baseUrl = normalizeOllamaHost(options.baseUrl);
     this.#fetch = options.fetch;
   }
 

@@ -4,8 +4,9 @@
  * into a `ChatResult` or a stream of `StreamEvent`s. Nothing outside an adapter knows a wire shape.
  */
 
-/** Where a candidate runs: the local Ollama host or one of the cloud providers. */
-export type ProviderName = "local" | "anthropic" | "openai";
+/** Where a candidate runs: the local Ollama host or one of the cloud providers (lib/config/providers.ts). */
+export type { ProviderName } from "../config/mod.ts";
+import type { ProviderName } from "../config/mod.ts";
 
 /** The wire protocol an adapter speaks, recorded in the EDR's `decision.protocol`. */
 export type WireProtocol = "ollama_chat" | "openai_chat" | "anthropic_messages";

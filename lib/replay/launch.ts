@@ -1,5 +1,6 @@
 /** What the replay launcher needs: which artifacts folder, and which Deno permissions to grant. */
 import { dirname, join, resolve } from "node:path";
+import { ollamaNetEntry } from "../config/mod.ts";
 import { artifactsDirOfEdr } from "./paths.ts";
 
 /** Where the artifacts folder comes from. */
@@ -40,6 +41,7 @@ export interface ReplayPermissionInputs {
   artifactsDir: string;
   /** The record or folder replayed (absolute), readable even when outside the artifacts folder. */
   target: string;
+  /** The local Ollama base URL, or several separated by commas (each is granted). */
   ollamaUrl: string;
   allowNetwork: boolean;
   openaiBaseUrl?: string;
@@ -54,12 +56,12 @@ function hostPort(url: string): string {
 
 /**
  * The Deno permission flags of the sandboxed replay: read the artifacts folder (and the target), write
- * only `<artifacts>/replay`, reach only the local Ollama host, plus the cloud API hosts with
+ * only `<artifacts>/replay`, reach only the local Ollama host(s), plus the cloud API hosts with
  * `--allow-network` (replay itself never calls them; the grant mirrors the router's own).
  */
 export function replayPermissionArgs(inputs: ReplayPermissionInputs): string[] {
   const artifacts = resolve(inputs.artifactsDir);
-  const hosts = [hostPort(inputs.ollamaUrl)];
+  const hosts = inputs.ollamaUrl.split(",").map(ollamaNetEntry);
   if (inputs.allowNetwork) {
     hosts.push(hostPort(inputs.openaiBaseUrl || "https://api.openai.com/v1"));
     hosts.push(hostPort(inputs.anthropicBaseUrl || "https://api.anthropic.com"));

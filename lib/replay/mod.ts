@@ -28,14 +28,8 @@ export {
   validateReport,
   writeReportAtomic,
 } from "./report.ts";
-export {
-  DEFAULT_OLLAMA_URL,
-  listEdrFiles,
-  ollamaBaseUrl,
-  replayEdr,
-  type ReplayOptions,
-  type ReplayResult,
-} from "./replay.ts";
+export { DEFAULT_OLLAMA_URL } from "../config/mod.ts";
+export { listEdrFiles, ollamaBaseUrl, replayEdr, type ReplayOptions, type ReplayResult } from "./replay.ts";
 export {
   type FindingKind,
   type VerifyFinding,

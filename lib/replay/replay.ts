@@ -13,6 +13,7 @@ import {
   outputHashOf,
   validateEdr,
 } from "../edr/mod.ts";
+import { isCloudProvider, parseOllamaHosts } from "../config/mod.ts";
 import { decide, policySchema } from "../contract/mod.ts";
 import { type ChatRequest, OllamaAdapter, type UpstreamFetch } from "../providers/mod.ts";
 import { ROUTER_VERSION } from "../version.ts";
@@ -35,9 +36,6 @@ import {
   writeReportAtomic,
 } from "./report.ts";
 
-/** Default Ollama base URL when `OLLAMA_HOST` is not set. */
-export const DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434";
-
 /** Options of one replay. */
 export interface ReplayOptions {
   /** The artifacts folder: captured inputs, policies, and where the report goes. */
@@ -46,7 +44,11 @@ export interface ReplayOptions {
   allowSideEffects?: boolean;
   /** Replay records served by a cloud provider (their output is never re-executed). */
   allowNetwork?: boolean;
-  /** The local Ollama base URL; defaults to `OLLAMA_HOST` normalised, else 127.0.0.1:11434. */
+  /**
+   * The local Ollama host, or several separated by commas (`OLLAMA_HOST`'s forms); defaults to
+   * `OLLAMA_HOST`, else 127.0.0.1:11434. A record served on a listed host is re-executed there; any other
+   * local record on the first host.
+   */
   ollamaUrl?: string;
   /** Injected fetch (tests); defaults to the global fetch. */
   fetch?: typeof fetch;
@@ -64,18 +66,10 @@ export interface ReplayResult {
   reportPath: string | null;
 }
 
-/** Turns `OLLAMA_HOST` (`host:port`, `http://host:port`, or empty) into a base URL. */
+/** Turns `OLLAMA_HOST` into its first host's base URL (the rule of lib/config/ollama_host.ts). */
 export function ollamaBaseUrl(value: string | undefined): string {
-  const raw = (value ?? "").trim();
-  if (raw === "") return DEFAULT_OLLAMA_URL;
-  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`;
-  const url = new URL(withScheme);
-  // Ollama's own default port applies when OLLAMA_HOST names only a host.
-  if (url.port === "" && !/:\d+$/.test(url.host)) url.port = "11434";
-  return url.origin;
+  return parseOllamaHosts(value)[0];
 }
-
-const CLOUD = new Set(["anthropic", "openai"]);
 
 class Checks {
   #map = new Map<CheckName, ReplayCheck>();
@@ -302,7 +296,7 @@ export async function replayEdr(edrPath: string, options: ReplayOptions): Promis
 
   // 5. network.
   const provider = record.decision.provider;
-  const cloud = provider !== null && CLOUD.has(provider);
+  const cloud = isCloudProvider(provider);
   if (cloud && !flags.allow_network) {
     checks.set("network", "fail", "local", provider);
     return await finish(
@@ -360,7 +354,7 @@ export async function replayEdr(edrPath: string, options: ReplayOptions): Promis
     checks.skip("model_digest", why, record.environment.model_digest);
     checks.skip("output_hash", why, record.output_hash);
   } else if (local && record.decision.model !== null) {
-    const baseUrl = options.ollamaUrl ?? ollamaBaseUrl(Deno.env.get("OLLAMA_HOST"));
+    const baseUrl = replayHost(record, options.ollamaUrl ?? Deno.env.get("OLLAMA_HOST"));
     const env = await probeOllama(baseUrl, record.decision.model, doFetch, timeoutMs);
     if (env.error !== null) {
       executionError = `local ollama at ${baseUrl} is unreachable: ${env.error}`;
@@ -418,6 +412,13 @@ export async function replayEdr(edrPath: string, options: ReplayOptions): Promis
   return await finish("MATCH", [], null);
 }
 
+/** The host a local record is re-executed on: the one that served it when listed, else the first. */
+function replayHost(record: EdrRecord, ollamaHost: string | undefined): string {
+  const hosts = parseOllamaHosts(ollamaHost);
+  const served = record.decision.local_host;
+  return served !== undefined && hosts.includes(served) ? served : hosts[0];
+}
+
 function safe(fn: () => string): string {
   try {
     return fn();
@@ -465,6 +466,7 @@ function recomputeDecision(
     return;
   }
   try {
+    const hosts = record.decision_inputs.hosts;
     const decision = decide(
       {
         contract: record.effective_contract,
@@ -473,6 +475,7 @@ function recomputeDecision(
         slot,
         features,
         keys,
+        ...(hosts === undefined ? {} : { hosts }),
       } as Parameters<typeof decide>[0],
     );
     checks.compare("decision", recorded, {

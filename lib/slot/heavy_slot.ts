@@ -252,3 +252,15 @@ export class HeavySlot {
 function abortedError(): SlotError {
   return new SlotError("SLOT_ABORTED", "the request was cancelled while waiting for the heavy local slot");
 }
+
+/**
+ * Makes the heavy slot of one local host, keyed by its base URL. The router creates every slot through
+ * one of these, so a slot shared between router replicas (same surface, kept elsewhere) can replace the
+ * in-process one without touching the request path.
+ */
+export type SlotFactory = (hostUrl: string) => HeavySlot;
+
+/** The default factory: an in-process slot per host, each governed by the same policy. */
+export function inProcessSlots(policy: SlotPolicy, options: HeavySlotOptions = {}): SlotFactory {
+  return () => new HeavySlot(policy, options);
+}

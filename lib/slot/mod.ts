@@ -1,5 +1,5 @@
 /**
- * The single heavy local inference slot: one holder, a bounded FIFO wait queue, release on every exit.
+ * The heavy local inference slot (one per local host): one holder, a bounded FIFO wait queue, release on every exit.
  * @module
  */
 export { type SlotPolicy, slotPolicySchema } from "./schema.ts";
@@ -7,8 +7,10 @@ export {
   type AcquireOptions,
   HeavySlot,
   type HeavySlotOptions,
+  inProcessSlots,
   SlotError,
   type SlotErrorCode,
+  type SlotFactory,
   type SlotLease,
   type SlotSnapshot,
   type SlotStats,

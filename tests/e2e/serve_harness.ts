@@ -4,10 +4,11 @@
  * what a user would see: the HTTP answers, the process output and exit code, and the files on disk.
  */
 import OpenAI from "openai";
+import type { CloudProvider } from "../../lib/config/mod.ts";
 import { BUILTIN_POLICY_SOURCE } from "../../lib/contract/mod.ts";
 import type { EdrRecord } from "../../lib/edr/mod.ts";
 import { type FakeAnthropic, startFakeAnthropic } from "../fakes/fake_anthropic.ts";
-import { type FakeOllama, startFakeOllama } from "../fakes/fake_ollama.ts";
+import { type FakeOllama, type FakeOllamaOptions, startFakeOllama } from "../fakes/fake_ollama.ts";
 import { type FakeOpenAI, startFakeOpenAI } from "../fakes/fake_openai.ts";
 
 /** The repository root: where `deno task` finds deno.json. */
@@ -25,11 +26,16 @@ export interface ServeOptions {
   /** Leave both cloud keys unset. */
   noCloudKeys?: boolean;
   /** Set only this cloud provider's key. */
-  only?: "anthropic" | "openai";
+  only?: CloudProvider;
   /** More environment for the server (wins over what the harness sets). */
   env?: Record<string, string>;
   /** Use this artifacts folder (kept by `close()`); a fresh temporary one without. Reuse it to restart. */
   artifactsDir?: string;
+  /**
+   * Several local hosts: one fake Ollama per entry (its options), listed in this order in `OLLAMA_HOST`.
+   * One fake with default options without it.
+   */
+  ollamas?: FakeOllamaOptions[];
   /** Run under `ulimit -n <nofile>` (soft and hard open-file limit), as `bash -c 'ulimit -n N; exec deno task serve'`. */
   nofile?: number;
 }
@@ -42,7 +48,10 @@ export interface ServedRouter {
   artifactsDir: string;
   /** The pid of the server itself (main.ts, under the launcher), for /proc readings. */
   serverPid: number;
+  /** The first (or only) fake Ollama. */
   ollama: FakeOllama;
+  /** Every fake Ollama, in `OLLAMA_HOST` order (`ollamas[0]` is `ollama`). */
+  ollamas: FakeOllama[];
   openai: FakeOpenAI;
   anthropic: FakeAnthropic;
   /** An official OpenAI SDK client pointed at the router, without retries. */
@@ -245,7 +254,8 @@ async function walRequestIds(walDir: string): Promise<Set<string>> {
 
 /** Starts the fakes and `deno task serve`; resolves once the router printed its "listening on" banner. */
 export async function startServe(options: ServeOptions = {}): Promise<ServedRouter> {
-  const ollama = startFakeOllama();
+  const ollamas = (options.ollamas ?? [{}]).map((o) => startFakeOllama(o));
+  const ollama = ollamas[0];
   const openai = startFakeOpenAI();
   const anthropic = startFakeAnthropic();
   const tempDir = await Deno.makeTempDir({ prefix: "hi-serve-" });
@@ -256,7 +266,7 @@ export async function startServe(options: ServeOptions = {}): Promise<ServedRout
     NO_COLOR: "1",
     HI_PORT: "0",
     HI_ARTIFACTS_DIR: artifactsDir,
-    OLLAMA_HOST: ollama.url,
+    OLLAMA_HOST: ollamas.map((o) => o.url).join(","),
     OPENAI_BASE_URL: openai.url,
     ANTHROPIC_BASE_URL: anthropic.url,
   };
@@ -345,7 +355,7 @@ export async function startServe(options: ServeOptions = {}): Promise<ServedRout
   };
 
   const cleanupFiles = async () => {
-    await Promise.all([ollama.close(), openai.close(), anthropic.close()]);
+    await Promise.all([...ollamas.map((o) => o.close()), openai.close(), anthropic.close()]);
     await Deno.remove(tempDir, { recursive: true }).catch(() => {});
   };
 
@@ -424,6 +434,7 @@ export async function startServe(options: ServeOptions = {}): Promise<ServedRout
     artifactsDir,
     serverPid,
     ollama,
+    ollamas,
     openai,
     anthropic,
     client: new OpenAI({ baseURL: `${url}/v1`, apiKey: "sk-client", maxRetries: 0 }),

@@ -11,7 +11,10 @@ import { sampleDraft } from "./sample_draft.ts";
 
 // Changing the published schema must be a deliberate, reviewed act: update this pin together with the
 // schema version and docs/edr-format.md.
-const PINNED_SCHEMA_SHA256 = "282642a68739a9f85b729702781bda7ea5f4497ae4c8e4cc554100b28bdfe941";
+// Moved on purpose for several local hosts (OLLAMA_HOST lists): optional `local_host` on the decision, the
+// candidates and the attempts, and optional `decision_inputs.hosts`. Only optional members were added, so
+// every record written before still validates and verifies under the same version 1.0.0.
+const PINNED_SCHEMA_SHA256 = "9eafec9da7ad7bc2865dca771a82204a4238b712cfa330a17251285c6ffca9b2";
 
 function sampleRecord(): EdrRecord {
   const draft = sampleDraft();

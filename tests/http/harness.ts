@@ -8,6 +8,7 @@
  * adapters or memory readings) and say why at the top of the test.
  */
 import OpenAI from "openai";
+import type { CloudProvider } from "../../lib/config/mod.ts";
 import { BUILTIN_POLICY_SOURCE, parsePolicy } from "../../lib/contract/mod.ts";
 import type { EdrRecord } from "../../lib/edr/mod.ts";
 import { configFromEnv, type RunningServer, type StartOptions, startServer } from "../../lib/http/mod.ts";
@@ -22,7 +23,7 @@ export interface HarnessOptions {
   /** Leave the cloud keys unset. */
   noCloudKeys?: boolean;
   /** Leave only this cloud provider configured. */
-  only?: "anthropic" | "openai";
+  only?: CloudProvider;
   start?: Omit<StartOptions, "policy" | "log">;
 }
 

@@ -48,6 +48,24 @@ Deno.test("the serve launcher's permissions", async (t) => {
       assert.deepEqual(net.slice("--allow-net=".length).split(",").sort(), ["[::1]:0", "[::1]:11434"]);
     });
 
+    await t.step("allow every local host OLLAMA_HOST lists, each with its port", () => {
+      const several = serverPermissionFlags(
+        configFromEnv({
+          HI_PORT: "0",
+          HI_ARTIFACTS_DIR: `${dir}/a`,
+          OLLAMA_HOST: "gpu1.lan,https://gpu2.lan/ollama,[::1]:7",
+        }),
+        [],
+      );
+      const net = several.find((f) => f.startsWith("--allow-net="))!;
+      assert.deepEqual(net.slice("--allow-net=".length).split(",").sort(), [
+        "127.0.0.1:0",
+        "[::1]:7",
+        "gpu1.lan:11434",
+        "gpu2.lan:443",
+      ]);
+    });
+
     await t.step("deny a write outside the artifacts folder, a foreign host and unlisted env", async () => {
       await Deno.mkdir(`${dir}/artifacts`, { recursive: true });
       const output = await new Deno.Command(Deno.execPath(), {
