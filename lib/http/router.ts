@@ -7,6 +7,7 @@ import { anthropicDialect, openAIDialect } from "./dialects.ts";
 import { openAIErrorBody, RouterError } from "./errors.ts";
 import type { RouterMetrics } from "./metrics.ts";
 import type { Checkpoint, EdrWriterHealth } from "../edr/mod.ts";
+import { type ExplorerHandler, explorerPathKind } from "../explorer/mod.ts";
 
 /** What the HTTP routes need besides the chat pipeline. */
 export interface RouterOptions {
@@ -23,6 +24,8 @@ export interface RouterOptions {
   checkpoints?: { heads(): Promise<Checkpoint[]> };
   /** Cloud providers with a key configured. */
   cloudProviders: ("anthropic" | "openai")[];
+  /** The EDR explorer: `/ui` (served without a client key) and `/api/` (docs/explorer.md). */
+  explorer?: ExplorerHandler;
   now?: () => number;
 }
 
@@ -46,10 +49,13 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
     const path = new URL(request.url).pathname;
     const inference = request.method === "POST" &&
       (path === "/v1/chat/completions" || path === "/v1/messages");
-    if (keysRequired && !inference && path !== "/healthz" && path !== "/readyz") {
+    // The explorer's page loads without a key (it asks for one); its API needs one like every route.
+    const explorerKind = options.explorer ? explorerPathKind(path) : null;
+    if (keysRequired && !inference && path !== "/healthz" && path !== "/readyz" && explorerKind !== "ui") {
       const key = clientKeyOf(request);
       if (!key.ok) return error(401, key.code, key.message);
     }
+    if (explorerKind !== null) return (await options.explorer!(request))!;
     if (request.method === "POST") {
       if (path === "/v1/chat/completions") return await chat.handle(request, openAIDialect);
       if (path === "/v1/messages") return await chat.handle(request, anthropicDialect);

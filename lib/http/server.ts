@@ -17,6 +17,7 @@ import { serveGuarded } from "./connection_guard.ts";
 import type { RouterConfig } from "./config.ts";
 import { RouterMetrics } from "./metrics.ts";
 import { createRouter } from "./router.ts";
+import { createExplorer, FileRecordSource, UI_DIR } from "../explorer/mod.ts";
 
 /** Options for `startServer` beyond the configuration; tests inject clocks and readings here. */
 export interface StartOptions {
@@ -135,6 +136,13 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
     secrets,
     edr,
     checkpoints,
+    explorer: createExplorer({
+      source: new FileRecordSource(config.artifactsDir, {
+        flush: () => edr.flush(),
+        ollamaUrl: config.ollamaUrl,
+      }),
+      uiDir: UI_DIR,
+    }),
     cloudProviders: (["anthropic", "openai"] as const).filter((p) => adapters[p] !== undefined),
     now: options.now,
   });
