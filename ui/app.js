@@ -21,7 +21,9 @@ async function render() {
   const mine = ++renderCount;
   const { path, params } = route();
   forget.hidden = !storedKey();
-  const view = h("div", { class: "view" });
+  // The route the view shows, so a reader (or a test) can tell a finished view from the one it replaces.
+  const view = h("div", { class: "view", "data-route": location.hash || "#/" });
+  main.replaceChildren(h("p", { class: "muted" }, "Loading…"));
   try {
     if (path.startsWith("/request/")) await renderRecord(view, decodeURIComponent(path.slice(9)));
     else if (path === "/days") await renderDays(view);

@@ -40,7 +40,7 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
     anthropic: options.cloudProviders.includes("anthropic"),
     openai: options.cloudProviders.includes("openai"),
   });
-  // With client keys listed, every route but /healthz needs one (the inference routes check it inside
+  // With client keys listed, every route but /healthz (and the explorer page's files) needs one (the inference routes check it inside
   // the chat pipeline, with an EDR); /readyz without one answers only whether the router is ready.
   const keysRequired = policy.client_keys.length > 0;
   const clientKeyOf = (request: Request) =>
