@@ -51,6 +51,8 @@ export class FileRecordSource implements RecordSource {
   readonly #days = new Map<string, DayIndex>();
   readonly #byId = new Map<string, { day: string; index: number }>();
   #refreshing: Promise<void> = Promise.resolve();
+  // One read buffer for every log: refreshes run one at a time.
+  readonly #block = new Uint8Array(BLOCK_BYTES);
 
   constructor(artifactsDir: string, options: FileSourceOptions) {
     this.#dir = artifactsDir;
@@ -199,7 +201,7 @@ export class FileRecordSource implements RecordSource {
     const file = await Deno.open(this.#walPath(day), { read: true });
     try {
       await file.seek(index.walOffset, Deno.SeekMode.Start);
-      const block = new Uint8Array(BLOCK_BYTES);
+      const block = this.#block;
       let carry = new Uint8Array(0);
       let offset = index.walOffset;
       for (;;) {

@@ -317,3 +317,37 @@ Deno.test("deno task explore serves a folder offline: from the log, from files a
     await s.close();
   }
 });
+
+Deno.test("deno task demo --keep ends by printing the explorer's address and serves it until Ctrl-C", async () => {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["task", "-q", "demo", "--keep"],
+    cwd: REPO_ROOT,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  const deadline = setTimeout(() => child.kill("SIGKILL"), 60_000);
+  try {
+    while (!/EDR explorer: http:\/\/[\d.:]+\/ui\n/.test(out)) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`demo ended before printing the explorer: ${out}\n${await stderr}`);
+      out += value;
+    }
+    assert.match(out, /demo complete/);
+    const url = /EDR explorer: (http:\/\/[\d.:]+)\/ui/.exec(out)![1];
+    const list = await call(`${url}/api/records`);
+    assert.equal(list.status, 200);
+    assert.equal(list.body.total, 4);
+    assert.equal((await call(`${url}/ui`)).status, 200);
+    child.kill("SIGINT");
+    while (!(await reader.read()).done) { /* drain */ }
+    assert.equal((await child.status).code, 0);
+  } finally {
+    clearTimeout(deadline);
+    await stderr;
+  }
+});

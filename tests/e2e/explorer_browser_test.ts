@@ -167,6 +167,25 @@ Deno.test({
             assert.equal(await page.locator("#provider-chart rect").count(), 2);
           });
 
+          await t.step("a record's text is shown as text, never run as HTML", async () => {
+            // A forged record in a past day's folder (no log: the explorer reads its file), with markup
+            // where a message goes. The page must show the characters, not make elements of them.
+            const forged = structuredClone(await s.record(ids.local));
+            const markup = `<img src="/ui/forged.png" id="forged"><script>window.forged = 1</script>`;
+            forged.request_id = `req_${"f".repeat(32)}`;
+            forged.timestamp = "2020-01-01T00:00:00.000Z";
+            forged.failure = { code: "FORGED", type: "provider_error", stage: "execute", message: markup };
+            await Deno.mkdir(`${s.artifactsDir}/edr/2020/01/01`, { recursive: true });
+            await Deno.writeTextFile(
+              `${s.artifactsDir}/edr/2020/01/01/${forged.decision_core_hash}.json`,
+              JSON.stringify(forged),
+            );
+            await open(page, s.url, `#/request/${forged.request_id}`);
+            assert.match(await page.locator("main").textContent() ?? "", /<img src="\/ui\/forged\.png"/);
+            assert.equal(await page.locator("#forged").count(), 0);
+            assert.equal(await page.evaluate("typeof window.forged"), "undefined");
+          });
+
           await t.step("the page reached no host but the router and logged no console error", () => {
             assert.ok(requests.length > 5, `only ${requests.length} requests recorded`);
             const elsewhere = requests.filter((url) => new URL(url).origin !== origin);
