@@ -94,12 +94,14 @@ function counts(title, map, day, filter) {
 
 const W = 560;
 const H = 180;
+// Room above the tallest bar for its count.
+const TOP = 14;
 
 function histogram(buckets) {
   const max = Math.max(1, ...buckets.map((b) => b.count));
   const barW = W / buckets.length;
   const svg = s("svg", {
-    viewBox: `0 0 ${W} ${H + 34}`,
+    viewBox: `0 ${-TOP} ${W} ${H + 34 + TOP}`,
     class: "chart",
     role: "img",
     "aria-label": "latency histogram",

@@ -53,13 +53,13 @@ export async function renderTable(view, params) {
     h(
       "tr",
       { "data-request-id": r.request_id },
-      h("td", { class: "nowrap" }, r.timestamp.replace("T", " ").replace("Z", "")),
+      h("td", { class: "nowrap", title: r.timestamp }, r.timestamp.slice(5, 19).replace("T", " ")),
       h("td", {}, h("a", { href: `#/request/${r.request_id}`, class: "mono" }, r.request_id)),
-      h("td", {}, r.endpoint),
+      h("td", { class: "nowrap" }, r.endpoint === "/v1/messages" ? "messages" : "chat"),
       h("td", {}, r.classification),
       h(
         "td",
-        { class: "provider" },
+        { class: "provider nowrap" },
         r.provider,
         r.model ? h("span", { class: "muted" }, ` ${r.model}`) : null,
       ),
@@ -70,7 +70,9 @@ export async function renderTable(view, params) {
       h("td", { class: "num" }, ms(r.total_ms)),
     )
   );
-  view.append(
+  const scroll = h("div", { class: "scroll" });
+  view.append(scroll);
+  scroll.append(
     h(
       "table",
       { class: "data", id: "requests" },
@@ -83,7 +85,7 @@ export async function renderTable(view, params) {
           [
             "Time (UTC)",
             "Request id",
-            "Endpoint",
+            "API",
             "Class",
             "Provider",
             "Path",

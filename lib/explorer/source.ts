@@ -14,7 +14,7 @@ export interface RecordFilter {
   provider?: string;
   /** `ok`, or a failure type (`provider_error`, `policy_rejection`, ...); see summary.ts. */
   status?: string;
-  /** A reason code: matches a decision factor or the failure code. */
+  /** A reason code: a decision factor, the failure code, or the error code an attempt fell back on. */
   reason?: string;
   /** `PUBLIC`, `INTERNAL`, `SENSITIVE`, `SECRET`, or `none` (no contract was formed). */
   classification?: string;

@@ -22,9 +22,12 @@ export interface RecordSummary {
   path: string;
   /** `ok` when the record holds no failure, else the failure's type. */
   status: string;
-  /** The reason code the table shows: the failure's code, else the first factor that is not the contract's own. */
+  /**
+   * The reason code the table shows: the failure's code; else, after a fallback, the error code of the
+   * attempt that fell back; else the first decision factor that is not the contract's own.
+   */
   reason: string | null;
-  /** Every reason code of the record (decision factors and the failure code), for the reason filter. */
+  /** Every reason code of the record (decision factors, failure code, fallback error code), for the filter. */
   reasons: string[];
   /** Candidates that were tried and failed before the one that answered (or before giving up). */
   fallbacks: number;
@@ -40,9 +43,11 @@ const CONTRACT_FACTOR = /^(CLASSIFICATION_|LATENCY_)/;
 export function summarize(record: EdrRecord): RecordSummary {
   const factors = record.decision_factors;
   const failureCode = record.failure?.code ?? null;
-  const reasons = failureCode !== null && !factors.includes(failureCode)
-    ? [...factors, failureCode]
-    : factors;
+  // Why a candidate was left for the next one: the error of the first attempt that fell back.
+  const fellBackOn =
+    record.attempts.find((a) => a.outcome === "fallback" && a.error_code !== null)?.error_code ??
+      null;
+  const reasons = [...new Set([...factors, failureCode, fellBackOn].filter((c): c is string => c !== null))];
   return {
     request_id: record.request_id,
     timestamp: record.timestamp,
@@ -55,8 +60,8 @@ export function summarize(record: EdrRecord): RecordSummary {
     model: record.decision.model,
     path: record.decision.path,
     status: record.failure === null ? "ok" : record.failure.type,
-    reason: failureCode ?? factors.find((f) => !CONTRACT_FACTOR.test(f)) ?? factors[0] ?? null,
-    reasons: [...reasons],
+    reason: failureCode ?? fellBackOn ?? factors.find((f) => !CONTRACT_FACTOR.test(f)) ?? factors[0] ?? null,
+    reasons,
     fallbacks: record.attempts.filter((a) => a.outcome === "fallback").length,
     first_byte_ms: record.timings.first_byte_ms,
     total_ms: record.timings.total_ms,

@@ -74,6 +74,10 @@ Deno.test("explorer API through deno task serve: list, filter, page, record, day
       assert.equal(cloud.provider, "anthropic");
       assert.equal(cloud.path, "fallback");
       assert.equal(cloud.fallbacks, 1);
+      // The reason a fallback row shows is the error the local attempt fell back on.
+      const cloudRecord = await s.record(ids.cloud);
+      assert.equal(cloud.reason, cloudRecord.attempts[0].error_code);
+      assert.ok(cloud.reasons.includes(cloud.reason));
       assert.equal(body.records[0].status, "policy_rejection");
       assert.equal(body.records[0].provider, "none");
     });
