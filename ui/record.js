@@ -4,7 +4,7 @@ import { badge, facts, h, ms, section, show, table } from "./dom.js";
 import { statusBadge } from "./table.js";
 
 export async function renderRecord(view, requestId) {
-  const { record: r } = await api(`/api/records/${encodeURIComponent(requestId)}`);
+  const { record: r, chain } = await api(`/api/records/${encodeURIComponent(requestId)}`);
   const inputs = r.decision_inputs;
   view.append(
     h("p", {}, h("a", { href: "#/" }, "« All requests")),
@@ -89,6 +89,8 @@ export async function renderRecord(view, requestId) {
           "Previous EDR hash",
           h("span", { class: "mono" }, r.prev_edr_hash ?? "none (first record of the day)"),
         ],
+        ["Previous record", neighbour(chain.previous, r.prev_edr_hash)],
+        ["Next record", neighbour(chain.next, null)],
         ["EDR hash", h("span", { class: "mono" }, r.edr_hash)],
         ["Decision core hash", h("span", { class: "mono" }, r.decision_core_hash)],
         ["Input hash", h("span", { class: "mono" }, show(r.input_hash))],
@@ -102,6 +104,27 @@ export async function renderRecord(view, requestId) {
       h("p", { class: "muted" }, "The whole EDR. It holds no prompt or answer text, only hashes of them."),
       h("pre", { class: "raw" }, JSON.stringify(r, null, 2)),
     ),
+  );
+}
+
+/** A link to a neighbour in the chain; for the previous one, whether its hash is the one this record names. */
+function neighbour(entry, expectedHash) {
+  if (entry === null) return "—";
+  const link = h(
+    "a",
+    { href: `#/request/${entry.request_id}`, class: "mono" },
+    `#${entry.sequence} ${entry.request_id}`,
+  );
+  if (expectedHash === null) return link;
+  const linked = entry.edr_hash === expectedHash;
+  return h(
+    "span",
+    { id: "chain-link" },
+    link,
+    " ",
+    linked
+      ? badge("its edr_hash is this record's prev_edr_hash", "good")
+      : badge("its edr_hash is NOT this record's prev_edr_hash", "bad"),
   );
 }
 

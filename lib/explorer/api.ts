@@ -4,6 +4,7 @@
  * alone over an artifacts folder. It only reads: nothing here writes to the artifacts folder.
  */
 import { join } from "node:path";
+import type { EdrRecord } from "../edr/mod.ts";
 import type { RecordFilter, RecordSource } from "./source.ts";
 import { dayStats } from "./summary.ts";
 
@@ -108,7 +109,7 @@ async function api(source: RecordSource, request: Request, url: URL): Promise<Re
     if (parts.length === 2 && get) {
       const record = await source.get(id);
       if (record === null) return apiError(404, "RECORD_NOT_FOUND", `no record has the request id ${id}`);
-      return json({ record });
+      return json({ record, chain: await chainOf(source, record) });
     }
     if (parts.length === 3 && parts[2] === "replay") {
       if (method !== "POST") return apiError(405, "METHOD_NOT_ALLOWED", "replay is POST");
@@ -129,10 +130,22 @@ async function api(source: RecordSource, request: Request, url: URL): Promise<Re
   );
 }
 
+/** The records either side of `record` in its day's chain, as the source holds them. */
+async function chainOf(source: RecordSource, record: EdrRecord) {
+  const day = record.timestamp.slice(0, 10);
+  const at = async (sequence: number) => {
+    if (sequence < 1) return null;
+    const row = (await source.list({ day, sequence }, { limit: 1 })).records[0];
+    return row ? { request_id: row.request_id, sequence: row.sequence, edr_hash: row.edr_hash } : null;
+  };
+  const [previous, next] = await Promise.all([at(record.sequence - 1), at(record.sequence + 1)]);
+  return { previous, next };
+}
+
 async function listRecords(source: RecordSource, url: URL): Promise<Response> {
   const params = url.searchParams;
   const filter: RecordFilter = {};
-  const names = ["day", "provider", "status", "reason", "classification", "request_id"] as const;
+  const names = ["day", "provider", "status", "reason", "classification", "request_id", "sequence"] as const;
   for (const name of names) {
     const value = params.get(name);
     if (value === null || value === "") continue;
@@ -140,7 +153,12 @@ async function listRecords(source: RecordSource, url: URL): Promise<Response> {
       return apiError(400, "INVALID_FILTER", `${name} takes letters, digits and _:.- only (at most 80)`);
     }
     if (name === "request_id") filter.requestId = value;
-    else filter[name] = value;
+    else if (name === "sequence") {
+      if (!/^[1-9]\d{0,9}$/.test(value)) {
+        return apiError(400, "INVALID_FILTER", "sequence is a whole number from 1");
+      }
+      filter.sequence = Number(value);
+    } else filter[name] = value;
   }
   if (filter.day !== undefined && !DAY.test(filter.day)) {
     return apiError(400, "INVALID_DAY", "a day is written YYYY-MM-DD");

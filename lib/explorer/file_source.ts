@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { edrPath, type EdrRecord } from "../edr/mod.ts";
-import { replayEdr, verifyTree } from "../replay/mod.ts";
+import { replayEdr, type VerifyResult, verifyTree } from "../replay/mod.ts";
 import type {
   DayCount,
   DayVerification,
@@ -51,6 +51,7 @@ export class FileRecordSource implements RecordSource {
   readonly #days = new Map<string, DayIndex>();
   readonly #byId = new Map<string, { day: string; index: number }>();
   #refreshing: Promise<void> = Promise.resolve();
+  #verifying: Promise<VerifyResult> | null = null;
   // One read buffer for every log: refreshes run one at a time.
   readonly #block = new Uint8Array(BLOCK_BYTES);
 
@@ -116,8 +117,12 @@ export class FileRecordSource implements RecordSource {
   }
 
   async verifyDay(day: string): Promise<DayVerification> {
-    await this.#options.flush?.();
-    const result = await verifyTree(join(this.#dir, "edr"));
+    // verify reads the whole tree: calls that arrive while one runs share its result.
+    this.#verifying ??= (async () => {
+      await this.#options.flush?.();
+      return await verifyTree(join(this.#dir, "edr"));
+    })().finally(() => this.#verifying = null);
+    const result = await this.#verifying;
     const folder = day.replaceAll("-", "/");
     const findings = result.findings
       .filter((f) => f.day === folder)

@@ -18,8 +18,10 @@ export interface RecordFilter {
   reason?: string;
   /** `PUBLIC`, `INTERNAL`, `SENSITIVE`, `SECRET`, or `none` (no contract was formed). */
   classification?: string;
-  /** A request id, or the start of one (at least 8 characters). */
+  /** A request id, or the start of one. */
   requestId?: string;
+  /** A place in a day's chain (with `day`, one record). */
+  sequence?: number;
 }
 
 /** One page of a listing, newest first. */

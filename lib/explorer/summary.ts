@@ -79,6 +79,7 @@ export function matches(
     reason?: string;
     classification?: string;
     requestId?: string;
+    sequence?: number;
   },
 ): boolean {
   if (filter.day && row.day !== filter.day) return false;
@@ -87,6 +88,7 @@ export function matches(
   if (filter.classification && row.classification !== filter.classification) return false;
   if (filter.reason && !row.reasons.includes(filter.reason)) return false;
   if (filter.requestId && !row.request_id.startsWith(filter.requestId)) return false;
+  if (filter.sequence !== undefined && row.sequence !== filter.sequence) return false;
   return true;
 }
 

@@ -93,6 +93,9 @@ Deno.test("explorer API through deno task serve: list, filter, page, record, day
       assert.deepEqual(found.body.records.map((r: { request_id: string }) => r.request_id), [ids.cloud]);
       const none = await call(`${api}/records?day=1999-01-01`);
       assert.equal(none.body.total, 0);
+      const third = await call(`${api}/records?day=${found.body.records[0].day}&sequence=3`);
+      assert.deepEqual(third.body.records.map((r: { request_id: string }) => r.request_id), [ids.refused]);
+      assert.equal((await call(`${api}/records?sequence=0`)).status, 400);
       const bad = await call(`${api}/records?provider=<script>`);
       assert.equal(bad.status, 400);
       assert.equal(bad.body.error.code, "INVALID_FILTER");
@@ -118,6 +121,15 @@ Deno.test("explorer API through deno task serve: list, filter, page, record, day
       const { status, body } = await call(`${api}/records/${ids.cloud}`);
       assert.equal(status, 200);
       assert.deepEqual(body.record, stored);
+      // Its neighbours in the day's chain, the previous one holding the hash this record names.
+      const local = await s.record(ids.local);
+      assert.deepEqual(body.chain.previous, {
+        request_id: ids.local,
+        sequence: stored.sequence - 1,
+        edr_hash: local.edr_hash,
+      });
+      assert.equal(body.chain.previous.edr_hash, stored.prev_edr_hash);
+      assert.equal(body.chain.next.request_id, ids.refused);
       const missing = await call(`${api}/records/req_${"0".repeat(32)}`);
       assert.equal(missing.status, 404);
       assert.equal(missing.body.error.code, "RECORD_NOT_FOUND");

@@ -143,6 +143,10 @@ Deno.test({
             assert.match(await page.locator("#candidates").textContent() ?? "", /taken: it answered/);
             assert.equal(await page.textContent("#record-sequence"), String(record.sequence));
             assert.equal(await page.textContent("#record-policy-version"), record.policy_version);
+            assert.match(
+              await page.textContent("#chain-link") ?? "",
+              new RegExp(`${ids.local}.*is this record's`),
+            );
           });
 
           await t.step("the replay button shows MATCH for a local record", async () => {
