@@ -10,21 +10,21 @@ import type { EdrRecord } from "../lib/edr/mod.ts";
 import { startFakeAnthropic } from "../tests/fakes/fake_anthropic.ts";
 import { startFakeOllama } from "../tests/fakes/fake_ollama.ts";
 import { startFakeOpenAI } from "../tests/fakes/fake_openai.ts";
-import { exitOnHelpOrStrayArgs } from "./serve.ts";
 
-const USAGE = `usage: deno task demo [--help]
+const USAGE = `usage: deno task demo [--keep] [--help]
 
 Shows the whole product on a machine with no Ollama and no keys: starts sample upstreams (Ollama,
 Anthropic, OpenAI) and the router on free ports, sends four requests with the OpenAI SDK and prints who
 served each and why, then verifies the EDRs it wrote and replays one local and one cloud record.
-It stops everything it started. Environment:
+It stops everything it started, unless --keep: then it ends by printing the address of the EDR explorer
+(/ui) of a router it leaves running over the demo's records until Ctrl-C. Environment:
   HI_ARTIFACTS_DIR   where the demo writes (default ./artifacts/demo; emptied first)
 Exit codes: 0 when every step gave the expected result, 1 otherwise, 64 for a usage error.`;
 
 const artifactsDir = Deno.env.get("HI_ARTIFACTS_DIR") ?? "./artifacts/demo";
 const bold = (s: string) => (Deno.stdout.isTerminal() ? `\x1b[1m${s}\x1b[0m` : s);
 
-async function main(): Promise<number> {
+async function main(keep: boolean): Promise<number> {
   await Deno.remove(artifactsDir, { recursive: true }).catch(() => {});
   const ollama = startFakeOllama();
   const anthropic = startFakeAnthropic();
@@ -122,10 +122,38 @@ async function main(): Promise<number> {
       `\n${ok ? "demo complete" : "demo finished with unexpected results"}: verify exit ${verify}, ` +
         `local replay exit ${localReplay} (0 = MATCH), cloud replay exit ${cloudReplay} (2 = REFUSED)`,
     );
+    if (keep) await keepExplorer();
+    else console.log(`browse these records: deno task demo --keep, or deno task explore ${artifactsDir}`);
     return ok ? 0 : 1;
   } finally {
     await router.close();
     await Promise.all([ollama.close(), anthropic.close(), openai.close()]);
+  }
+
+  /** Serves the demo's records on a fresh router (same sample upstreams) until Ctrl-C or SIGTERM. */
+  async function keepExplorer(): Promise<void> {
+    const kept = await startServer(
+      configFromEnv({
+        HI_PORT: "0",
+        HI_ARTIFACTS_DIR: artifactsDir,
+        OLLAMA_HOST: ollama.url,
+        ANTHROPIC_BASE_URL: anthropic.url,
+        ANTHROPIC_API_KEY: "sk-ant-test",
+        OPENAI_BASE_URL: openai.url,
+        OPENAI_API_KEY: "sk-test-openai",
+      }),
+      { log: (line) => quiet.push(line) },
+    );
+    const stopped = Promise.withResolvers<void>();
+    const stop = () => stopped.resolve();
+    for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(signal, stop);
+    console.log(bold(`\nEDR explorer: ${kept.url}/ui`));
+    console.log(
+      `  the router stays up with the sample upstreams; send it requests (${kept.url}/v1); Ctrl-C stops it`,
+    );
+    await stopped.promise;
+    for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(signal, stop);
+    await kept.close();
   }
 
   async function report(title: string, requestId: string, outcome: string): Promise<void> {
@@ -192,6 +220,17 @@ async function runTask(args: string[], env: Record<string, string>): Promise<num
 }
 
 if (import.meta.main) {
-  exitOnHelpOrStrayArgs(Deno.args, USAGE);
-  Deno.exit(await main());
+  const keep = Deno.args.includes("--keep");
+  const others = Deno.args.filter((arg) => arg !== "--keep");
+  const stray = others.find((arg) => arg !== "--help" && arg !== "-h");
+  if (stray !== undefined) {
+    console.error(`error: unexpected argument "${stray}"; the options are --keep and --help`);
+    console.error(USAGE);
+    Deno.exit(64);
+  }
+  if (others.length > 0) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
+  Deno.exit(await main(keep));
 }

@@ -37,7 +37,13 @@ export function serverPermissionFlags(
   if (config.openaiApiKey) net.add(hostOf(config.openaiBaseUrl));
   if (config.anthropicApiKey) net.add(hostOf(config.anthropicBaseUrl));
   const artifacts = resolve(config.artifactsDir);
-  const read = [artifacts, ...WORKER_MODULE_DIRS, ...(config.policyPath ? [resolve(config.policyPath)] : [])];
+  const read = [
+    artifacts,
+    ...WORKER_MODULE_DIRS,
+    // The EDR explorer's page (/ui) is served from the repository's ui/ folder.
+    fileURLToPath(new URL("../ui/", import.meta.url)),
+    ...(config.policyPath ? [resolve(config.policyPath)] : []),
+  ];
   return [
     `--allow-net=${[...net].join(",")}`,
     `--allow-read=${read.join(",")}`,

@@ -9,6 +9,7 @@ import { anthropicDialect, openAIDialect } from "./dialects.ts";
 import { openAIErrorBody, RouterError } from "./errors.ts";
 import type { RouterMetrics } from "./metrics.ts";
 import type { Checkpoint, EdrWriterHealth } from "../edr/mod.ts";
+import { type ExplorerHandler, explorerPathKind } from "../explorer/mod.ts";
 
 /** What the HTTP routes need besides the chat pipeline. */
 export interface RouterOptions {
@@ -28,6 +29,8 @@ export interface RouterOptions {
   checkpoints?: { heads(): Promise<Checkpoint[]> };
   /** Cloud providers with a key configured. */
   cloudProviders: CloudProvider[];
+  /** The EDR explorer: `/ui` (served without a client key) and `/api/` (docs/explorer.md). */
+  explorer?: ExplorerHandler;
   now?: () => number;
 }
 
@@ -44,7 +47,7 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
     policy,
     providerKeys((p) => options.cloudProviders.includes(p)),
   );
-  // With client keys listed, every route but /healthz needs one (the inference routes check it inside
+  // With client keys listed, every route but /healthz (and the explorer page's files) needs one (the inference routes check it inside
   // the chat pipeline, with an EDR); /readyz without one answers only whether the router is ready.
   const keysRequired = policy.client_keys.length > 0;
   const clientKeyOf = (request: Request) =>
@@ -53,10 +56,13 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
     const path = new URL(request.url).pathname;
     const inference = request.method === "POST" &&
       (path === "/v1/chat/completions" || path === "/v1/messages");
-    if (keysRequired && !inference && path !== "/healthz" && path !== "/readyz") {
+    // The explorer's page loads without a key (it asks for one); its API needs one like every route.
+    const explorerKind = options.explorer ? explorerPathKind(path) : null;
+    if (keysRequired && !inference && path !== "/healthz" && path !== "/readyz" && explorerKind !== "ui") {
       const key = clientKeyOf(request);
       if (!key.ok) return error(401, key.code, key.message);
     }
+    if (explorerKind !== null) return (await options.explorer!(request))!;
     if (request.method === "POST") {
       if (path === "/v1/chat/completions") return await chat.handle(request, openAIDialect);
       if (path === "/v1/messages") return await chat.handle(request, anthropicDialect);

@@ -22,6 +22,7 @@ import { createRouter } from "./router.ts";
 import { BufferedLineWriter } from "./line_writer.ts";
 import { RequestObserver } from "./request_observer.ts";
 import { RequestTracer } from "./tracing.ts";
+import { createExplorer, FileRecordSource, UI_DIR } from "../explorer/mod.ts";
 
 /** Options for `startServer` beyond the configuration; tests inject clocks and readings here. */
 export interface StartOptions {
@@ -169,6 +170,13 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
     secrets,
     edr,
     checkpoints,
+    explorer: createExplorer({
+      source: new FileRecordSource(config.artifactsDir, {
+        flush: () => edr.flush(),
+        ollamaUrl: config.ollamaUrl,
+      }),
+      uiDir: UI_DIR,
+    }),
     cloudProviders: CLOUD_PROVIDERS.filter((p) => adapters[p] !== undefined),
     now: options.now,
   });
