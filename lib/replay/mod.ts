@@ -37,12 +37,16 @@ export {
   type ReplayResult,
 } from "./replay.ts";
 export {
+  checkCheckpointLines,
+  checkRecord,
   type FindingKind,
+  type RecordPlace,
   type VerifyFinding,
   type VerifyOptions,
   type VerifyResult,
   verifyTree,
 } from "./verify.ts";
+export { type ChainEntry, DayChain } from "./verify_day.ts";
 export { artifactsDirOfEdr, dayPathOf, isInside, reportPathOf, resolvePointer } from "./paths.ts";
 export {
   type ArtifactsDirSources,
