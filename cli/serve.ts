@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { issuerSecretEnvNames } from "../lib/authority/mod.ts";
 import { loadPolicy } from "../lib/contract/mod.ts";
+import { parseDatabaseUrl } from "../lib/fleet/pg.ts";
 import { configFromEnv, exitCannotStart, readRouterEnv, ROUTER_ENV_NAMES } from "../lib/http/mod.ts";
 
 /**
@@ -31,13 +32,16 @@ export function serverPermissionFlags(
   const net = new Set<string>([listenEntry(config.host, config.port), hostOf(config.ollamaUrl)]);
   if (config.openaiApiKey) net.add(hostOf(config.openaiBaseUrl));
   if (config.anthropicApiKey) net.add(hostOf(config.anthropicBaseUrl));
+  // The PostgreSQL client reads PGAPPNAME whatever its options say (lib/fleet/pg_connect.ts).
+  const databaseEnv = config.databaseUrl ? ["PGAPPNAME"] : [];
+  if (config.databaseUrl) net.add(parseDatabaseUrl(config.databaseUrl).netEntry);
   const artifacts = resolve(config.artifactsDir);
   const read = [artifacts, ...WORKER_MODULE_DIRS, ...(config.policyPath ? [resolve(config.policyPath)] : [])];
   return [
     `--allow-net=${[...net].join(",")}`,
     `--allow-read=${read.join(",")}`,
     `--allow-write=${artifacts}`,
-    `--allow-env=${[...ROUTER_ENV_NAMES, ...extraEnv].join(",")}`,
+    `--allow-env=${[...ROUTER_ENV_NAMES, ...databaseEnv, ...extraEnv].join(",")}`,
     "--allow-sys=systemMemoryInfo",
   ];
 }
@@ -87,6 +91,8 @@ Configuration is read from the environment (docs/configuration.md):
   OLLAMA_HOST               local Ollama (default 127.0.0.1:11434)
   ANTHROPIC_API_KEY, OPENAI_API_KEY      enable a cloud fallback
   ANTHROPIC_BASE_URL, OPENAI_BASE_URL    cloud endpoints (defaults: the vendors' APIs)
+  HI_DATABASE_URL           postgres://user:password@host:port/db: ship every EDR to PostgreSQL too
+  HI_REPLICA_ID             this router's id in the database (default: made once, kept in the artifacts)
 Exit codes: the server's own (0 after a clean stop), 1 when it cannot start, 64 for a usage error.`;
 
 /**

@@ -12,6 +12,7 @@ export {
 } from "./pg_connect.ts";
 export { migrate, type Migration, MIGRATIONS } from "./pg_schema.ts";
 export { checkReplicaId, replicaIdFor } from "./pg_replica.ts";
+export { type EdrStore, openEdrStore } from "./pg_store.ts";
 export { EdrShipper, type EdrShipperOptions, type EdrShippingStatus } from "./pg_shipper.ts";
 export {
   type DatabaseFinding,

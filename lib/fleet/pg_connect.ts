@@ -61,6 +61,9 @@ const CLIENT_DEFAULTS: Record<string, unknown> = {
   debug: false,
   fetch_types: false,
   publications: "alltables",
+  // The library's own defaults for these two are functions; given here so it reads no PG* variable.
+  max_lifetime: () => 60 * (30 + Math.random() * 30),
+  backoff: (retries: number) => (0.5 + Math.random() / 2) * Math.min(3 ** retries / 100, 20),
 };
 
 /** Options of `openDatabase`. */
@@ -69,8 +72,11 @@ export interface OpenDatabaseOptions {
   max?: number;
   /** Seconds to wait for a connection (default 10). */
   connectTimeoutS?: number;
-  /** The session attribute the server must have: `read-write` for the router, `any` for verify. */
-  session?: "read-write" | "any";
+  /**
+   * The session the server must offer: `read-write` for the router, `primary` for verify (default). A
+   * `target_session_attrs` in the URL's query wins (e.g. `standby` to verify on a hot standby).
+   */
+  session?: "read-write" | "primary";
 }
 
 /** Opens a client (lazily: the first query connects). Settings in the URL's query win over the defaults. */
@@ -85,9 +91,8 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
   return postgres(target.url, {
     ...settings,
     max: options.max ?? 2,
-    // Set so the client reads no PGTARGETSESSIONATTRS; "any" is what libpq calls the default.
-    target_session_attrs: query.get("target_session_attrs") ??
-      (options.session === "read-write" ? "read-write" : "prefer-standby"),
+    // Always set, so the client reads no PGTARGETSESSIONATTRS.
+    target_session_attrs: query.get("target_session_attrs") ?? options.session ?? "primary",
     onnotice: () => {},
     connection: { application_name: "hybrid-inference" },
   } as postgres.Options<Record<string, never>>);

@@ -1,3 +1,5 @@
+import { checkReplicaId, parseDatabaseUrl } from "../fleet/pg.ts";
+
 /** Every environment variable the router reads (issuer secrets aside: the policy names those). */
 export const ROUTER_ENV_NAMES = [
   "HI_HOST",
@@ -9,6 +11,8 @@ export const ROUTER_ENV_NAMES = [
   "OPENAI_API_KEY",
   "ANTHROPIC_BASE_URL",
   "ANTHROPIC_API_KEY",
+  "HI_DATABASE_URL",
+  "HI_REPLICA_ID",
 ] as const;
 
 /** Reads the router's variables (and only those) from the process environment. */
@@ -27,6 +31,10 @@ export interface RouterConfig {
   openaiApiKey: string | undefined;
   anthropicBaseUrl: string;
   anthropicApiKey: string | undefined;
+  /** PostgreSQL EDR store (`HI_DATABASE_URL`, may carry a password); records ship there when set. */
+  databaseUrl: string | undefined;
+  /** `HI_REPLICA_ID`; without it the id stored in the artifacts folder (see docs/fleet.md). */
+  replicaId: string | undefined;
 }
 
 /** Accepts Ollama's own `OLLAMA_HOST` spellings: `host`, `host:port`, `http://host:port`. */
@@ -55,6 +63,9 @@ export function configFromEnv(env: Record<string, string | undefined>): RouterCo
     throw new Error(`HI_PORT must be a port number from 0 to 65535, not ${env.HI_PORT}`);
   }
   const blankToUndefined = (v: string | undefined) => (v && v.trim() !== "" ? v.trim() : undefined);
+  const databaseUrl = blankToUndefined(env.HI_DATABASE_URL);
+  if (databaseUrl !== undefined) parseDatabaseUrl(databaseUrl);
+  const replicaId = blankToUndefined(env.HI_REPLICA_ID);
   return {
     host: env.HI_HOST ?? "127.0.0.1",
     port,
@@ -65,5 +76,7 @@ export function configFromEnv(env: Record<string, string | undefined>): RouterCo
     openaiApiKey: blankToUndefined(env.OPENAI_API_KEY),
     anthropicBaseUrl: (env.ANTHROPIC_BASE_URL ?? "https://api.anthropic.com").replace(/\/+$/, ""),
     anthropicApiKey: blankToUndefined(env.ANTHROPIC_API_KEY),
+    databaseUrl,
+    replicaId: replicaId === undefined ? undefined : checkReplicaId(replicaId),
   };
 }

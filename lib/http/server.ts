@@ -12,6 +12,7 @@ import {
   routedUpstreamFetch,
 } from "../providers/mod.ts";
 import { HeavySlot } from "../slot/mod.ts";
+import { EdrShipper, openEdrStore } from "../fleet/pg.ts";
 import { ChatHandler } from "./chat_handler.ts";
 import { serveGuarded } from "./connection_guard.ts";
 import type { RouterConfig } from "./config.ts";
@@ -40,6 +41,8 @@ export interface RunningServer {
   health: HealthGate;
   slot: HeavySlot;
   edr: EdrWriter;
+  /** The shipper to PostgreSQL, when HI_DATABASE_URL is set. */
+  shipping: EdrShipper | null;
   policy: Policy;
   /** Settles when the first health probe has (inference requests wait for it). */
   firstProbe: Promise<void>;
@@ -60,6 +63,10 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
   }
   await Deno.mkdir(config.artifactsDir, { recursive: true });
   const policyHash = await writePolicySnapshot(config.artifactsDir, policy);
+  // Checked before the writer opens: an unreachable database ends the start with nothing left open.
+  const store = config.databaseUrl
+    ? await openEdrStore(config.databaseUrl, config.artifactsDir, config.replicaId)
+    : null;
   const edr = await EdrWriter.open(config.artifactsDir, {
     validate: false,
     // `chat` is made below, with this writer; the writer asks only when a commit comes, which is after.
@@ -72,6 +79,16 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
     now: options.now,
     log,
   });
+  const shipping = store
+    ? await EdrShipper.start({ ...store, artifactsDir: config.artifactsDir, heads: () => edr.heads(), log })
+    : null;
+  if (store) {
+    log(
+      `edr store: PostgreSQL ${store.target.redacted} (replica ${store.replicaId}` +
+        `${store.applied.length ? `, migrations ${store.applied.join(", ")} applied` : ""}); records ship ` +
+        "there asynchronously, the local WAL stays the commit point",
+    );
+  }
   const leases = await LeaseStore.open(config.artifactsDir);
   const metrics = new RouterMetrics();
   const health = new HealthGate({
@@ -135,6 +152,7 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
     secrets,
     edr,
     checkpoints,
+    shipping,
     cloudProviders: (["anthropic", "openai"] as const).filter((p) => adapters[p] !== undefined),
     now: options.now,
   });
@@ -164,6 +182,7 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
     health,
     slot,
     edr,
+    shipping,
     policy,
     firstProbe,
     close() {
@@ -178,6 +197,8 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
           await checkpoints.stop();
           // Spent leases must stay spent whatever happened to the records.
           await leases.close();
+          // Last: the final checkpoint is shipped too; what cannot be shipped now waits in the WAL.
+          await shipping?.stop();
         }
       })();
       return closing;
