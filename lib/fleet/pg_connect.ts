@@ -88,8 +88,11 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
     if (!inQuery) settings[name] = value;
   }
   if (!query.has("connect_timeout")) settings.connect_timeout = options.connectTimeoutS ?? 10;
+  // A URL without a password would make the client read PGPASSWORD: a function is never falsy.
+  const password = decodeURIComponent(new URL(target.url).password);
   return postgres(target.url, {
     ...settings,
+    pass: () => password,
     max: options.max ?? 2,
     // Always set, so the client reads no PGTARGETSESSIONATTRS.
     target_session_attrs: query.get("target_session_attrs") ?? options.session ?? "primary",

@@ -54,4 +54,23 @@ Deno.test("HI_DATABASE_URL: launcher permissions, redaction and refusals", async
     assert.throws(() => configFromEnv({ ...base, HI_REPLICA_ID: "a b" }), /HI_REPLICA_ID must be/);
     assert.equal(configFromEnv({ ...base, HI_REPLICA_ID: "edge-1" }).replicaId, "edge-1");
   });
+
+  await t.step(
+    "the client reads no PG* variable but PGAPPNAME, with or without a password in the URL",
+    async () => {
+      const connect = new URL("../../lib/fleet/pg_connect.ts", import.meta.url).href;
+      for (const url of ["postgres://hi@127.0.0.1:1/hi", "postgres://hi:pw@127.0.0.1:1/hi?sslmode=disable"]) {
+        const code = `import { openDatabase, parseDatabaseUrl } from "${connect}";
+        const sql = openDatabase(parseDatabaseUrl(${JSON.stringify(url)}), { session: "read-write" });
+        await sql.end({ timeout: 0 });
+        openDatabase(parseDatabaseUrl(${JSON.stringify(url)})).end({ timeout: 0 });`;
+        const out = await new Deno.Command(Deno.execPath(), {
+          args: ["eval", "--allow-env=PGAPPNAME", "--allow-read", code],
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+      }
+    },
+  );
 });
