@@ -64,12 +64,20 @@ Deno.test("HI_DATABASE_URL: launcher permissions, redaction and refusals", async
         const sql = openDatabase(parseDatabaseUrl(${JSON.stringify(url)}), { session: "read-write" });
         await sql.end({ timeout: 0 });
         openDatabase(parseDatabaseUrl(${JSON.stringify(url)})).end({ timeout: 0 });`;
-        const out = await new Deno.Command(Deno.execPath(), {
-          args: ["eval", "--allow-env=PGAPPNAME", "--allow-read", code],
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
-        assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+        // `deno eval` would grant everything: run a file under the router's env grant instead.
+        const file = await Deno.makeTempFile({ suffix: ".ts" });
+        try {
+          await Deno.writeTextFile(file, code);
+          const config = new URL("../../deno.json", import.meta.url).pathname;
+          const out = await new Deno.Command(Deno.execPath(), {
+            args: ["run", "--config", config, "--allow-env=PGAPPNAME", "--allow-read", file],
+            stdout: "piped",
+            stderr: "piped",
+          }).output();
+          assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+        } finally {
+          await Deno.remove(file);
+        }
       }
     },
   );
