@@ -9,7 +9,7 @@
 import { checkCheckpointLines, checkRecord, DayChain, type VerifyFinding } from "../replay/mod.ts";
 import { parseCheckpoint } from "../edr/mod.ts";
 import type { Sql } from "./pg_connect.ts";
-import { recordRow } from "./pg_shipper.ts";
+import { recordRow } from "./pg_rows.ts";
 
 /** A finding of the database verify: the file verify's, with the chain (`<replica id>/<YYYY-MM-DD>`). */
 export type DatabaseFinding = VerifyFinding & { chain: string };

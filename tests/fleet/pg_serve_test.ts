@@ -113,12 +113,33 @@ Deno.test({
         },
       );
 
+      await t.step("a second replica with its own folder ships its own chain beside the first", async () => {
+        const b = await startServe({ env: { HI_DATABASE_URL: pg.url, HI_REPLICA_ID: "replica-b" } });
+        try {
+          const { response } = await b.client.chat.completions
+            .create({ model: "auto", messages: [{ role: "user", content: "from replica b" }] })
+            .withResponse();
+          assert.equal(response.status, 200);
+          await waitFor("12 rows", async () => await count() === 12);
+          assert.equal((await b.stop()).code, 0);
+        } finally {
+          await b.close();
+        }
+        const perReplica = await sql`SELECT replica_id, max(sequence)::int AS head FROM edr_records
+          GROUP BY replica_id ORDER BY replica_id`;
+        assert.deepEqual(perReplica.map((r) => [r.replica_id, r.head]), [["replica-a", 11], [
+          "replica-b",
+          1,
+        ]]);
+      });
+
       await t.step("deno task verify --database URL --json passes with one record per request", async () => {
         const { code, stdout, output } = await runTask(["verify", "--database", pg.url, "--json"]);
         assert.equal(code, 0, output);
         const result = JSON.parse(stdout);
-        assert.equal(result.records, 11);
-        assert.equal(result.chains, 1);
+        assert.equal(result.records, 12);
+        assert.equal(result.chains, 2);
+        assert.equal(result.replicas, 2);
         assert.deepEqual(result.findings, []);
         assert.ok(result.checkpoints >= 1, "the shutdown checkpoint was shipped");
       });

@@ -109,6 +109,8 @@ Deno.test({
           pollMs: 20,
         });
         await waitFor("all 70 rows", () => shipper.backlog() === 0);
+        // It resumed where the database said: only the 30 new records were sent, none of the first 40.
+        assert.equal(shipper.status().shipped_total, 30);
         await shipper.stop();
         await writer.close();
 
