@@ -1,7 +1,8 @@
 /**
  * The PostgreSQL EDR store as users run it: `deno task serve` with HI_DATABASE_URL against a real
  * PostgreSQL the test starts. Answers are shipped as rows; with PostgreSQL stopped, answers go on, the
- * backlog on /metrics grows and /readyz warns; started again, the backlog drains; `deno task verify
+ * backlog on /metrics grows and /readyz warns; started again, the backlog drains; records left behind by a
+ * kill -9 ship after the restart, none twice; a second replica keeps its own chain; `deno task verify
  * --database URL --json` passes with one record per request, and names a tampered row. An unreachable
  * database at startup is one "cannot start" line and exit 1. The password never reaches the output.
  */
@@ -81,35 +82,45 @@ Deno.test({
         assert.deepEqual(body.warnings, []);
       });
 
-      await t.step("a clean stop; nothing printed the password", async () => {
-        const { code, output } = await served.stop();
-        assert.equal(code, 0);
-        assert.ok(!output.includes(TEST_PG_PASSWORD), "the password reached the output");
-        assert.match(output, /edr shipping to PostgreSQL .* failed/);
-      });
+      await t.step(
+        "killed with kill -9 while PostgreSQL is down: its durable records wait in the WAL",
+        async () => {
+          await pg.stop();
+          for (let i = 0; i < 2; i++) await ask(`before the crash ${i}`);
+          await waitFor("a backlog of 2", async () => await metric(served.url, "hi_edr_ship_backlog") === 2);
+          const { output } = await served.stop("SIGKILL");
+          assert.ok(!output.includes(TEST_PG_PASSWORD), "the password reached the output");
+          assert.match(output, /edr shipping to PostgreSQL postgres:\/\/127\.0\.0\.1:\d+\/hi failed/);
+          await pg.start();
+          assert.equal(await count(), 9);
+        },
+      );
 
       await t.step(
-        "a restarted router on the same folder resumes: no duplicates, new rows follow",
+        "restarted on the same folder it resumes: the 2 left behind ship, none twice, new rows follow",
         async () => {
           const again = await startServe({
             artifactsDir: served.artifactsDir,
             env: { HI_DATABASE_URL: pg.url, HI_REPLICA_ID: "replica-a" },
           });
           try {
+            await waitFor("the 2 records the crash left behind", async () => await count() === 11);
             for (let i = 0; i < 2; i++) {
               const { response } = await again.client.chat.completions
                 .create({ model: "auto", messages: [{ role: "user", content: `after restart ${i}` }] })
                 .withResponse();
               assert.equal(response.status, 200);
             }
-            await waitFor("11 rows", async () => await count() === 11);
+            await waitFor("13 rows", async () => await count() === 13);
             const [{ n }] = await sql`SELECT count(DISTINCT (day, sequence))::int AS n FROM edr_records`;
-            assert.equal(n, 11);
-            assert.equal((await again.stop()).code, 0);
+            assert.equal(n, 13);
+            const { code, output } = await again.stop();
+            assert.equal(code, 0, "a clean stop");
+            assert.ok(!output.includes(TEST_PG_PASSWORD), "the password reached the output");
           } finally {
             await again.close();
           }
-          assert.equal(await count(), 11, "the restart's final pass shipped nothing twice");
+          assert.equal(await count(), 13, "the final pass at stop shipped nothing twice");
         },
       );
 
@@ -120,14 +131,14 @@ Deno.test({
             .create({ model: "auto", messages: [{ role: "user", content: "from replica b" }] })
             .withResponse();
           assert.equal(response.status, 200);
-          await waitFor("12 rows", async () => await count() === 12);
+          await waitFor("14 rows", async () => await count() === 14);
           assert.equal((await b.stop()).code, 0);
         } finally {
           await b.close();
         }
         const perReplica = await sql`SELECT replica_id, max(sequence)::int AS head FROM edr_records
           GROUP BY replica_id ORDER BY replica_id`;
-        assert.deepEqual(perReplica.map((r) => [r.replica_id, r.head]), [["replica-a", 11], [
+        assert.deepEqual(perReplica.map((r) => [r.replica_id, r.head]), [["replica-a", 13], [
           "replica-b",
           1,
         ]]);
@@ -137,7 +148,7 @@ Deno.test({
         const { code, stdout, output } = await runTask(["verify", "--database", pg.url, "--json"]);
         assert.equal(code, 0, output);
         const result = JSON.parse(stdout);
-        assert.equal(result.records, 12);
+        assert.equal(result.records, 14);
         assert.equal(result.chains, 2);
         assert.equal(result.replicas, 2);
         assert.deepEqual(result.findings, []);
