@@ -163,6 +163,16 @@ Deno.test({
         assert.match(output, /ALTERED\s+replica-a\/\d{4}-\d{2}-\d{2} .*was altered/);
         assert.ok(!output.includes(TEST_PG_PASSWORD));
       });
+
+      await t.step("a cut tail is found through the checkpoint shipped at the stop", async () => {
+        await sql`DELETE FROM edr_records WHERE replica_id = 'replica-a' AND sequence = 13`;
+        const { code, stdout, output } = await runTask(["verify", "--database", pg.url, "--json"]);
+        assert.equal(code, 1, output);
+        const kinds = JSON.parse(stdout).findings.map((f: { kind: string; chain: string }) =>
+          `${f.kind} ${f.chain.split("/")[0]}`
+        );
+        assert.ok(kinds.includes("truncated replica-a"), kinds.join("\n"));
+      });
     } finally {
       await served.close();
       await sql.end({ timeout: 1 });
