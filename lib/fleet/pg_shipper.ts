@@ -52,12 +52,23 @@ interface DayCursor {
   offset: number | null;
   /** Where the next unshipped checkpoint line starts. */
   checkpointOffset: number;
+  /**
+   * The database's `edr_hash` at `shipped` when this run started, until the WAL line of that sequence is
+   * read and found to be the same record (then null): the chain in the database must be this folder's.
+   */
+  expectHash: string | null;
+  /** Why this day is not shipped: its chain in the database is not this folder's. */
+  conflict: string | null;
 }
 
 const READ_BLOCK = 1024 * 1024;
 const decoder = new TextDecoder();
 /** How often a failure that goes on is logged again. */
 const REPEAT_LOG_MS = 30_000;
+
+function newCursor(): DayCursor {
+  return { shipped: 0, offset: null, checkpointOffset: 0, expectHash: null, conflict: null };
+}
 
 /** The asynchronous, ordered, idempotent shipper of one replica's EDRs (see the file comment). */
 export class EdrShipper {
@@ -91,20 +102,22 @@ export class EdrShipper {
    */
   static async start(options: EdrShipperOptions): Promise<EdrShipper> {
     const shipper = new EdrShipper(options);
-    const rows = await options.sql<{ day: string; shipped: string }[]>`
-      SELECT day::text AS day, max(sequence)::text AS shipped
-      FROM edr_records WHERE replica_id = ${options.replicaId} GROUP BY day`;
-    for (const row of rows) {
-      shipper.#cursors.set(row.day, { shipped: Number(row.shipped), offset: null, checkpointOffset: 0 });
-    }
+    // Each day's last shipped row, found through the (replica_id, day, sequence) index.
+    const rows = await options.sql<{ day: string; shipped: string; edr_hash: string }[]>`
+      SELECT DISTINCT ON (day) day::text AS day, sequence::text AS shipped, edr_hash
+      FROM edr_records WHERE replica_id = ${options.replicaId} ORDER BY day, sequence DESC`;
     const heads = options.heads();
-    for (const [day, cursor] of shipper.#cursors) {
-      const local = heads.get(day)?.sequence ?? 0;
-      if (cursor.shipped > local) {
-        options.log(
-          `edr shipping: the database holds ${cursor.shipped} record(s) of ${day} from replica ` +
-            `${options.replicaId} but this artifacts folder has ${local}; another router ships under this ` +
-            `replica id, or the folder was replaced: give each replica its own HI_REPLICA_ID and folder`,
+    for (const row of rows) {
+      const shipped = Number(row.shipped);
+      const cursor = { ...newCursor(), shipped, expectHash: row.edr_hash };
+      shipper.#cursors.set(row.day, cursor);
+      // A folder whose WAL has been archived has no head: nothing of it is shipped, nothing to compare.
+      const local = heads.get(row.day)?.sequence;
+      if (local !== undefined && shipped > local) {
+        shipper.#conflict(
+          row.day,
+          cursor,
+          `the database holds ${shipped} record(s) of it, this folder ${local}`,
         );
       }
     }
@@ -121,14 +134,24 @@ export class EdrShipper {
 
   /** The shipping state for `/readyz` and `/metrics`. */
   status(): EdrShippingStatus {
+    const conflict = [...this.#cursors.values()].find((c) => c.conflict !== null)?.conflict ?? null;
     return {
-      state: this.#state,
+      state: conflict !== null && this.#state === "ok" ? "retrying" : this.#state,
       replica_id: this.#o.replicaId,
       backlog: this.backlog(),
       shipped_total: this.#shippedTotal,
       errors_total: this.#errorsTotal,
-      last_error: this.#lastError,
+      last_error: conflict ?? this.#lastError,
     };
+  }
+
+  /** Stops shipping a day whose chain in the database is another's, and says why once. */
+  #conflict(day: string, cursor: DayCursor, detail: string): void {
+    cursor.conflict = `the chain of ${day} in the database under replica ${this.#o.replicaId} is not this ` +
+      `artifacts folder's (${detail}): another router ships under this replica id, or the folder was ` +
+      `replaced; give each replica its own HI_REPLICA_ID and artifacts folder. This day is not shipped`;
+    this.#errorsTotal++;
+    this.#o.log(`edr shipping: ${cursor.conflict}`);
   }
 
   /**
@@ -225,14 +248,17 @@ export class EdrShipper {
     for (const day of [...heads.keys()].sort()) {
       const head = heads.get(day)!;
       let cursor = this.#cursors.get(day);
-      if (!cursor) this.#cursors.set(day, cursor = { shipped: 0, offset: null, checkpointOffset: 0 });
-      if (head.sequence <= cursor.shipped) continue;
+      if (!cursor) this.#cursors.set(day, cursor = newCursor());
+      if (head.sequence <= cursor.shipped || cursor.conflict !== null) continue;
       if (await this.#shipBatch(day, cursor, head.sequence)) moved = true;
     }
     this.#updateBacklog(heads);
     const now = performance.now();
     if (now - this.#lastCheckpointPass >= this.#o.checkpointPollMs || (this.#stopping && !moved)) {
-      for (const day of [...heads.keys()].sort()) await this.#shipCheckpoints(day, this.#cursors.get(day)!);
+      for (const day of [...heads.keys()].sort()) {
+        const cursor = this.#cursors.get(day)!;
+        if (cursor.conflict === null) await this.#shipCheckpoints(day, cursor);
+      }
       this.#lastCheckpointPass = now;
     }
     return moved;
@@ -275,6 +301,13 @@ export class EdrShipper {
           if (row !== null && row.sequence > durable) break reading;
           from = newline + 1;
           end += line.length + 1;
+          if (row !== null && row.sequence === cursor.shipped && cursor.expectHash !== null) {
+            if (row.edr_hash !== cursor.expectHash) {
+              this.#conflict(day, cursor, `its sequence ${row.sequence} is another record`);
+              return false;
+            }
+            cursor.expectHash = null;
+          }
           if (row === null) {
             skipped++;
           } else if (row.sequence > cursor.shipped) {

@@ -136,6 +136,35 @@ Deno.test({
         assert.deepEqual(await recordByRequestId(sql, "req_" + "0".repeat(32)), null);
       });
 
+      await t.step("another folder under the same replica id ships nothing and says why", async () => {
+        for (const [name, count, timestamp] of [["fewer", 3, days[0]], ["more", 40, days[1]]] as const) {
+          const other = await Deno.makeTempDir({ prefix: `hi-pg-${name}-` });
+          const writer = await EdrWriter.open(other);
+          for (let i = 0; i < count; i++) await writer.commit(sampleDraft({ timestamp }));
+          const lines: string[] = [];
+          const shipper = await EdrShipper.start({
+            sql: openDatabase(target, { session: "read-write" }),
+            target,
+            artifactsDir: other,
+            replicaId: replica,
+            heads: () => writer.heads(),
+            log: (line) => lines.push(line),
+            pollMs: 20,
+          });
+          try {
+            await waitFor("the conflict", () => shipper.status().last_error !== null);
+            assert.equal(shipper.status().state, "retrying", name);
+            assert.match(shipper.status().last_error!, /HI_REPLICA_ID/);
+            assert.ok(lines.some((l) => l.includes("is not this artifacts folder's")), lines.join("\n"));
+          } finally {
+            await shipper.stop(500);
+            await writer.close();
+            await Deno.remove(other, { recursive: true });
+          }
+          assert.equal((await rowsOf(sql, replica)).length, 70, `${name}: nothing shipped`);
+        }
+      });
+
       await t.step("verify --database passes the intact store and names a tampered row", async () => {
         const intact = await verifyDatabase(sql);
         assert.deepEqual(intact.findings, []);
