@@ -14,6 +14,7 @@ import { parseArgs } from "node:util";
 import { issuerSecretEnvNames } from "../lib/authority/mod.ts";
 import { ollamaNetEntry } from "../lib/config/mod.ts";
 import { loadPolicy } from "../lib/contract/mod.ts";
+import { parseDatabaseUrl } from "../lib/fleet/pg.ts";
 import { configFromEnv, exitCannotStart, readRouterEnv, ROUTER_ENV_NAMES } from "../lib/http/mod.ts";
 
 /**
@@ -36,6 +37,9 @@ export function serverPermissionFlags(
   ]);
   if (config.openaiApiKey) net.add(hostOf(config.openaiBaseUrl));
   if (config.anthropicApiKey) net.add(hostOf(config.anthropicBaseUrl));
+  // The PostgreSQL client reads PGAPPNAME whatever its options say (lib/fleet/pg_connect.ts).
+  const databaseEnv = config.databaseUrl ? ["PGAPPNAME"] : [];
+  if (config.databaseUrl) net.add(parseDatabaseUrl(config.databaseUrl).netEntry);
   const artifacts = resolve(config.artifactsDir);
   const read = [
     artifacts,
@@ -48,7 +52,7 @@ export function serverPermissionFlags(
     `--allow-net=${[...net].join(",")}`,
     `--allow-read=${read.join(",")}`,
     `--allow-write=${artifacts}`,
-    `--allow-env=${[...ROUTER_ENV_NAMES, ...extraEnv].join(",")}`,
+    `--allow-env=${[...ROUTER_ENV_NAMES, ...databaseEnv, ...extraEnv].join(",")}`,
     "--allow-sys=systemMemoryInfo",
   ];
 }
@@ -100,6 +104,8 @@ Configuration is read from the environment (docs/configuration.md):
   ANTHROPIC_BASE_URL, OPENAI_BASE_URL    cloud endpoints (defaults: the vendors' APIs)
   HI_LOG                    request log lines on stdout: debug, info (default), warn, error, off
   OTEL_DENO=true            OpenTelemetry traces, sent where OTEL_EXPORTER_OTLP_ENDPOINT says
+  HI_DATABASE_URL           postgres://user:password@host:port/db: ship every EDR to PostgreSQL too
+  HI_REPLICA_ID             this router's id in the database (default: made once, kept in the artifacts)
 Exit codes: the server's own (0 after a clean stop), 1 when it cannot start, 64 for a usage error.`;
 
 /**

@@ -4,17 +4,30 @@
  * reordered records, a missing write-ahead log, and tails cut or re-chained after a signed checkpoint,
  * naming each. Exit 0 when intact, 1 on any finding, 3 when verify itself cannot finish (a folder or log it
  * cannot read), 64 on a usage error. Needs only read permission.
+ *
+ * `deno task verify --database URL [--json]` checks every chain in the PostgreSQL EDR store instead, with
+ * the same checks (lib/fleet/pg_verify.ts). The task grants no network; given a database, verify starts
+ * itself again with --allow-net for that database's host:port only, the way cli/serve.ts scopes the server.
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { verifyTree } from "../lib/replay/mod.ts";
+import {
+  databaseReason,
+  type DatabaseTarget,
+  openDatabase,
+  parseDatabaseUrl,
+  verifyDatabase,
+} from "../lib/fleet/pg.ts";
 
 const USAGE =
   "usage: deno task verify [dir] [--json] [--expect-head HASH]... [--checkpoint-key-file FILE]\n" +
+  "       deno task verify --database URL [--json] [--checkpoint-key-file FILE]\n" +
   "  dir: an artifacts folder or its edr/ folder (default $HI_ARTIFACTS_DIR/edr or ./artifacts/edr)\n" +
   "  --expect-head HASH: an edr_hash taken from GET /v1/edr/head that must still be in a day's chain\n" +
   "  --checkpoint-key-file FILE: the checkpoint HMAC secret (the value of the policy's " +
   "checkpoints.hmac_secret_env), to check checkpoint signatures\n" +
+  "  --database URL: verify every chain in the PostgreSQL EDR store (postgres://user:password@host:port/db)\n" +
   "exit codes: 0 intact, 1 findings, 3 verify could not finish, 64 usage";
 
 async function main(args: string[]): Promise<number> {
@@ -28,6 +41,7 @@ async function main(args: string[]): Promise<number> {
         json: { type: "boolean", default: false },
         "expect-head": { type: "string", multiple: true, default: [] },
         "checkpoint-key-file": { type: "string" },
+        database: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -42,6 +56,23 @@ async function main(args: string[]): Promise<number> {
   if (parsed.positionals.length > 1) {
     console.error(USAGE);
     return 64;
+  }
+  const database = parsed.values.database;
+  if (database !== undefined) {
+    if (parsed.positionals.length > 0 || parsed.values["expect-head"].length > 0) {
+      console.error(`--database verifies the database only; give no folder and no --expect-head\n${USAGE}`);
+      return 64;
+    }
+    let target: DatabaseTarget;
+    try {
+      target = parseDatabaseUrl(database);
+    } catch (error) {
+      console.error(`${(error as Error).message.replace("HI_DATABASE_URL", "--database")}\n${USAGE}`);
+      return 64;
+    }
+    const secret = await checkpointSecretOf(parsed.values["checkpoint-key-file"]);
+    if (typeof secret === "number") return secret;
+    return await verifyDatabaseCli(target, parsed.values.json, secret);
   }
   const given = parsed.positionals[0];
   const dir = given === undefined
@@ -60,22 +91,8 @@ async function main(args: string[]): Promise<number> {
     console.error(`--expect-head ${badHead} is not an edr_hash; pass 64 lower-case hex digits\n${USAGE}`);
     return 64;
   }
-  let checkpointSecret: string | undefined;
-  const keyFile = parsed.values["checkpoint-key-file"];
-  if (keyFile !== undefined) {
-    try {
-      checkpointSecret = (await Deno.readTextFile(keyFile)).replace(/\r?\n$/, "");
-    } catch (error) {
-      console.error(
-        `cannot read the checkpoint key file ${keyFile} (${(error as Error).message}); pass a readable file`,
-      );
-      return 64;
-    }
-    if (checkpointSecret === "") {
-      console.error(`the checkpoint key file ${keyFile} is empty; put the checkpoint secret in it`);
-      return 64;
-    }
-  }
+  const checkpointSecret = await checkpointSecretOf(parsed.values["checkpoint-key-file"]);
+  if (typeof checkpointSecret === "number") return checkpointSecret;
 
   const bar = Deno.stderr.isTerminal() ? progressBar() : undefined;
   let result;
@@ -100,6 +117,89 @@ async function main(args: string[]): Promise<number> {
       result.ok
         ? `intact: ${result.records} record(s) in ${result.days} day(s) under ${dir}`
         : `${total} finding(s) in ${result.records} record(s) under ${dir}`,
+    );
+    if (result.checkpoints > 0) console.log(`${result.checkpoints} checkpoint(s) anchor the chains`);
+    if (result.signatures_unchecked > 0) {
+      console.log(
+        `${result.signatures_unchecked} checkpoint signature(s) not checked; pass --checkpoint-key-file to check them`,
+      );
+    }
+  }
+  return result.ok ? 0 : 1;
+}
+
+/** The checkpoint secret from `--checkpoint-key-file`, undefined without one, or 64 (usage) when unreadable. */
+async function checkpointSecretOf(keyFile: string | undefined): Promise<string | undefined | number> {
+  if (keyFile === undefined) return undefined;
+  let secret: string;
+  try {
+    secret = (await Deno.readTextFile(keyFile)).replace(/\r?\n$/, "");
+  } catch (error) {
+    console.error(
+      `cannot read the checkpoint key file ${keyFile} (${(error as Error).message}); pass a readable file`,
+    );
+    return 64;
+  }
+  if (secret === "") {
+    console.error(`the checkpoint key file ${keyFile} is empty; put the checkpoint secret in it`);
+    return 64;
+  }
+  return secret;
+}
+
+/**
+ * Verifies the database. Without network permission for its host (as `deno task verify` starts), runs
+ * this file again with --allow-net for that host:port only and returns the child's exit code.
+ */
+async function verifyDatabaseCli(
+  target: DatabaseTarget,
+  json: boolean,
+  checkpointSecret: string | undefined,
+): Promise<number> {
+  const net = await Deno.permissions.query({ name: "net", host: target.netEntry });
+  if (net.state !== "granted") {
+    const child = new Deno.Command("deno", {
+      args: [
+        "run",
+        "--allow-read",
+        "--allow-env=HI_ARTIFACTS_DIR,PGAPPNAME",
+        `--allow-net=${target.netEntry}`,
+        new URL(import.meta.url).pathname,
+        ...Deno.args,
+      ],
+      stdin: "null",
+      stdout: "inherit",
+      stderr: "inherit",
+    });
+    return (await child.output()).code;
+  }
+  const sql = openDatabase(target, { max: 1, session: "primary" });
+  let result;
+  try {
+    result = await verifyDatabase(sql, { checkpointSecret });
+  } catch (error) {
+    console.error(
+      `verify could not finish: the database ${target.redacted} (${databaseReason(error, target)})`,
+    );
+    return 3;
+  } finally {
+    await sql.end({ timeout: 1 }).catch(() => {});
+  }
+  if (json) {
+    console.log(JSON.stringify(result, null, 2));
+  } else {
+    for (const f of result.findings) {
+      console.log(`${f.kind.toUpperCase().padEnd(18)} ${f.chain} ${f.message}`);
+    }
+    if (result.findings_omitted > 0) {
+      console.log(`… and ${result.findings_omitted} more finding(s), not listed`);
+    }
+    const total = result.findings.length + result.findings_omitted;
+    const where = `${result.chains} chain(s) of ${result.replicas} replica(s) in ${target.redacted}`;
+    console.log(
+      result.ok
+        ? `intact: ${result.records} record(s) in ${where}`
+        : `${total} finding(s) in ${result.records} record(s) in ${where}`,
     );
     if (result.checkpoints > 0) console.log(`${result.checkpoints} checkpoint(s) anchor the chains`);
     if (result.signatures_unchecked > 0) {

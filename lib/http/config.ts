@@ -2,6 +2,7 @@ import { normalizeOllamaHost, parseOllamaHosts } from "../config/mod.ts";
 import { type LogLevel, parseLogLevel } from "./request_log.ts";
 
 export { normalizeOllamaHost };
+import { checkReplicaId, parseDatabaseUrl } from "../fleet/pg.ts";
 
 /** Every environment variable the router reads (issuer secrets aside: the policy names those). */
 export const ROUTER_ENV_NAMES = [
@@ -15,6 +16,8 @@ export const ROUTER_ENV_NAMES = [
   "OPENAI_API_KEY",
   "ANTHROPIC_BASE_URL",
   "ANTHROPIC_API_KEY",
+  "HI_DATABASE_URL",
+  "HI_REPLICA_ID",
 ] as const;
 
 /** Reads the router's variables (and only those) from the process environment. */
@@ -38,6 +41,10 @@ export interface RouterConfig {
   anthropicApiKey: string | undefined;
   /** `HI_LOG`: which per-request log lines go to stdout. */
   logLevel: LogLevel;
+  /** PostgreSQL EDR store (`HI_DATABASE_URL`, may carry a password); records ship there when set. */
+  databaseUrl: string | undefined;
+  /** `HI_REPLICA_ID`; without it the id stored in the artifacts folder (see docs/fleet.md). */
+  replicaId: string | undefined;
 }
 
 /** Ends a process that cannot start with one line saying why (configuration, policy, listen address). */
@@ -54,6 +61,9 @@ export function configFromEnv(env: Record<string, string | undefined>): RouterCo
   }
   const ollamaUrls = parseOllamaHosts(env.OLLAMA_HOST);
   const blankToUndefined = (v: string | undefined) => (v && v.trim() !== "" ? v.trim() : undefined);
+  const databaseUrl = blankToUndefined(env.HI_DATABASE_URL);
+  if (databaseUrl !== undefined) parseDatabaseUrl(databaseUrl);
+  const replicaId = blankToUndefined(env.HI_REPLICA_ID);
   return {
     host: env.HI_HOST ?? "127.0.0.1",
     port,
@@ -66,5 +76,7 @@ export function configFromEnv(env: Record<string, string | undefined>): RouterCo
     anthropicBaseUrl: (env.ANTHROPIC_BASE_URL ?? "https://api.anthropic.com").replace(/\/+$/, ""),
     anthropicApiKey: blankToUndefined(env.ANTHROPIC_API_KEY),
     logLevel: parseLogLevel(env.HI_LOG),
+    databaseUrl,
+    replicaId: replicaId === undefined ? undefined : checkReplicaId(replicaId),
   };
 }

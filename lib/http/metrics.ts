@@ -56,6 +56,7 @@ export class RouterMetrics {
   #hostCircuit: Gauge<"host" | "circuit">;
   #hostSlotBusy: Gauge<"host">;
   #hostSlotQueue: Gauge<"host">;
+  #shipping: { backlog: Gauge; errors: Counter; errorsSeen: number } | null = null;
   #requestChildren = new Map<string, { count: Inc; duration: Observe }>();
   #fallbackChildren = new Map<string, Inc>();
   #slotWaitChildren = new Map<string, Observe>();
@@ -164,6 +165,31 @@ export class RouterMetrics {
   setEdrWriter(state: { degraded: boolean; filesWaitingRetry: number }): void {
     this.#edrDegraded.set(state.degraded ? 1 : 0);
     this.#edrFilesWaiting.set(state.filesWaitingRetry);
+  }
+
+  /**
+   * Sets the gauges of EDR shipping to PostgreSQL (read at scrape time). They exist only when the router
+   * ships (HI_DATABASE_URL set): a backlog of 0 would otherwise claim a database that is not there.
+   */
+  setEdrShipping(state: { backlog: number; errorsTotal: number }): void {
+    this.#shipping ??= {
+      backlog: new Gauge({
+        name: "hi_edr_ship_backlog",
+        help: "Durable EDRs of this replica not yet in PostgreSQL.",
+        registers: [this.#registry],
+      }),
+      errors: new Counter({
+        name: "hi_edr_ship_errors_total",
+        help: "Failed attempts to ship EDRs to PostgreSQL (each is retried with backoff).",
+        registers: [this.#registry],
+      }),
+      errorsSeen: 0,
+    };
+    this.#shipping.backlog.set(state.backlog);
+    if (state.errorsTotal > this.#shipping.errorsSeen) {
+      this.#shipping.errors.inc(state.errorsTotal - this.#shipping.errorsSeen);
+      this.#shipping.errorsSeen = state.errorsTotal;
+    }
   }
 
   /** The private registry, for tests or for adding a metric next to these. */

@@ -10,6 +10,7 @@ import { openAIErrorBody, RouterError } from "./errors.ts";
 import type { RouterMetrics } from "./metrics.ts";
 import type { Checkpoint, EdrWriterHealth } from "../edr/mod.ts";
 import { type ExplorerHandler, explorerPathKind } from "../explorer/mod.ts";
+import type { EdrShippingStatus } from "../fleet/pg.ts";
 
 /** What the HTTP routes need besides the chat pipeline. */
 export interface RouterOptions {
@@ -27,6 +28,8 @@ export interface RouterOptions {
   edr: { health(): EdrWriterHealth };
   /** Signed heads of the EDR chains, for `GET /v1/edr/head`. */
   checkpoints?: { heads(): Promise<Checkpoint[]> };
+  /** Shipping of EDRs to PostgreSQL, when configured: `/readyz` warns while it fails, `/metrics` counts. */
+  shipping?: { status(): EdrShippingStatus } | null;
   /** Cloud providers with a key configured. */
   cloudProviders: CloudProvider[];
   /** The EDR explorer: `/ui` (served without a client key) and `/api/` (docs/explorer.md). */
@@ -79,10 +82,14 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
         const ready = reasons.length === 0;
         if (keysRequired && !clientKeyOf(request).ok) return json(ready ? 200 : 503, { ready });
         const reason = servingProblem === null ? {} : { reason: servingProblem };
+        // Shipping behind is not a reason to take the router out of rotation: answers do not wait for it.
+        const shipping = options.shipping?.status();
+        const warnings = shipping?.state === "retrying" ? ["edr_shipping_behind"] : [];
         return json(ready ? 200 : 503, {
           ready,
           reasons,
           ...reason,
+          ...(shipping ? { warnings, edr_shipping: shipping } : {}),
           edr,
           local: healthSnapshot,
           slot: slot.snapshot(),
@@ -125,6 +132,10 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
           degraded: edrNow.state !== "ok",
           filesWaitingRetry: edrNow.files_waiting_retry,
         });
+        const shipping = options.shipping?.status();
+        if (shipping) {
+          metrics.setEdrShipping({ backlog: shipping.backlog, errorsTotal: shipping.errors_total });
+        }
         const exposition = await metrics.render();
         return new Response(exposition.body, { headers: { "content-type": exposition.contentType } });
       }

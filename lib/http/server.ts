@@ -14,6 +14,7 @@ import {
 } from "../providers/mod.ts";
 import { type HeavySlot, inProcessSlots, type SlotFactory } from "../slot/mod.ts";
 import { bestSnapshot, type LocalHost } from "./local_hosts.ts";
+import { EdrShipper, openEdrStore } from "../fleet/pg.ts";
 import { ChatHandler } from "./chat_handler.ts";
 import { serveGuarded } from "./connection_guard.ts";
 import type { RouterConfig } from "./config.ts";
@@ -54,6 +55,8 @@ export interface RunningServer {
   /** Every local host, in configured order. */
   hosts: LocalHost[];
   edr: EdrWriter;
+  /** The shipper to PostgreSQL, when HI_DATABASE_URL is set. */
+  shipping: EdrShipper | null;
   policy: Policy;
   /** Settles when the first health probe has (inference requests wait for it). */
   firstProbe: Promise<void>;
@@ -74,6 +77,10 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
   }
   await Deno.mkdir(config.artifactsDir, { recursive: true });
   const policyHash = await writePolicySnapshot(config.artifactsDir, policy);
+  // Checked before the writer opens: an unreachable database ends the start with nothing left open.
+  const store = config.databaseUrl
+    ? await openEdrStore(config.databaseUrl, config.artifactsDir, config.replicaId)
+    : null;
   const edr = await EdrWriter.open(config.artifactsDir, {
     validate: false,
     // `chat` is made below, with this writer; the writer asks only when a commit comes, which is after.
@@ -86,6 +93,16 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
     now: options.now,
     log,
   });
+  const shipping = store
+    ? await EdrShipper.start({ ...store, artifactsDir: config.artifactsDir, heads: () => edr.heads(), log })
+    : null;
+  if (store) {
+    log(
+      `edr store: PostgreSQL ${store.target.redacted} (replica ${store.replicaId}` +
+        `${store.applied.length ? `, migrations ${store.applied.join(", ")} applied` : ""}); records ship ` +
+        "there asynchronously, the local WAL stays the commit point",
+    );
+  }
   const leases = await LeaseStore.open(config.artifactsDir);
   const metrics = new RouterMetrics();
   const heavyModels = policy.models.filter((m) => m.provider === "local" && m.heavy).map((m) => m.name);
@@ -170,6 +187,7 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
     secrets,
     edr,
     checkpoints,
+    shipping,
     explorer: createExplorer({
       source: new FileRecordSource(config.artifactsDir, {
         flush: () => edr.flush(),
@@ -207,6 +225,7 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
     slot,
     hosts,
     edr,
+    shipping,
     policy,
     firstProbe,
     close() {
@@ -223,6 +242,8 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
           await leases.close();
           // The last requests' lines reach stdout before the process exits.
           await stdoutLines?.flush();
+          // Last: the final checkpoint is shipped too; what cannot be shipped now waits in the WAL.
+          await shipping?.stop();
         }
       })();
       return closing;

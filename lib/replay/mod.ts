@@ -31,12 +31,16 @@ export {
 export { DEFAULT_OLLAMA_URL } from "../config/mod.ts";
 export { listEdrFiles, ollamaBaseUrl, replayEdr, type ReplayOptions, type ReplayResult } from "./replay.ts";
 export {
+  checkCheckpointLines,
+  checkRecord,
   type FindingKind,
+  type RecordPlace,
   type VerifyFinding,
   type VerifyOptions,
   type VerifyResult,
   verifyTree,
 } from "./verify.ts";
+export { type ChainEntry, DayChain } from "./verify_day.ts";
 export { artifactsDirOfEdr, dayPathOf, isInside, reportPathOf, resolvePointer } from "./paths.ts";
 export {
   type ArtifactsDirSources,

@@ -316,17 +316,44 @@ function checkFile(
   add: (finding: VerifyFinding) => void,
 ): ChainEntry | null {
   const file = relative(root, path).split(sep).join("/");
-  const day = folderDay;
-  const finding = (kind: FindingKind, message: string, sequence: number | null = null) =>
-    add({ kind, day, file, sequence, message });
-
   let parsed: unknown;
   try {
     parsed = JSON.parse(Deno.readTextFileSync(path));
   } catch {
-    finding("unreadable", `${file} cannot be read as JSON`);
+    add({
+      kind: "unreadable",
+      day: folderDay,
+      file,
+      sequence: null,
+      message: `${file} cannot be read as JSON`,
+    });
     return null;
   }
+  return checkRecord(parsed, { file, day: folderDay, name: basename(file, ".json") }, add);
+}
+
+/** Where a record was found, for `checkRecord`: its label in findings, its day, and the name it is kept under. */
+export interface RecordPlace {
+  /** How findings name it: a path under `edr/`, or a database row's equivalent. */
+  file: string;
+  /** The day (`YYYY/MM/DD`) it is filed under; null when it sits in no day. */
+  day: string | null;
+  /** The name it is kept under, which must be its `decision_core_hash`. */
+  name: string;
+}
+
+/**
+ * The checks every record gets wherever it is kept (a file, a database row): the EDR_v1.0.0 schema, its
+ * own two hashes, and its day. Returns what it gives its day's chain, or null when it has no place in one.
+ */
+export function checkRecord(
+  parsed: unknown,
+  place: RecordPlace,
+  add: (finding: VerifyFinding) => void,
+): ChainEntry | null {
+  const { file, day } = place;
+  const finding = (kind: FindingKind, message: string, sequence: number | null = null) =>
+    add({ kind, day, file, sequence, message });
   const validity = validateEdr(parsed);
   const entryOf = (r: Partial<EdrRecord>): ChainEntry => ({
     file,
@@ -334,7 +361,7 @@ function checkFile(
     edrHash: r.edr_hash,
     prevHash: r.prev_edr_hash,
     coreHash: r.decision_core_hash,
-    misnamed: basename(file, ".json") !== r.decision_core_hash,
+    misnamed: place.name !== r.decision_core_hash,
   });
   if (!validity.valid) {
     const errors = (validity as { errors: string[] }).errors.slice(0, 3).join("; ");
@@ -394,6 +421,22 @@ async function checkCheckpoints(
       cause: error,
     });
   }
+  await checkCheckpointLines(lines, name, dash, chain, options, result, add);
+}
+
+/**
+ * Checks checkpoint lines of one day (`dash`, `YYYY-MM-DD`) against its chain: each well formed, for that
+ * day, signed by the key when one is given, and anchored. `name` says where the lines are kept.
+ */
+export async function checkCheckpointLines(
+  lines: Array<{ number: number; checkpoint: Checkpoint | string }>,
+  name: string,
+  dash: string,
+  chain: DayChain,
+  options: Pick<VerifyOptions, "checkpointSecret">,
+  result: Pick<VerifyResult, "checkpoints" | "signatures_unchecked">,
+  add: (finding: VerifyFinding) => void,
+): Promise<void> {
   const invalid = (line: number, why: string) =>
     add({
       kind: "checkpoint_invalid",
