@@ -11,6 +11,7 @@ export const ROUTER_ENV_NAMES = [
   "HI_ARTIFACTS_DIR",
   "HI_POLICY",
   "HI_LOG",
+  "HI_UPSTREAM_CLIENT",
   "OLLAMA_HOST",
   "OPENAI_BASE_URL",
   "OPENAI_API_KEY",
@@ -41,10 +42,22 @@ export interface RouterConfig {
   anthropicApiKey: string | undefined;
   /** `HI_LOG`: which per-request log lines go to stdout. */
   logLevel: LogLevel;
+  /** `HI_UPSTREAM_CLIENT`: how plain-http upstreams are called (docs/configuration.md). */
+  upstreamClient: UpstreamClient;
   /** PostgreSQL EDR store (`HI_DATABASE_URL`, may carry a password); records ship there when set. */
   databaseUrl: string | undefined;
   /** `HI_REPLICA_ID`; without it the id stored in the artifacts folder (see docs/fleet.md). */
   replicaId: string | undefined;
+}
+
+/** `http1`: plain-http upstreams go through lib/providers/http1_client.ts; `fetch`: everything through fetch. */
+export type UpstreamClient = "http1" | "fetch";
+
+function parseUpstreamClient(value: string | undefined): UpstreamClient {
+  const text = (value ?? "").trim();
+  if (text === "") return "http1";
+  if (text === "http1" || text === "fetch") return text;
+  throw new Error(`HI_UPSTREAM_CLIENT must be http1 or fetch, not ${JSON.stringify(text)}`);
 }
 
 /** Ends a process that cannot start with one line saying why (configuration, policy, listen address). */
@@ -76,6 +89,7 @@ export function configFromEnv(env: Record<string, string | undefined>): RouterCo
     anthropicBaseUrl: (env.ANTHROPIC_BASE_URL ?? "https://api.anthropic.com").replace(/\/+$/, ""),
     anthropicApiKey: blankToUndefined(env.ANTHROPIC_API_KEY),
     logLevel: parseLogLevel(env.HI_LOG),
+    upstreamClient: parseUpstreamClient(env.HI_UPSTREAM_CLIENT),
     databaseUrl,
     replicaId: replicaId === undefined ? undefined : checkReplicaId(replicaId),
   };

@@ -111,7 +111,7 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
   // Plain-http upstreams (Ollama, a LAN OpenAI-compatible server) go through our keep-alive HTTP/1.1
   // client, the cheapest transport measured; https goes through fetch.
   const http1 = new Http1Agent();
-  const upstreamFetch = routedUpstreamFetch(http1);
+  const upstreamFetch = config.upstreamClient === "fetch" ? fetch : routedUpstreamFetch(http1);
   // One health gate, heavy slot and adapter per local host (OLLAMA_HOST may list several).
   const hosts: LocalHost[] = config.ollamaUrls.map((url) => ({
     url,

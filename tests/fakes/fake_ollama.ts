@@ -270,7 +270,7 @@ export function startFakeOllama(options: FakeOllamaOptions = {}): FakeOllama {
     if (body === null || typeof body !== "object" || Array.isArray(body)) {
       return ollamaError("json: cannot unmarshal value into Go value of type api.ChatRequest", 400);
     }
-    state.record(body);
+    state.record(body, req.headers);
     if (state.mode === "auth_fail") return ollamaError("unauthorized", 401);
     const invalid = validate(body, models);
     if (invalid) return invalid;

@@ -33,6 +33,8 @@ export class FakeState<M extends string = FakeMode> {
   mode: M;
   /** Every JSON body the chat endpoint received, in order. */
   readonly requests: unknown[] = [];
+  /** The request headers of each of `requests` (same index), as the server received them. */
+  readonly requestHeaders: Headers[] = [];
   /** Chat requests currently being answered, per model. */
   readonly inFlight: Map<string, number> = new Map();
   /** The most chat requests ever in flight at once, per model. */
@@ -81,8 +83,9 @@ export class FakeState<M extends string = FakeMode> {
   }
 
   /** Records an arriving JSON body. */
-  record(body: unknown): void {
+  record(body: unknown, headers: Headers = new Headers()): void {
     this.requests.push(body);
+    this.requestHeaders.push(headers);
     this.notify();
   }
 
