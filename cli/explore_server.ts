@@ -4,17 +4,17 @@
  * launcher is gone (its stdin closes) or on SIGINT/SIGTERM.
  */
 import { createExplorer, FileRecordSource, UI_DIR } from "../lib/explorer/mod.ts";
-import { ollamaBaseUrl } from "../lib/replay/mod.ts";
+import { parseOllamaHosts } from "../lib/config/mod.ts";
 
 if (import.meta.main) {
   const [dir, portText] = Deno.args;
-  let ollamaUrl = ollamaBaseUrl(undefined);
+  let ollamaUrls = parseOllamaHosts(undefined);
   try {
-    ollamaUrl = ollamaBaseUrl(Deno.env.get("OLLAMA_HOST"));
+    ollamaUrls = parseOllamaHosts(Deno.env.get("OLLAMA_HOST"));
   } catch {
     // an OLLAMA_HOST that does not parse: replay reports the default host unreachable instead
   }
-  const explorer = createExplorer({ source: new FileRecordSource(dir, { ollamaUrl }), uiDir: UI_DIR });
+  const explorer = createExplorer({ source: new FileRecordSource(dir, { ollamaUrls }), uiDir: UI_DIR });
   const controller = new AbortController();
   const server = Deno.serve({
     hostname: "127.0.0.1",

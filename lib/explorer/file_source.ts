@@ -22,8 +22,11 @@ import { matches, type RecordSummary, summarize } from "./summary.ts";
 export interface FileSourceOptions {
   /** Makes every committed record's file exist (the running router's `EdrWriter.flush`); before verify and replay. */
   flush?: () => Promise<void>;
-  /** The local Ollama a replay re-executes on (the only host a replay may reach). */
-  ollamaUrl: string;
+  /**
+   * The local Ollama hosts a replay may re-execute on (the only hosts it may reach), in `OLLAMA_HOST`
+   * order: a record is replayed on the host that served it when listed, else on the first.
+   */
+  ollamaUrls: string[];
   /** How long a replay may wait for the local model (default 60 s). */
   replayTimeoutMs?: number;
 }
@@ -140,12 +143,12 @@ export class FileRecordSource implements RecordSource {
     const record = await this.get(requestId);
     if (record === null) return null;
     await this.#options.flush?.();
-    const allowed = new URL(this.#options.ollamaUrl).origin;
-    // The engine reaches only the local Ollama, to re-execute a local record; anything else is refused
-    // here, whatever the process's own permissions allow.
+    const allowed = new Set(this.#options.ollamaUrls.map((url) => new URL(url).origin));
+    // The engine reaches only the local Ollama hosts, to re-execute a local record; anything else is
+    // refused here, whatever the process's own permissions allow.
     const localOnly: typeof fetch = (input, init) => {
       const url = new URL(input instanceof Request ? input.url : String(input));
-      if (url.origin !== allowed) {
+      if (!allowed.has(url.origin)) {
         return Promise.reject(new Error(`replay may reach only the local Ollama, not ${url.origin}`));
       }
       return fetch(input, init);
@@ -154,7 +157,7 @@ export class FileRecordSource implements RecordSource {
       artifactsDir: this.#dir,
       allowNetwork: false,
       allowSideEffects: false,
-      ollamaUrl: this.#options.ollamaUrl,
+      ollamaUrl: this.#options.ollamaUrls.join(","),
       fetch: localOnly,
       timeoutMs: this.#options.replayTimeoutMs ?? 60_000,
       writeReport: false,

@@ -191,7 +191,7 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
     explorer: createExplorer({
       source: new FileRecordSource(config.artifactsDir, {
         flush: () => edr.flush(),
-        ollamaUrl: config.ollamaUrl,
+        ollamaUrls: config.ollamaUrls,
       }),
       uiDir: UI_DIR,
     }),

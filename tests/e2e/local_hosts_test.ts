@@ -131,6 +131,20 @@ Deno.test("two local hosts: the model's host serves, slots are per host, records
       assert.equal(router.ollamas[1].requests.length, before + 1);
     });
 
+    await t.step("the explorer's Replay button re-executes it on the second host too, to MATCH", async () => {
+      const [before1, before2] = router.ollamas.map((o) => o.requests.length);
+      const response = await fetch(`${router.url}/api/records/${servedOnTwo!.request_id}/replay`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: "{}",
+      });
+      const { report } = await response.json();
+      assert.equal(response.status, 200);
+      assert.equal(report.status, "MATCH", JSON.stringify(report));
+      assert.equal(router.ollamas[0].requests.length, before1, "host 1 never saw the replay");
+      assert.equal(router.ollamas[1].requests.length, before2 + 1);
+    });
+
     await t.step("verify accepts the several-host records", async () => {
       await router.stop();
       const { code, output } = await runTask(["verify"], { HI_ARTIFACTS_DIR: router.artifactsDir });
