@@ -13,8 +13,8 @@ export {
   type OutputForHash,
   outputHashOf,
   type OutputToolCall,
-  sealDraft,
 } from "./hashes.ts";
+export { sealDraft, sealDraftPlain, type SealedRecord } from "./seal.ts";
 export { EDR_SCHEMA, type EdrValidationResult, validateEdr } from "./schema.ts";
 export * from "./types.ts";
 export { inputPointerOf } from "./paths.ts";
