@@ -31,6 +31,7 @@ export {
   UNSIGNED,
 } from "./checkpoint.ts";
 export { scanWalLines } from "./wal_scan.ts";
+export { appendWalLine, parseWalLine, type WalLineParts } from "./wal_line.ts";
 export {
   type EdrCommitOptions,
   type EdrLogEvent,

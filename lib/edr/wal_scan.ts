@@ -7,7 +7,7 @@ const WAL_SCAN_BLOCK_BYTES = 4 * 1024 * 1024;
 
 /**
  * Reads a WAL in blocks and calls `onLine` with each complete line (without its newline) and its offset.
- * The log ends at its first NUL byte (zeros written ahead of it, see `#zeroAhead`; no line holds one).
+ * The log ends at its first NUL byte (zeros written ahead of it, see `WalLog`; no line holds one).
  * `linesEnd` is where the last complete line ends, `logEnd` where the log ends (past a torn last line).
  */
 export async function scanWalLines(

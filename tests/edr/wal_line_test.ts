@@ -1,8 +1,15 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { canonicalJson, type EdrDraft, inputPointerOf, sealDraft, sha256Hex } from "../../lib/edr/mod.ts";
+import {
+  appendWalLine,
+  canonicalJson,
+  type EdrDraft,
+  inputPointerOf,
+  parseWalLine,
+  sealDraft,
+  sha256Hex,
+} from "../../lib/edr/mod.ts";
 import { Utf8Builder } from "../../lib/edr/utf8_builder.ts";
-import { appendWalLine, parseWalLine } from "../../lib/edr/wal_line.ts";
 import { sampleDraft } from "./sample_draft.ts";
 
 const encoder = new TextEncoder();
