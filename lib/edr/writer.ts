@@ -48,7 +48,10 @@ export interface EdrWriterOptions {
    * 0 writes each batch's files as soon as it is durable.
    */
   materializeIdleMs?: number;
-  /** Most durable records that may wait for a quiet moment before their files are written (default 32768). */
+  /**
+   * Most durable records that may wait for a quiet moment before their files are written (default 131072).
+   * Waiting costs no memory (the WAL holds them); the bound is how long a stop may spend writing files.
+   */
   maxDeferred?: number;
   /**
    * True when no request is in flight besides those waiting on the WAL. A lone record's fdatasync then
@@ -115,7 +118,7 @@ export class EdrWriter {
     this.#materializer = new Materializer(this.#dir, this.#log, {
       maxBacklog: Math.max(1, options.maxMaterializeBacklog ?? 1_000_000),
       idleMs: Math.max(0, options.materializeIdleMs ?? 200),
-      maxDeferred: Math.max(1, options.maxDeferred ?? 32_768),
+      maxDeferred: Math.max(1, options.maxDeferred ?? 131_072),
     });
     this.#wal = new WalLog(this.#dir, this.#log, {
       zeroAhead: options.zeroAhead,
