@@ -4,6 +4,8 @@
  * rows, and the database verify, which checks that a row's columns still agree with its text.
  */
 
+import { parseWalLine } from "../edr/mod.ts";
+
 const decoder = new TextDecoder();
 
 /** The columns of one `edr_records` row. */
@@ -25,37 +27,18 @@ export interface RecordRow {
   record_text: string;
 }
 
-const RECORD_AFTER_INPUT = new TextEncoder().encode(',"record":');
-const RECORD_ONLY = new TextEncoder().encode('{"record":');
-
-function lastIndexOfBytes(bytes: Uint8Array, pattern: Uint8Array): number {
-  for (let at = bytes.length - pattern.length; at >= 0; at--) {
-    let i = 0;
-    while (i < pattern.length && bytes[at + i] === pattern[i]) i++;
-    if (i === pattern.length) return at;
-  }
-  return -1;
-}
-
-function startsWith(bytes: Uint8Array, pattern: Uint8Array): boolean {
-  if (bytes.length < pattern.length) return false;
-  for (let i = 0; i < pattern.length; i++) if (bytes[i] !== pattern[i]) return false;
-  return true;
-}
-
 /**
- * The record's exact canonical text in a WAL line (`{"record":R}` or `{"input":I,"record":R}`). R is the
- * line's last member and its keys are fixed by the schema, so the last `,"record":` is the separator
- * even when the input holds that text (see lib/edr/materializer_worker.ts).
+ * The record's exact canonical text in a WAL line (`{"record":R}` or `{"input":I,"record":R}`), found by
+ * the WAL's one line parser (which walks the line's structure, so an input mimicking the keys cannot
+ * mislead it); null when the line is not a record line.
  */
 export function recordTextOfWalLine(line: Uint8Array): string | null {
-  if (line.length < 2 || line[line.length - 1] !== 0x7d) return null;
-  if (startsWith(line, RECORD_ONLY)) {
-    return decoder.decode(line.subarray(RECORD_ONLY.length, line.length - 1));
+  try {
+    const [start, end] = parseWalLine(line, 0, line.length).record;
+    return decoder.decode(line.subarray(start, end));
+  } catch {
+    return null;
   }
-  const at = lastIndexOfBytes(line, RECORD_AFTER_INPUT);
-  if (at === -1) return null;
-  return decoder.decode(line.subarray(at + RECORD_AFTER_INPUT.length, line.length - 1));
 }
 
 /** The row of a record's canonical text, or null when the text is not a record (the line is skipped). */
