@@ -1,0 +1,130 @@
+/**
+ * Keeps the shape docs/architecture.md draws: imports run one way, from the entry points down to the core.
+ * The graph is Deno's own (`deno info --json` of every module under lib/, cli/ and main.ts), so a dynamic
+ * import or a worker's module counts like any other.
+ */
+import assert from "node:assert/strict";
+import { join, relative } from "node:path";
+import { fileURLToPath as fromFileUrl } from "node:url";
+
+const REPO = fromFileUrl(new URL("../../", import.meta.url));
+
+/**
+ * Each group's layer, lowest first. A module may import its own group and any lower layer; two groups of
+ * one layer never import each other (inbound and providers meet only in lib/canonical).
+ */
+export const LAYERS: string[][] = [
+  ["lib/config", "lib/canonical", "lib/bytes.ts", "lib/version.ts", "lib/client_text.ts", "schemas"],
+  ["lib/authority", "lib/health", "lib/slot"],
+  ["lib/contract"],
+  ["lib/inbound", "lib/providers", "lib/edr"],
+  ["lib/replay", "lib/pipeline"],
+  ["lib/fleet", "lib/explorer"],
+  ["lib/http"],
+  ["main.ts", "cli"],
+];
+
+/** The group of a repository path: `lib/<folder>`, a file directly under lib/, or the top folder. */
+export function groupOf(path: string): string {
+  const parts = path.split("/");
+  if (parts[0] === "lib") return parts.length > 2 ? `lib/${parts[1]}` : path;
+  return parts.length > 1 ? parts[0] : path;
+}
+
+/**
+ * The one import from outside lib/, cli/ and main.ts: the demo runs the fakes the tests use as its sample
+ * upstreams, so what `deno task demo` shows is what the suite checks. Nothing under lib/ may do this.
+ */
+const ALLOWED_OUTSIDE: ReadonlyArray<[string, string]> = [["cli/demo.ts", "tests/fakes/"]];
+
+const rank = new Map(LAYERS.flatMap((groups, layer) => groups.map((g) => [g, layer] as const)));
+
+/** Why `from` may not import `to` (repository paths), or null when the import runs the right way. */
+export function importProblem(from: string, to: string): string | null {
+  const a = groupOf(from);
+  const b = groupOf(to);
+  if (a === b) return null;
+  if (a.startsWith("lib") && (b === "tests" || b === "cli" || b === "bench")) {
+    return `${from} imports ${to}: lib never imports ${b}/`;
+  }
+  if (ALLOWED_OUTSIDE.some(([f, prefix]) => from === f && to.startsWith(prefix))) return null;
+  // What an allowed outside module imports in turn is the test suite's business, not this graph's.
+  if (a === "tests") return null;
+  const ra = rank.get(a);
+  const rb = rank.get(b);
+  if (ra === undefined) {
+    return `${from} is in ${a}, which has no layer in LAYERS (add it, and to architecture.md)`;
+  }
+  if (rb === undefined) {
+    return `${to} is in ${b}, which has no layer in LAYERS (add it, and to architecture.md)`;
+  }
+  if (rb > ra) return `${from} (${a}) imports ${to} (${b}), a higher layer: imports run toward the core`;
+  if (rb === ra) {
+    return `${from} (${a}) imports ${to} (${b}) of its own layer: groups of one layer stay apart`;
+  }
+  return null;
+}
+
+async function sourceFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const entry of Deno.readDir(join(REPO, dir))) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory) out.push(...await sourceFiles(path));
+    else if (entry.name.endsWith(".ts")) out.push(path);
+  }
+  return out;
+}
+
+/** Every import edge between repository files reachable from lib/, cli/ and main.ts. */
+async function importEdges(): Promise<Array<[string, string]>> {
+  const files = ["main.ts", ...await sourceFiles("lib"), ...await sourceFiles("cli")];
+  const dir = await Deno.makeTempDir({ prefix: "hi-imports-" });
+  try {
+    const entry = join(dir, "all.ts");
+    const lines = files.map((f) => `import ${JSON.stringify(new URL(f, `file://${REPO}`).href)};`);
+    await Deno.writeTextFile(entry, lines.join("\n"));
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["info", "--json", "--config", join(REPO, "deno.json"), entry],
+      cwd: REPO,
+    }).output();
+    assert.equal(code, 0, new TextDecoder().decode(stderr));
+    const graph = JSON.parse(new TextDecoder().decode(stdout)) as {
+      modules: Array<{ specifier: string; dependencies?: Array<Record<string, { specifier?: string }>> }>;
+    };
+    const local = (specifier: string | undefined) =>
+      specifier?.startsWith(`file://${REPO}`) ? relative(REPO, fromFileUrl(specifier)) : null;
+    const edges: Array<[string, string]> = [];
+    for (const module of graph.modules) {
+      const from = local(module.specifier);
+      if (from === null) continue;
+      for (const dependency of module.dependencies ?? []) {
+        for (const kind of ["code", "type"]) {
+          const to = local(dependency[kind]?.specifier);
+          if (to !== null && to !== from) edges.push([from, to]);
+        }
+      }
+    }
+    return edges;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("import direction: the rule itself refuses upward, sideways and test imports", () => {
+  assert.equal(importProblem("lib/http/server.ts", "lib/edr/mod.ts"), null);
+  assert.equal(importProblem("lib/edr/writer.ts", "lib/edr/seal.ts"), null);
+  assert.match(importProblem("lib/contract/decide.ts", "lib/http/errors.ts")!, /higher layer/);
+  assert.match(importProblem("lib/providers/mod.ts", "lib/inbound/openai/mod.ts")!, /own layer/);
+  assert.match(importProblem("lib/edr/writer.ts", "tests/fakes/fake_ollama.ts")!, /never imports tests/);
+  assert.match(importProblem("lib/http/server.ts", "cli/serve.ts")!, /never imports cli/);
+  assert.match(importProblem("lib/newthing/a.ts", "lib/edr/mod.ts")!, /no layer/);
+  assert.equal(importProblem("cli/demo.ts", "tests/fakes/fake_ollama.ts"), null);
+  assert.match(importProblem("cli/serve.ts", "tests/fakes/fake_ollama.ts")!, /no layer/);
+});
+
+Deno.test("import direction: every import under lib/, cli/ and main.ts runs toward the core", async () => {
+  const edges = await importEdges();
+  assert.ok(edges.length > 100, `only ${edges.length} import edges found: the graph was not read`);
+  const problems = [...new Set(edges.map(([from, to]) => importProblem(from, to)).filter((p) => p !== null))];
+  assert.deepEqual(problems, []);
+});
