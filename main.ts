@@ -4,7 +4,7 @@
  * cli/serve.ts) it also shuts down when its stdin reaches end-of-file, which is when the launcher is gone.
  */
 import { parseArgs } from "node:util";
-import { issuerSecretEnvNames } from "./lib/authority/mod.ts";
+import { issuerSecretEnvNames, unusableIssuers } from "./lib/authority/mod.ts";
 import { loadPolicy } from "./lib/contract/mod.ts";
 import { configFromEnv, exitCannotStart, readRouterEnv, startServer } from "./lib/http/mod.ts";
 
@@ -24,7 +24,7 @@ async function start() {
       ...(checkpointEnv ? [checkpointEnv] : []),
     ]);
     const server = await startServer(config, { policy, secrets });
-    return { config, policy, server };
+    return { config, policy, server, secrets };
   } catch (error) {
     exitCannotStart(error);
   }
@@ -57,7 +57,7 @@ async function stdinClosed(): Promise<void> {
 
 if (import.meta.main) {
   const { exitWithStdin } = parseFlags(Deno.args);
-  const { config, policy, server } = await start();
+  const { config, policy, server, secrets } = await start();
   // One shutdown for SIGINT, SIGTERM and the end of stdin; a second request while it runs is a no-op.
   let stopping = false;
   const stop = async () => {
@@ -77,6 +77,14 @@ if (import.meta.main) {
   console.log(
     `hybrid-inference listening on ${server.url} (policy ${policy.policy_version}, artifacts ${config.artifactsDir})`,
   );
+  // The server starts without an issuer's secret (other issuers may still verify), so say it once here.
+  for (const issuer of unusableIssuers(policy.authority, secrets)) {
+    const env = policy.authority.issuers.find((i) => i.id === issuer)?.hmac_secret_env;
+    console.log(
+      `authority issuer "${issuer}" cannot verify anything: its secret variable ${env} is not set, so every ` +
+        `block it signs is refused; set ${env} and restart`,
+    );
+  }
   await server.firstProbe;
   const unfit = server.hosts.every((h) => h.health.snapshot().state === "unfit");
   const clouds = [config.anthropicApiKey ? "anthropic" : null, config.openaiApiKey ? "openai" : null].filter(
