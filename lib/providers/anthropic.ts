@@ -12,13 +12,8 @@ import {
   fromAnthropicResponse,
 } from "./anthropic_response.ts";
 import { parseSse } from "./sse.ts";
-import {
-  type CallOptions,
-  type ChatRequest,
-  type ChatResult,
-  type ProviderAdapter,
-  type StreamEvent,
-} from "./types.ts";
+import type { ChatRequest, ChatResult, StreamEvent } from "../canonical/mod.ts";
+import type { CallOptions, ProviderAdapter } from "./types.ts";
 import { readJsonAnswer, streamCutError, upstreamCall, upstreamFailure } from "./upstream_errors.ts";
 
 /** The API version header value the adapter speaks. */

@@ -4,17 +4,17 @@
  * silently changed. A request that came in as Anthropic goes out as the client sent it.
  */
 
-import {
-  type AnthropicAssistantBlock,
-  type AnthropicMessage,
-  type AnthropicMessagesRequest,
-  anthropicNative,
-  type AnthropicTextOrImageBlock,
-  type AnthropicTool,
-  type AnthropicToolChoice,
-  type AnthropicUserBlock,
-} from "./anthropic_inbound.ts";
-import { type ChatMessage, type ChatRequest, type ContentPart, UpstreamError } from "./types.ts";
+import { type ChatMessage, type ChatRequest, type ContentPart, nativeBody } from "../canonical/mod.ts";
+import type {
+  AnthropicAssistantBlock,
+  AnthropicMessage,
+  AnthropicMessagesBody,
+  AnthropicTextOrImageBlock,
+  AnthropicTool,
+  AnthropicToolChoice,
+  AnthropicUserBlock,
+} from "./anthropic/wire.ts";
+import { UpstreamError } from "./types.ts";
 import { unsupportedFieldError } from "./upstream_errors.ts";
 
 /** Options for `toAnthropicRequest`. */
@@ -265,16 +265,16 @@ export function checkAnthropicSupport(request: ChatRequest): void {
  * reject as unsigned) are left out.
  */
 function nativeRequest(
-  native: AnthropicMessagesRequest,
+  native: AnthropicMessagesBody,
   options: AnthropicRequestOptions,
-): AnthropicMessagesRequest {
+): AnthropicMessagesBody {
   const { stream: _stream, ...rest } = native;
   const messages = rest.messages.map((turn): AnthropicMessage => {
     if (turn.role !== "assistant" || typeof turn.content === "string") return turn;
     const content = turn.content.filter((block) => block.type !== "thinking" || block.signature !== "");
     return content.length === turn.content.length ? turn : { role: "assistant", content };
   });
-  const body: AnthropicMessagesRequest = { ...rest, model: options.model, messages };
+  const body: AnthropicMessagesBody = { ...rest, model: options.model, messages };
   if (options.stream) body.stream = true;
   return body;
 }
@@ -292,8 +292,8 @@ function nativeRequest(
 export function toAnthropicRequest(
   request: ChatRequest,
   options: AnthropicRequestOptions,
-): AnthropicMessagesRequest {
-  const native = anthropicNative(request);
+): AnthropicMessagesBody {
+  const native = nativeBody(request, "anthropic_messages") as AnthropicMessagesBody | undefined;
   if (native !== undefined) return nativeRequest(native, options);
   if (request.n !== undefined && request.n > 1) {
     throw invalid("n greater than 1 cannot be routed to anthropic; send n = 1", "UNSUPPORTED_PARAMETER", "n");
@@ -310,7 +310,7 @@ export function toAnthropicRequest(
   const instruction = jsonInstruction(request);
   if (instruction !== null) system.push(instruction);
 
-  const body: AnthropicMessagesRequest = {
+  const body: AnthropicMessagesBody = {
     model: options.model,
     max_tokens: request.max_completion_tokens ?? request.max_tokens ?? options.defaultMaxTokens,
     messages: turns,

@@ -4,16 +4,16 @@
  */
 
 import type { SseEvent } from "./sse.ts";
-import {
-  type ChatResult,
-  type FinishReason,
-  type StopDetail,
-  type StreamEvent,
-  type ToolCall,
-  UpstreamError,
-  type Usage,
-  type UsageDetails,
-} from "./types.ts";
+import type {
+  ChatResult,
+  FinishReason,
+  StopDetail,
+  StreamEvent,
+  ToolCall,
+  Usage,
+  UsageDetails,
+} from "../canonical/mod.ts";
+import { UpstreamError } from "./types.ts";
 import { drain, scrubSecrets, streamCutError, streamError } from "./upstream_errors.ts";
 
 /** Anthropic's usage counters (a `message`'s `usage`, or a `message_delta`'s). */

@@ -1,6 +1,7 @@
 /**
- * Provider adapters (Ollama, OpenAI, Anthropic), format translation, and the client-side encoders for
- * the OpenAI and Anthropic wire formats.
+ * Provider adapters (Ollama, OpenAI, Anthropic): each turns a canonical request (lib/canonical) into its
+ * upstream's body and the upstream's answer back into canonical results and events. Nothing here knows
+ * what a client speaks (lib/inbound).
  */
 export * from "./types.ts";
 export { type Deadline, deadlineAfter } from "./deadlines.ts";
@@ -8,13 +9,3 @@ export { Http1Agent, routedUpstreamFetch, type UpstreamFetch } from "./http1_cli
 export { OllamaAdapter } from "./ollama.ts";
 export { OpenAIAdapter } from "./openai.ts";
 export { AnthropicAdapter } from "./anthropic.ts";
-export { OpenAIStreamEncoder, toOpenAIResponse } from "./openai_format.ts";
-export {
-  anthropicErrorBody,
-  type AnthropicMessagesRequest,
-  anthropicMessagesRequestSchema,
-  anthropicNative,
-  AnthropicStreamEncoder,
-  fromAnthropicRequest,
-  toAnthropicResponse,
-} from "./anthropic_inbound.ts";

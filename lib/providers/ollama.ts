@@ -6,19 +6,17 @@
 import { normalizeOllamaHost } from "../config/mod.ts";
 import type { UpstreamFetch } from "./http1_client.ts";
 import { parseNdjson } from "./ndjson.ts";
-import {
-  type CallOptions,
-  type ChatMessage,
-  type ChatRequest,
-  type ChatResult,
-  type ContentPart,
-  type FinishReason,
-  type ProviderAdapter,
-  type StreamEvent,
-  type ToolCall,
-  UpstreamError,
-  type Usage,
-} from "./types.ts";
+import type {
+  ChatMessage,
+  ChatRequest,
+  ChatResult,
+  ContentPart,
+  FinishReason,
+  StreamEvent,
+  ToolCall,
+  Usage,
+} from "../canonical/mod.ts";
+import { type CallOptions, type ProviderAdapter, UpstreamError } from "./types.ts";
 import {
   answerError,
   drain,

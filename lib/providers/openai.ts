@@ -5,17 +5,16 @@
 import type { UpstreamFetch } from "./http1_client.ts";
 import { parseSse } from "./sse.ts";
 import type {
-  CallOptions,
   ChatRequest,
   ChatResult,
   ChoiceLogprobs,
   FinishReason,
-  ProviderAdapter,
   StreamEvent,
   ToolCall,
   Usage,
   UsageDetails,
-} from "./types.ts";
+} from "../canonical/mod.ts";
+import type { CallOptions, ProviderAdapter } from "./types.ts";
 import {
   answerError,
   drain,

@@ -1,6 +1,6 @@
 /**
- * Server-sent events framing: assembles events from arbitrarily split bytes (inside a line, inside a
- * multi-byte character, between `data:` and its blank line) and encodes events for our own streams.
+ * Server-sent events framing of an upstream's answer: assembles events from arbitrarily split bytes (inside
+ * a line, inside a multi-byte character, between `data:` and its blank line).
  */
 
 import { framedStream, type FramedStreamOptions, framerTransform, type TextFramer } from "./framing.ts";
@@ -101,10 +101,4 @@ export function parseSse(
   options: FramedStreamOptions = {},
 ): ReadableStream<SseEvent> {
   return framedStream(body, new SseFramer(), options);
-}
-
-/** Encodes one SSE event (`event:` line when named, one `data:` line per payload line, blank line). */
-export function encodeSseEvent(data: string, event?: string): string {
-  const head = event === undefined ? "" : `event: ${event}\n`;
-  return `${head}${data.split(/\r\n|\r|\n/).map((line) => `data: ${line}\n`).join("")}\n`;
 }

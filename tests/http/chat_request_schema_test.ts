@@ -5,8 +5,8 @@ import {
   chatRequestSchema,
   parseChatBody,
   withoutNullFields,
-} from "../../lib/http/chat_request_schema.ts";
-import { RouterError } from "../../lib/http/errors.ts";
+} from "../../lib/inbound/openai/mod.ts";
+import { InboundError } from "../../lib/inbound/mod.ts";
 
 function parse(body: Record<string, unknown>) {
   return chatRequestSchema.safeParse(withoutNullFields(body));
@@ -142,7 +142,7 @@ Deno.test("OpenAI fields are carried, refused by name, or routed, never dropped"
     try {
       admitChatFields(body);
     } catch (error) {
-      assert.ok(error instanceof RouterError);
+      assert.ok(error instanceof InboundError);
       return error;
     }
     assert.fail("expected a refusal");
@@ -217,7 +217,7 @@ Deno.test("members inside messages, parts and tools are carried, echoes left out
     try {
       parseChatBody(body);
     } catch (error) {
-      if (error instanceof RouterError) return error;
+      if (error instanceof InboundError) return error;
       throw error;
     }
     assert.fail("the body was accepted");

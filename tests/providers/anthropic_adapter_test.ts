@@ -1,12 +1,7 @@
 import assert from "node:assert/strict";
 import { AnthropicAdapter } from "../../lib/providers/anthropic.ts";
-import {
-  type CallOptions,
-  type ChatMessage,
-  type ChatRequest,
-  type StreamEvent,
-  UpstreamError,
-} from "../../lib/providers/types.ts";
+import { type CallOptions, UpstreamError } from "../../lib/providers/types.ts";
+import type { ChatMessage, ChatRequest, StreamEvent } from "../../lib/canonical/mod.ts";
 import { type FakeAnthropic, startFakeAnthropic } from "../fakes/fake_anthropic.ts";
 
 const KEY = "sk-ant-test";

@@ -13,8 +13,9 @@ import {
   AnthropicStreamEncoder,
   fromAnthropicRequest,
   toAnthropicResponse,
-} from "../../lib/providers/anthropic_inbound.ts";
-import { type ChatRequest, type StreamEvent, UpstreamError } from "../../lib/providers/types.ts";
+} from "../../lib/inbound/anthropic/mod.ts";
+import type { ChatRequest, StreamEvent } from "../../lib/canonical/mod.ts";
+import { UpstreamError } from "../../lib/providers/types.ts";
 
 const OPTS = { model: "claude-x", defaultMaxTokens: 1024, stream: false };
 const hi = { role: "user" as const, content: "hi" };

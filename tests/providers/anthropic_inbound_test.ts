@@ -6,8 +6,9 @@ import {
   AnthropicStreamEncoder,
   fromAnthropicRequest,
   toAnthropicResponse,
-} from "../../lib/providers/anthropic_inbound.ts";
-import type { ChatRequest, ChatResult, ClientResponseMeta, StreamEvent } from "../../lib/providers/types.ts";
+} from "../../lib/inbound/anthropic/mod.ts";
+import type { ChatRequest, ChatResult, StreamEvent } from "../../lib/canonical/mod.ts";
+import type { ClientResponseMeta } from "../../lib/inbound/mod.ts";
 
 const META: ClientResponseMeta = { id: "msg_0123abcd", created: 1764201600, model: "qwen3:8b" };
 const USAGE = { prompt_tokens: 21, completion_tokens: 9, total_tokens: 30 };

@@ -1,11 +1,7 @@
 import assert from "node:assert/strict";
 import { OllamaAdapter, toOllamaRequest } from "../../lib/providers/ollama.ts";
-import {
-  type CallOptions,
-  type ChatRequest,
-  type StreamEvent,
-  UpstreamError,
-} from "../../lib/providers/types.ts";
+import { type CallOptions, UpstreamError } from "../../lib/providers/types.ts";
+import type { ChatRequest, StreamEvent } from "../../lib/canonical/mod.ts";
 import { startFakeOllama } from "../fakes/fake_ollama.ts";
 
 function callOptions(over: Partial<CallOptions> = {}): CallOptions {

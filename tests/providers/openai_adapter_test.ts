@@ -1,11 +1,7 @@
 import assert from "node:assert/strict";
 import { OpenAIAdapter, toOpenAIRequest } from "../../lib/providers/openai.ts";
-import {
-  type CallOptions,
-  type ChatRequest,
-  type StreamEvent,
-  UpstreamError,
-} from "../../lib/providers/types.ts";
+import { type CallOptions, UpstreamError } from "../../lib/providers/types.ts";
+import type { ChatRequest, StreamEvent } from "../../lib/canonical/mod.ts";
 import { FAKE_REFUSAL, FAKE_USAGE_DETAILS, startFakeOpenAI } from "../fakes/fake_openai.ts";
 
 function callOptions(over: Partial<CallOptions> = {}): CallOptions {

@@ -1,13 +1,9 @@
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import { OpenAIStreamEncoder, toOpenAIResponse } from "../../lib/providers/openai_format.ts";
+import { OpenAIStreamEncoder, toOpenAIResponse } from "../../lib/inbound/openai/mod.ts";
 import { parseSse } from "../../lib/providers/sse.ts";
-import type {
-  ChatResult,
-  ClientErrorInfo,
-  ClientResponseMeta,
-  StreamEvent,
-} from "../../lib/providers/types.ts";
+import type { ChatResult, StreamEvent } from "../../lib/canonical/mod.ts";
+import type { ClientErrorInfo, ClientResponseMeta } from "../../lib/inbound/mod.ts";
 
 const META: ClientResponseMeta = { id: "chatcmpl-0123abcd", created: 1764201600, model: "qwen3:8b" };
 const USAGE = { prompt_tokens: 26, completion_tokens: 9, total_tokens: 35 };

@@ -1,22 +1,10 @@
 /**
- * The router's inbound Anthropic Messages endpoint (`POST /v1/messages`): the request schema, the
- * translation of an Anthropic request into the canonical `ChatRequest`, and the encoders that turn a
- * canonical answer back into an Anthropic `message` object or an Anthropic SSE stream.
+ * The router's inbound Anthropic Messages endpoint (`POST /v1/messages`): the request schema, the fields
+ * the router refuses by name, and the types of what it accepts. `to_canonical.ts` translates a parsed body.
  */
 
-import { isFieldName } from "../client_text.ts";
+import { isFieldName } from "../../client_text.ts";
 import { z } from "zod";
-import type { ChatMessage, ChatRequest, ContentPart, ThinkingConfig, ToolCall, ToolChoice } from "./types.ts";
-
-export {
-  anthropicErrorBody,
-  anthropicErrorType,
-  AnthropicStreamEncoder,
-  type AnthropicStreamEncoderOptions,
-  toAnthropicResponse,
-  toAnthropicStop,
-  toAnthropicStopReason,
-} from "./anthropic_client_format.ts";
 
 /**
  * Anthropic Messages API fields the router does not carry, each with why and what to do: a 400
@@ -213,144 +201,7 @@ export type AnthropicTextOrImageBlock = z.infer<typeof textBlockSchema> | z.infe
 export type AnthropicTool = NonNullable<AnthropicMessagesRequest["tools"]>[number];
 /** A tool choice in Anthropic's shape. */
 export type AnthropicToolChoice = NonNullable<AnthropicMessagesRequest["tool_choice"]>;
-
-function imagePart(block: z.infer<typeof imageBlockSchema>): ContentPart {
-  const url = block.source.type === "base64"
-    ? `data:${block.source.media_type};base64,${block.source.data}`
-    : block.source.url;
-  return { type: "image_url", image_url: { url } };
-}
-
-/** A single text part collapses to a plain string so the common case stays the common OpenAI shape. */
-function partsToContent(parts: ContentPart[]): string | ContentPart[] {
-  if (parts.length === 1 && parts[0].type === "text") return parts[0].text;
-  return parts;
-}
-
-function toolResultMessage(block: z.infer<typeof toolResultBlockSchema>): ChatMessage {
-  let content: string | ContentPart[];
-  if (block.content === undefined) content = "";
-  else if (typeof block.content === "string") content = block.content;
-  else {
-    content = partsToContent(
-      block.content.map((b) => b.type === "text" ? { type: "text" as const, text: b.text } : imagePart(b)),
-    );
-  }
-  // OpenAI's tool message has no error flag; saying so in the content keeps the meaning for the model.
-  if (block.is_error) {
-    content = typeof content === "string"
-      ? `Error: ${content}`
-      : [{ type: "text", text: "Error:" }, ...content];
-  }
-  return { role: "tool", tool_call_id: block.tool_use_id, content };
-}
-
-function fromToolChoice(choice: AnthropicToolChoice): ToolChoice {
-  switch (choice.type) {
-    case "auto":
-      return "auto";
-    case "none":
-      return "none";
-    case "any":
-      return "required";
-    case "tool":
-      return { type: "function", function: { name: choice.name } };
-  }
-}
-
-/**
- * The client's own Anthropic body, kept on the canonical request it was translated into (under a symbol,
- * so it is neither serialized, nor hashed, nor sent to another upstream): when Anthropic serves, the
- * adapter sends it as it came, with only `model` and `stream` set, so nothing is lost in translation.
- */
-export const ANTHROPIC_NATIVE: unique symbol = Symbol("anthropic native request");
-
-/** The client's own Anthropic body behind a canonical request, when the client spoke Anthropic. */
-export function anthropicNative(request: ChatRequest): AnthropicMessagesRequest | undefined {
-  return (request as { [ANTHROPIC_NATIVE]?: AnthropicMessagesRequest })[ANTHROPIC_NATIVE];
-}
-
-/**
- * Translates a parsed inbound Anthropic request into the canonical request, which keeps the client's
- * body for Anthropic (see `ANTHROPIC_NATIVE`). For the other upstreams: `top_k` is carried (Ollama
- * `options.top_k`; decide() keeps it away from OpenAI), `cache_control` has no equivalent and is not
- * sent, thinking blocks of earlier answers are not content, a
- * `tool_result` with `is_error` starts with "Error:", and `output_config.format` is the JSON Schema
- * `response_format`.
- */
-export function fromAnthropicRequest(body: AnthropicMessagesRequest): ChatRequest {
-  const messages: ChatMessage[] = [];
-  if (typeof body.system === "string") {
-    if (body.system !== "") messages.push({ role: "system", content: body.system });
-  } else if (body.system) {
-    for (const block of body.system) messages.push({ role: "system", content: block.text });
-  }
-  for (const turn of body.messages) {
-    if (typeof turn.content === "string") {
-      messages.push({ role: turn.role, content: turn.content });
-      continue;
-    }
-    if (turn.role === "user") {
-      // Anthropic puts tool results first in the turn; OpenAI wants them as tool messages right after
-      // the assistant's calls, so they go out before the turn's other content.
-      const parts: ContentPart[] = [];
-      for (const block of turn.content) {
-        if (block.type === "tool_result") messages.push(toolResultMessage(block));
-        else if (block.type === "text") parts.push({ type: "text", text: block.text });
-        else parts.push(imagePart(block));
-      }
-      if (parts.length > 0) messages.push({ role: "user", content: partsToContent(parts) });
-      continue;
-    }
-    const parts: ContentPart[] = [];
-    const toolCalls: ToolCall[] = [];
-    for (const block of turn.content) {
-      if (block.type === "text") parts.push({ type: "text", text: block.text });
-      else if (block.type === "tool_use") {
-        toolCalls.push({
-          id: block.id,
-          type: "function",
-          function: { name: block.name, arguments: JSON.stringify(block.input) },
-        });
-      }
-    }
-    const message: ChatMessage = {
-      role: "assistant",
-      content: parts.length === 0 ? (toolCalls.length > 0 ? null : "") : partsToContent(parts),
-    };
-    if (toolCalls.length > 0) message.tool_calls = toolCalls;
-    messages.push(message);
-  }
-
-  const request: ChatRequest = { model: body.model, messages, max_tokens: body.max_tokens };
-  if (body.temperature !== undefined) request.temperature = body.temperature;
-  if (body.top_p !== undefined) request.top_p = body.top_p;
-  if (body.top_k !== undefined) request.top_k = body.top_k;
-  if (body.stop_sequences !== undefined && body.stop_sequences.length > 0) request.stop = body.stop_sequences;
-  if (body.stream !== undefined) request.stream = body.stream;
-  if (body.metadata?.user_id) request.user = body.metadata.user_id;
-  if (body.tools !== undefined && body.tools.length > 0) {
-    request.tools = body.tools.map((tool) => ({
-      type: "function",
-      function: {
-        name: tool.name,
-        ...(tool.description !== undefined ? { description: tool.description } : {}),
-        parameters: tool.input_schema,
-        ...(tool.strict !== undefined ? { strict: tool.strict } : {}),
-      },
-    }));
-  }
-  if (body.tool_choice !== undefined) {
-    request.tool_choice = fromToolChoice(body.tool_choice);
-    if ("disable_parallel_tool_use" in body.tool_choice && body.tool_choice.disable_parallel_tool_use) {
-      request.parallel_tool_calls = false;
-    }
-  }
-  if (body.thinking !== undefined) request.thinking = body.thinking as ThinkingConfig;
-  const format = body.output_config?.format;
-  if (format !== undefined) {
-    request.response_format = { type: "json_schema", json_schema: { name: "output", schema: format.schema } };
-  }
-  Object.defineProperty(request, ANTHROPIC_NATIVE, { value: body, enumerable: false });
-  return request;
-}
+/** An image block (in a user turn or a `tool_result`). */
+export type AnthropicImageBlock = z.infer<typeof imageBlockSchema>;
+/** A `tool_result` block of a user turn. */
+export type AnthropicToolResultBlock = z.infer<typeof toolResultBlockSchema>;
