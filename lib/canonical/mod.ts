@@ -3,4 +3,4 @@
  * (lib/providers) speak, and the tool-argument forms both translate; neither side imports the other.
  */
 export * from "./chat.ts";
-export { argumentsObject, argumentsText } from "./tool_arguments.ts";
+export { argumentsObject, type ArgumentsReading, argumentsText, readArguments } from "./tool_arguments.ts";

@@ -4,20 +4,31 @@
  * provider adapters alike; what a side does with arguments that are not an object is its own choice.
  */
 
+/** Arguments read as a JSON object, or why they are not one. */
+export type ArgumentsReading = { object: Record<string, unknown> } | { problem: "not_json" | "not_object" };
+
 /**
- * The arguments as a JSON object: `{}` for an empty string (some OpenAI-compatible servers send "" for a
- * call without arguments), undefined when they are not valid JSON or not an object.
+ * Reads arguments as a JSON object: `{}` for an empty string (some OpenAI-compatible servers send "" for a
+ * call without arguments); otherwise the parsed object, or why it is not one.
  */
-export function argumentsObject(raw: string): Record<string, unknown> | undefined {
-  if (raw.trim() === "") return {};
+export function readArguments(raw: string): ArgumentsReading {
+  if (raw.trim() === "") return { object: {} };
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw);
   } catch {
-    return undefined;
+    return { problem: "not_json" };
   }
-  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) return undefined;
-  return parsed as Record<string, unknown>;
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+    return { problem: "not_object" };
+  }
+  return { object: parsed as Record<string, unknown> };
+}
+
+/** The arguments as a JSON object (see `readArguments`), or undefined when they are not one. */
+export function argumentsObject(raw: string): Record<string, unknown> | undefined {
+  const reading = readArguments(raw);
+  return "object" in reading ? reading.object : undefined;
 }
 
 /** The canonical JSON-string form of arguments an upstream gave as an object (or already as a string). */

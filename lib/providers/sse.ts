@@ -3,7 +3,7 @@
  * a line, inside a multi-byte character, between `data:` and its blank line).
  */
 
-import { framedStream, type FramedStreamOptions, framerTransform, type TextFramer } from "./framing.ts";
+import { framedStream, type FramedStreamOptions, type TextFramer } from "./framing.ts";
 
 /** One assembled SSE event: its `event:` name (null when none was given) and its joined `data:` lines. */
 export interface SseEvent {
@@ -84,14 +84,6 @@ export class SseFramer implements TextFramer<SseEvent> {
       this.#event = value;
     }
     // `id` and `retry` steer browser reconnection, which a router never does.
-  }
-}
-
-/** A `TransformStream` from decoded text to SSE events. */
-export class SseParserStream extends TransformStream<string, SseEvent> {
-  /** Builds the parser; feed it text from a `TextDecoderStream`. */
-  constructor() {
-    super(framerTransform(new SseFramer()));
   }
 }
 

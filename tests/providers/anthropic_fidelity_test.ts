@@ -4,7 +4,7 @@ import {
   checkAnthropicSupport,
   FIRST_TURN_USER_TEXT,
   toAnthropicRequest,
-} from "../../lib/providers/anthropic_request.ts";
+} from "../../lib/providers/anthropic/mod.ts";
 import { requestFeatures } from "../../lib/http/request_features.ts";
 import {
   anthropicErrorBody,

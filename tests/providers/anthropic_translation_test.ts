@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { anthropicJsonMode, toAnthropicRequest } from "../../lib/providers/anthropic_request.ts";
+import { anthropicJsonMode, toAnthropicRequest } from "../../lib/providers/anthropic/mod.ts";
 import {
   anthropicEventsToStream,
   fromAnthropicResponse,
   fromAnthropicStopReason,
-} from "../../lib/providers/anthropic_response.ts";
+} from "../../lib/providers/anthropic/mod.ts";
 import {
   anthropicErrorBody,
   type AnthropicMessagesRequest,
@@ -15,7 +15,7 @@ import {
   toAnthropicResponse,
 } from "../../lib/inbound/anthropic/mod.ts";
 import { parseSse, type SseEvent } from "../../lib/providers/sse.ts";
-import { upstreamHttpError } from "../../lib/providers/upstream_errors.ts";
+import { upstreamHttpError } from "../../lib/providers/http_errors.ts";
 import type { ChatMessage, ChatRequest, ChatResult, StreamEvent } from "../../lib/canonical/mod.ts";
 import { UpstreamError } from "../../lib/providers/types.ts";
 

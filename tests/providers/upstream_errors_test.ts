@@ -1,11 +1,7 @@
 import assert from "node:assert/strict";
 import { type CallOptions, type ProviderName, UpstreamError } from "../../lib/providers/types.ts";
-import {
-  parseRetryAfter,
-  streamCutError,
-  upstreamFetch,
-  upstreamHttpError,
-} from "../../lib/providers/upstream_errors.ts";
+import { parseRetryAfter, streamCutError, upstreamHttpError } from "../../lib/providers/http_errors.ts";
+import { upstreamFetch } from "../../lib/providers/upstream_call.ts";
 
 const openaiBody = (
   message: string,

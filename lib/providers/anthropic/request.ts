@@ -4,7 +4,13 @@
  * silently changed. A request that came in as Anthropic goes out as the client sent it.
  */
 
-import { type ChatMessage, type ChatRequest, type ContentPart, nativeBody } from "../canonical/mod.ts";
+import {
+  argumentsObject,
+  type ChatMessage,
+  type ChatRequest,
+  type ContentPart,
+  nativeBody,
+} from "../../canonical/mod.ts";
 import type {
   AnthropicAssistantBlock,
   AnthropicMessage,
@@ -13,9 +19,9 @@ import type {
   AnthropicTool,
   AnthropicToolChoice,
   AnthropicUserBlock,
-} from "./anthropic/wire.ts";
-import { UpstreamError } from "./types.ts";
-import { unsupportedFieldError } from "./upstream_errors.ts";
+} from "./wire.ts";
+import { UpstreamError } from "../types.ts";
+import { unsupportedFieldError } from "../http_errors.ts";
 
 /** Options for `toAnthropicRequest`. */
 export interface AnthropicRequestOptions {
@@ -101,22 +107,13 @@ function instructionText(content: string | ContentPart[]): string {
 }
 
 function parseToolArguments(args: string, name: string, id: string): Record<string, unknown> {
-  // Some OpenAI-compatible servers send "" for a call without arguments.
-  if (args.trim() === "") return {};
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(args);
-  } catch {
-    parsed = undefined;
-  }
-  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
-    throw invalid(
-      `tool call ${id} (${name}) has arguments that are not a JSON object; send its arguments as a JSON object string`,
-      "INVALID_TOOL_ARGUMENTS",
-      "messages",
-    );
-  }
-  return parsed as Record<string, unknown>;
+  const parsed = argumentsObject(args);
+  if (parsed !== undefined) return parsed;
+  throw invalid(
+    `tool call ${id} (${name}) has arguments that are not a JSON object; send its arguments as a JSON object string`,
+    "INVALID_TOOL_ARGUMENTS",
+    "messages",
+  );
 }
 
 /** A turn being assembled; tool results are kept apart because Anthropic wants them first. */

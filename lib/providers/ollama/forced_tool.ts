@@ -6,9 +6,9 @@
  * sent, and Ollama's JSON answer comes back as one call of that tool, as the cloud providers would send it.
  * This is how `@ai-sdk/anthropic` and LangChain `ChatAnthropic` ask for structured output.
  */
-import type { ChatRequest, ChatResult, StreamEvent, ToolDefinition } from "../canonical/mod.ts";
-import { UpstreamError } from "./types.ts";
-import { unsupportedFieldError } from "./upstream_errors.ts";
+import type { ChatRequest, ChatResult, StreamEvent, ToolDefinition } from "../../canonical/mod.ts";
+import { UpstreamError } from "../types.ts";
+import { unsupportedFieldError } from "../http_errors.ts";
 
 /** The one tool a request forces the model to call, or null when it forces none. */
 export interface ForcedTool {

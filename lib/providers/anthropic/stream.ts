@@ -1,148 +1,20 @@
 /**
- * Anthropic Messages answers → canonical shapes: a whole `message` object → `ChatResult`, and an
- * Anthropic SSE event stream → `StreamEvent`s (one `finish`, or an `UpstreamError`, never both).
+ * An Anthropic SSE event stream → canonical `StreamEvent`s (one `finish`, or an `UpstreamError`, never
+ * both), decoded event by event inside the shared loop of event_stream.ts.
  */
 
-import type { SseEvent } from "./sse.ts";
-import type {
-  ChatResult,
-  FinishReason,
-  StopDetail,
-  StreamEvent,
-  ToolCall,
-  Usage,
-  UsageDetails,
-} from "../canonical/mod.ts";
-import { UpstreamError } from "./types.ts";
-import { drain, scrubSecrets, streamCutError, streamError } from "./upstream_errors.ts";
-
-/** Anthropic's usage counters (a `message`'s `usage`, or a `message_delta`'s). */
-export interface AnthropicUsage {
-  input_tokens?: number | null;
-  output_tokens?: number | null;
-  cache_creation_input_tokens?: number | null;
-  cache_read_input_tokens?: number | null;
-}
-
-/** The parts of an Anthropic `message` response the router reads. */
-export interface AnthropicResponseMessage {
-  id?: string;
-  model?: string;
-  content?: Array<
-    {
-      type: string;
-      text?: string;
-      thinking?: string;
-      signature?: string;
-      id?: string;
-      name?: string;
-      input?: unknown;
-    }
-  >;
-  stop_reason?: string | null;
-  stop_sequence?: string | null;
-  usage?: AnthropicUsage;
-}
-
-/** What the canonical finish reason cannot say about an Anthropic `stop_reason`, or undefined. */
-export function anthropicStopDetail(
-  reason: string | null | undefined,
-  sequence: string | null | undefined,
-): StopDetail | undefined {
-  if (reason === "pause_turn") return { paused: true };
-  if (reason === "stop_sequence" && typeof sequence === "string") return { stop_sequence: sequence };
-  return undefined;
-}
-
-/** Anthropic's cache counts as canonical usage details, or undefined when it reported none. */
-export function anthropicUsageDetails(usage: AnthropicUsage | undefined): UsageDetails | undefined {
-  const details: UsageDetails = {};
-  if (typeof usage?.cache_read_input_tokens === "number") {
-    details.cached_tokens = usage.cache_read_input_tokens;
-  }
-  if (typeof usage?.cache_creation_input_tokens === "number") {
-    details.cache_creation_tokens = usage.cache_creation_input_tokens;
-  }
-  return Object.keys(details).length > 0 ? details : undefined;
-}
-
-/** The canonical finish reason for an Anthropic `stop_reason` (`pause_turn` counts as a stop). */
-export function fromAnthropicStopReason(
-  reason: string | null | undefined,
-  hasToolCalls = false,
-): FinishReason {
-  switch (reason) {
-    case "max_tokens":
-      return "length";
-    case "tool_use":
-      return "tool_calls";
-    case "refusal":
-      return "content_filter";
-    case "end_turn":
-    case "stop_sequence":
-    case "pause_turn":
-      return "stop";
-  }
-  return hasToolCalls ? "tool_calls" : "stop";
-}
-
-function count(value: number | null | undefined): number {
-  return typeof value === "number" && Number.isFinite(value) ? value : 0;
-}
-
-/** Prompt tokens of an Anthropic usage: cache writes and reads are prompt tokens too. */
-export function anthropicInputTokens(usage: AnthropicUsage | undefined): number {
-  if (usage === undefined) return 0;
-  return count(usage.input_tokens) + count(usage.cache_creation_input_tokens) +
-    count(usage.cache_read_input_tokens);
-}
-
-/** Canonical usage from Anthropic's counters. */
-export function fromAnthropicUsage(usage: AnthropicUsage | undefined): Usage {
-  const prompt = anthropicInputTokens(usage);
-  const completion = count(usage?.output_tokens);
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
-}
-
-/** Translates a whole Anthropic `message` into the canonical result. */
-export function fromAnthropicResponse(message: AnthropicResponseMessage, fallbackModel = ""): ChatResult {
-  const texts: string[] = [];
-  const thoughts: string[] = [];
-  const signatures: string[] = [];
-  const toolCalls: ToolCall[] = [];
-  for (const block of message.content ?? []) {
-    if (block.type === "text" && typeof block.text === "string") texts.push(block.text);
-    else if (block.type === "thinking" && typeof block.thinking === "string") {
-      thoughts.push(block.thinking);
-      if (typeof block.signature === "string" && block.signature !== "") signatures.push(block.signature);
-    } else if (block.type === "tool_use") {
-      toolCalls.push({
-        id: block.id ?? `toolu_${toolCalls.length}`,
-        type: "function",
-        function: { name: block.name ?? "", arguments: JSON.stringify(block.input ?? {}) },
-      });
-    }
-    // redacted thinking and server-tool blocks are not answer content
-  }
-  const text = texts.join("");
-  const result: ChatResult = {
-    model: message.model ?? fallbackModel,
-    content: text === "" && toolCalls.length > 0 ? null : text,
-    tool_calls: toolCalls,
-    finish_reason: fromAnthropicStopReason(message.stop_reason, toolCalls.length > 0),
-    usage: fromAnthropicUsage(message.usage),
-  };
-  if (message.id !== undefined) result.upstream_id = message.id;
-  const thinking = thoughts.join("");
-  if (thinking !== "") result.reasoning = thinking;
-  // A signature covers its own block: only a single block's survives the join.
-  if (thoughts.length === 1 && signatures.length === 1) result.reasoning_signature = signatures[0];
-  const details = anthropicUsageDetails(message.usage);
-  if (details) result.usage_details = details;
-  const stop = anthropicStopDetail(message.stop_reason, message.stop_sequence);
-  if (stop) result.stop_detail = stop;
-  return result;
-}
+import type { StreamEvent } from "../../canonical/mod.ts";
+import { decodeEventStream, type EventDecoder } from "../event_stream.ts";
+import { scrubSecrets, streamError } from "../http_errors.ts";
+import type { SseEvent } from "../sse.ts";
+import { UpstreamError } from "../types.ts";
+import {
+  anthropicStopDetail,
+  type AnthropicUsage,
+  anthropicUsageDetails,
+  fromAnthropicStopReason,
+  fromAnthropicUsage,
+} from "./response.ts";
 
 /**
  * The error for an Anthropic `event: error` inside a stream. Overload and rate limits keep their own
@@ -206,12 +78,12 @@ function parseData(data: string): Record<string, unknown> | null {
   }
 }
 
-/** Translates Anthropic SSE events into canonical stream events. */
-export function anthropicEventsToStream(
-  events: ReadableStream<SseEvent>,
-  options: AnthropicStreamOptions = {},
-): ReadableStream<StreamEvent> {
-  const reader = events.getReader();
+/**
+ * A decoder for one streamed answer's Anthropic SSE events: text, thinking (each piece held back one step
+ * so the block's last piece can carry its signature) and tool-use blocks by block index, the prompt counts
+ * of `message_start` ahead of the first piece of the answer, and the `finish` that `message_stop` emits.
+ */
+export function anthropicEventDecoder(options: { secrets?: string[] } = {}): EventDecoder<SseEvent> {
   const blocks = new Map<number, BlockKind>();
   let toolCount = 0;
   let produced = false;
@@ -223,35 +95,24 @@ export function anthropicEventsToStream(
   /** The prompt counts of `message_start`, until they go out with the first piece of the answer. */
   let startUsage: AnthropicUsage | undefined;
 
-  const readError = (error: unknown): UpstreamError =>
-    error instanceof UpstreamError ? error : options.mapReadError?.(error) ?? streamCutError("anthropic");
-
-  let emitted = 0;
-  /** Handles one event: whether the stream continues, completed or failed. */
-  const handle = (
-    event: SseEvent,
-    controller: ReadableStreamDefaultController<StreamEvent>,
-  ): "more" | "done" | "error" => {
+  return (event, emitEvent) => {
     const emit = (streamEvent: StreamEvent) => {
       if (startUsage !== undefined) {
         // Only ahead of a piece of the answer: until one exists, a failure may still fall back.
         const usage = fromAnthropicUsage({ ...startUsage, output_tokens: 0 });
         const details = anthropicUsageDetails(startUsage);
         startUsage = undefined;
-        controller.enqueue({ type: "prompt_usage", usage, ...(details ? { usage_details: details } : {}) });
+        emitEvent({ type: "prompt_usage", usage, ...(details ? { usage_details: details } : {}) });
       }
-      emitted++;
-      controller.enqueue(streamEvent);
+      emitEvent(streamEvent);
     };
     const data = parseData(event.data);
     const type = event.event ?? (typeof data?.type === "string" ? data.type : null);
     if (type === "error") {
-      controller.error(anthropicStreamError(data, { produced, secrets: options.secrets }));
-      return "error";
+      throw anthropicStreamError(data, { produced, secrets: options.secrets });
     }
     if (data === null) {
-      controller.error(streamError("anthropic", "the upstream sent an event whose data is not json"));
-      return "error";
+      throw streamError("anthropic", "the upstream sent an event whose data is not json");
     }
     switch (type) {
       case "message_start": {
@@ -328,8 +189,7 @@ export function anthropicEventsToStream(
       }
       case "message_stop": {
         if (!sawStart) {
-          controller.error(streamError("anthropic", "the upstream ended a message it never started"));
-          return "error";
+          throw streamError("anthropic", "the upstream ended a message it never started");
         }
         const usage = fromAnthropicUsage({
           ...inputUsage,
@@ -345,7 +205,6 @@ export function anthropicEventsToStream(
         const stop = anthropicStopDetail(stopReason, stopSequence);
         if (stop) finish.stop_detail = stop;
         emit(finish);
-        controller.close();
         return "done";
       }
       default:
@@ -354,38 +213,16 @@ export function anthropicEventsToStream(
     }
     return "more";
   };
+}
 
-  return new ReadableStream<StreamEvent>({
-    async pull(controller) {
-      while (true) {
-        let next: ReadableStreamReadResult<SseEvent>;
-        try {
-          next = await reader.read();
-        } catch (error) {
-          controller.error(readError(error));
-          return;
-        }
-        if (next.done) {
-          controller.error(streamCutError("anthropic"));
-          return;
-        }
-        const before = emitted;
-        const outcome = handle(next.value, controller);
-        if (outcome === "done") {
-          await drain(reader);
-          return;
-        }
-        if (outcome === "error") {
-          await reader.cancel().catch(() => {});
-          return;
-        }
-        // Keep reading until this pull produced something, so a consumer is never left waiting.
-        if (emitted !== before) return;
-      }
-    },
-    async cancel(reason) {
-      await reader.cancel(reason).catch(() => {});
-    },
+/** Translates Anthropic SSE events into canonical stream events (one `finish`, or an `UpstreamError`). */
+export function anthropicEventsToStream(
+  events: ReadableStream<SseEvent>,
+  options: AnthropicStreamOptions = {},
+): ReadableStream<StreamEvent> {
+  return decodeEventStream(events, anthropicEventDecoder({ secrets: options.secrets }), {
+    provider: "anthropic",
+    mapReadError: options.mapReadError,
   });
 }
 

@@ -1,20 +1,18 @@
 /**
  * The Anthropic Messages provider adapter: `POST {base}/v1/messages`, JSON or SSE. Request and answer
- * translation live in `anthropic_request.ts` and `anthropic_response.ts`; HTTP error mapping (400/404/
- * 413 stay client errors, 401/403 → 502, 429 and 529 and 5xx fall back) in `upstream_errors.ts`.
+ * translation live in `request.ts`, `response.ts` and `stream.ts`; HTTP error mapping (400/404/413 stay
+ * client errors, 401/403 → 502, 429 and 529 and 5xx fall back) in `../http_errors.ts`.
  */
 
-import type { UpstreamFetch } from "./http1_client.ts";
-import { toAnthropicRequest } from "./anthropic_request.ts";
-import {
-  anthropicEventsToStream,
-  type AnthropicResponseMessage,
-  fromAnthropicResponse,
-} from "./anthropic_response.ts";
-import { parseSse } from "./sse.ts";
-import type { ChatRequest, ChatResult, StreamEvent } from "../canonical/mod.ts";
-import type { CallOptions, ProviderAdapter } from "./types.ts";
-import { readJsonAnswer, streamCutError, upstreamCall, upstreamFailure } from "./upstream_errors.ts";
+import type { ChatRequest, ChatResult, StreamEvent } from "../../canonical/mod.ts";
+import { upstreamEventStream } from "../event_stream.ts";
+import type { UpstreamFetch } from "../http1_client.ts";
+import { parseSse } from "../sse.ts";
+import type { CallOptions, ProviderAdapter } from "../types.ts";
+import { readJsonAnswer, upstreamCall } from "../upstream_call.ts";
+import { toAnthropicRequest } from "./request.ts";
+import { type AnthropicResponseMessage, fromAnthropicResponse } from "./response.ts";
+import { anthropicEventDecoder } from "./stream.ts";
 
 /** The API version header value the adapter speaks. */
 export const ANTHROPIC_VERSION = "2023-06-01";
@@ -75,16 +73,9 @@ export class AnthropicAdapter implements ProviderAdapter {
   /** Starts a streamed Messages call; resolves once Anthropic answered 200. */
   async stream(request: ChatRequest, options: CallOptions): Promise<ReadableStream<StreamEvent>> {
     const call = await this.#start(request, options, true);
-    const body = call.response.body;
-    if (body === null) throw streamCutError("anthropic");
-    return anthropicEventsToStream(parseSse(body, { onItem: call.onEvent }), {
-      secrets: [this.#apiKey],
-      mapReadError: (error) =>
-        upstreamFailure("anthropic", error, {
-          signal: options.signal,
-          stage: "stream",
-          callSignal: call.signal,
-        }),
+    return upstreamEventStream(call, parseSse, anthropicEventDecoder({ secrets: [this.#apiKey] }), {
+      provider: "anthropic",
+      signal: options.signal,
     });
   }
 }
