@@ -14,7 +14,7 @@ import {
 import type { UpstreamFetch, UpstreamInit, UpstreamResponse } from "./http1_client.ts";
 import type { CallOptions, ProviderName } from "./types.ts";
 
-/** Options for `upstreamFetch` beyond the call's own `CallOptions`. */
+/** Options for `upstreamCall` beyond the call's own `CallOptions`. */
 export interface UpstreamFetchOptions extends CallOptions {
   /** Which provider is being called, for error mapping. */
   provider: ProviderName;
@@ -56,8 +56,9 @@ export interface UpstreamCall {
 }
 
 /**
- * Like `upstreamFetch`, but also returns the call's combined signal so body-read failures can be told
- * apart (caller abort, total timeout, cut).
+ * Runs an upstream fetch under the call's timeouts and the caller's signal. Resolves with the 2xx response
+ * and the call's combined signal, so body-read failures can be told apart (caller abort, total timeout,
+ * cut); rejects with an `UpstreamError` for connect errors, timeouts, aborts and non-2xx statuses.
  */
 export async function upstreamCall(
   url: string,
@@ -172,18 +173,6 @@ class IdleWatch {
       else this.#arm(left);
     }, { keepAlive: false });
   }
-}
-
-/**
- * Runs an upstream fetch under the call's timeouts and the caller's signal. Resolves with a 2xx
- * response; rejects with an `UpstreamError` for connect errors, timeouts, aborts and non-2xx statuses.
- */
-export async function upstreamFetch(
-  url: string,
-  init: UpstreamInit,
-  options: UpstreamFetchOptions,
-): Promise<UpstreamResponse> {
-  return (await upstreamCall(url, init, options)).response;
 }
 
 /** Reads a body to its end after the terminal event so the connection is released, not reset. */

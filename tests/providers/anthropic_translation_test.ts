@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { anthropicJsonMode, toAnthropicRequest } from "../../lib/providers/anthropic/mod.ts";
 import {
-  anthropicEventsToStream,
+  anthropicEventDecoder,
   fromAnthropicResponse,
   fromAnthropicStopReason,
 } from "../../lib/providers/anthropic/mod.ts";
@@ -15,6 +15,7 @@ import {
   toAnthropicResponse,
 } from "../../lib/inbound/anthropic/mod.ts";
 import { parseSse, type SseEvent } from "../../lib/providers/sse.ts";
+import { decodeEventStream } from "../../lib/providers/event_stream.ts";
 import { upstreamHttpError } from "../../lib/providers/http_errors.ts";
 import type { ChatMessage, ChatRequest, ChatResult, StreamEvent } from "../../lib/canonical/mod.ts";
 import { UpstreamError } from "../../lib/providers/types.ts";
@@ -449,7 +450,9 @@ async function run(events: SseEvent[]): Promise<{ events: StreamEvent[]; error: 
   const source = ReadableStream.from(events);
   const out: StreamEvent[] = [];
   try {
-    for await (const event of anthropicEventsToStream(source)) out.push(event);
+    for await (
+      const event of decodeEventStream(source, anthropicEventDecoder(), { provider: "anthropic" })
+    ) out.push(event);
     return { events: out, error: null };
   } catch (error) {
     return { events: out, error };

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { type CallOptions, type ProviderName, UpstreamError } from "../../lib/providers/types.ts";
 import { parseRetryAfter, streamCutError, upstreamHttpError } from "../../lib/providers/http_errors.ts";
-import { upstreamFetch } from "../../lib/providers/upstream_call.ts";
+import { upstreamCall } from "../../lib/providers/upstream_call.ts";
 
 const openaiBody = (
   message: string,
@@ -147,6 +147,11 @@ function callOptions(over: Partial<CallOptions> = {}): CallOptions & { provider:
     defaultMaxTokens: 1024,
     ...over,
   };
+}
+
+/** A started call's response (its body unread), or the call's `UpstreamError`. */
+async function upstreamFetch(...args: Parameters<typeof upstreamCall>) {
+  return (await upstreamCall(...args)).response;
 }
 
 Deno.test("upstream error mapping", async (t) => {

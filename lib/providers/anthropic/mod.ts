@@ -8,5 +8,5 @@ export {
   toAnthropicRequest,
 } from "./request.ts";
 export { type AnthropicResponseMessage, fromAnthropicResponse, fromAnthropicStopReason } from "./response.ts";
-export { anthropicEventDecoder, anthropicEventsToStream, anthropicStreamError } from "./stream.ts";
+export { anthropicEventDecoder, anthropicStreamError } from "./stream.ts";
 export type { AnthropicMessagesBody } from "./wire.ts";

@@ -4,7 +4,7 @@
  */
 
 import type { StreamEvent } from "../../canonical/mod.ts";
-import { decodeEventStream, type EventDecoder } from "../event_stream.ts";
+import type { EventDecoder } from "../event_stream.ts";
 import { scrubSecrets, streamError } from "../http_errors.ts";
 import type { SseEvent } from "../sse.ts";
 import { UpstreamError } from "../types.ts";
@@ -52,14 +52,6 @@ export function anthropicStreamError(
     type: mapped.type,
     fallback: true,
   });
-}
-
-/** Options for `anthropicEventsToStream`. */
-export interface AnthropicStreamOptions {
-  /** Maps a failure while reading the events (abort, timeout, reset) to an `UpstreamError`. */
-  mapReadError?: (error: unknown) => UpstreamError;
-  /** Secrets to scrub from upstream error messages. */
-  secrets?: string[];
 }
 
 type BlockKind = { kind: "text" } | { kind: "thinking"; last: string | null; signature?: string } | {
@@ -213,17 +205,6 @@ export function anthropicEventDecoder(options: { secrets?: string[] } = {}): Eve
     }
     return "more";
   };
-}
-
-/** Translates Anthropic SSE events into canonical stream events (one `finish`, or an `UpstreamError`). */
-export function anthropicEventsToStream(
-  events: ReadableStream<SseEvent>,
-  options: AnthropicStreamOptions = {},
-): ReadableStream<StreamEvent> {
-  return decodeEventStream(events, anthropicEventDecoder({ secrets: options.secrets }), {
-    provider: "anthropic",
-    mapReadError: options.mapReadError,
-  });
 }
 
 function withoutNulls(usage: AnthropicUsage): AnthropicUsage {
