@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { OllamaAdapter, toOllamaRequest } from "../../lib/providers/ollama/mod.ts";
-import { type CallOptions, UpstreamError } from "../../lib/providers/types.ts";
-import type { ChatRequest, StreamEvent } from "../../lib/canonical/mod.ts";
-import { startFakeOllama } from "../fakes/fake_ollama.ts";
+import { OllamaAdapter, toOllamaRequest } from "../../../lib/providers/ollama/mod.ts";
+import { type CallOptions, UpstreamError } from "../../../lib/providers/types.ts";
+import type { ChatRequest, StreamEvent } from "../../../lib/canonical/mod.ts";
+import { startFakeOllama } from "../../fakes/fake_ollama.ts";
 
 function callOptions(over: Partial<CallOptions> = {}): CallOptions {
   return {

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { AnthropicAdapter } from "../../lib/providers/anthropic/mod.ts";
-import { type CallOptions, UpstreamError } from "../../lib/providers/types.ts";
-import type { ChatMessage, ChatRequest, StreamEvent } from "../../lib/canonical/mod.ts";
-import { type FakeAnthropic, startFakeAnthropic } from "../fakes/fake_anthropic.ts";
+import { AnthropicAdapter } from "../../../lib/providers/anthropic/mod.ts";
+import { type CallOptions, UpstreamError } from "../../../lib/providers/types.ts";
+import type { ChatMessage, ChatRequest, StreamEvent } from "../../../lib/canonical/mod.ts";
+import { type FakeAnthropic, startFakeAnthropic } from "../../fakes/fake_anthropic.ts";
 
 const KEY = "sk-ant-test";
 

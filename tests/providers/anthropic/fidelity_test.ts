@@ -4,8 +4,8 @@ import {
   checkAnthropicSupport,
   FIRST_TURN_USER_TEXT,
   toAnthropicRequest,
-} from "../../lib/providers/anthropic/mod.ts";
-import { requestFeatures } from "../../lib/http/request_features.ts";
+} from "../../../lib/providers/anthropic/mod.ts";
+import { requestFeatures } from "../../../lib/http/request_features.ts";
 import {
   anthropicErrorBody,
   type AnthropicMessagesRequest,
@@ -13,9 +13,9 @@ import {
   AnthropicStreamEncoder,
   fromAnthropicRequest,
   toAnthropicResponse,
-} from "../../lib/inbound/anthropic/mod.ts";
-import type { ChatRequest, StreamEvent } from "../../lib/canonical/mod.ts";
-import { UpstreamError } from "../../lib/providers/types.ts";
+} from "../../../lib/inbound/anthropic/mod.ts";
+import type { ChatRequest, StreamEvent } from "../../../lib/canonical/mod.ts";
+import { UpstreamError } from "../../../lib/providers/types.ts";
 
 const OPTS = { model: "claude-x", defaultMaxTokens: 1024, stream: false };
 const hi = { role: "user" as const, content: "hi" };

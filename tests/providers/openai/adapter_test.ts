@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { OpenAIAdapter, toOpenAIRequest } from "../../lib/providers/openai/mod.ts";
-import { type CallOptions, UpstreamError } from "../../lib/providers/types.ts";
-import type { ChatRequest, StreamEvent } from "../../lib/canonical/mod.ts";
-import { FAKE_REFUSAL, FAKE_USAGE_DETAILS, startFakeOpenAI } from "../fakes/fake_openai.ts";
+import { OpenAIAdapter, toOpenAIRequest } from "../../../lib/providers/openai/mod.ts";
+import { type CallOptions, UpstreamError } from "../../../lib/providers/types.ts";
+import type { ChatRequest, StreamEvent } from "../../../lib/canonical/mod.ts";
+import { FAKE_REFUSAL, FAKE_USAGE_DETAILS, startFakeOpenAI } from "../../fakes/fake_openai.ts";
 
 function callOptions(over: Partial<CallOptions> = {}): CallOptions {
   return {
