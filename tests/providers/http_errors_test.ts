@@ -214,7 +214,7 @@ Deno.test("upstream error mapping", async (t) => {
   });
 });
 
-Deno.test("upstreamFetch", async (t) => {
+Deno.test("upstreamCall", async (t) => {
   await t.step("a connect error (fetch TypeError) is a fallback-worthy 502", async () => {
     const fetchFails = () => Promise.reject(new TypeError("error sending request: connection refused"));
     await assert.rejects(
