@@ -8,7 +8,8 @@ import { type EdrDraft, type EdrRecord, sealDraft } from "../lib/edr/mod.ts";
 import { HealthGate } from "../lib/health/mod.ts";
 import { ChatHandler, RouterMetrics } from "../lib/http/mod.ts";
 import { openAIDialect } from "../lib/http/dialects.ts";
-import type { ChatResult, ProviderAdapter } from "../lib/providers/mod.ts";
+import type { ChatResult } from "../lib/canonical/mod.ts";
+import type { ProviderAdapter } from "../lib/providers/mod.ts";
 import { HeavySlot } from "../lib/slot/mod.ts";
 
 const policy = parsePolicy(BUILTIN_POLICY_SOURCE);

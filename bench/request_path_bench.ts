@@ -10,7 +10,7 @@ import {
   routingContractSchema,
 } from "../lib/contract/mod.ts";
 import { hashCanonical } from "../lib/edr/mod.ts";
-import { chatRequestSchema } from "../lib/http/chat_request_schema.ts";
+import { chatRequestSchema } from "../lib/inbound/openai/mod.ts";
 import { requestFeatures } from "../lib/http/request_features.ts";
 
 const policy = parsePolicy(BUILTIN_POLICY_SOURCE);

@@ -3,13 +3,12 @@ import { checkAuthority, checkClientKey, type LeaseReserver } from "../authority
 import { type Candidate, decide, effectiveContract, type Policy } from "../contract/mod.ts";
 import type { EdrAttempt } from "../edr/mod.ts";
 import type { HealthGate } from "../health/mod.ts";
+import type { StreamEvent } from "../canonical/mod.ts";
+import type { ClientErrorInfo, ClientStreamEncoder } from "../inbound/mod.ts";
 import {
   type CallOptions,
-  type ClientErrorInfo,
-  type ClientStreamEncoder,
   type ProviderAdapter,
   type ProviderName,
-  type StreamEvent,
   UpstreamError,
 } from "../providers/mod.ts";
 import { HeavySlot, SlotError, type SlotLease } from "../slot/mod.ts";

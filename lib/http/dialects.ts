@@ -1,23 +1,21 @@
-import { isFieldName } from "../client_text.ts";
+import type { ChatRequest, ChatResult } from "../canonical/mod.ts";
+import { InboundError } from "../inbound/mod.ts";
+import type { ClientResponseMeta, ClientStreamEncoder } from "../inbound/mod.ts";
 import {
   anthropicErrorBody,
-  anthropicMessagesRequestSchema,
   AnthropicStreamEncoder,
-  type ChatRequest,
-  type ChatResult,
-  type ClientResponseMeta,
-  type ClientStreamEncoder,
-  fromAnthropicRequest,
-  OpenAIStreamEncoder,
+  parseAnthropicRequest,
   toAnthropicResponse,
-  toOpenAIResponse,
-} from "../providers/mod.ts";
+} from "../inbound/anthropic/mod.ts";
+import { OpenAIStreamEncoder, parseOpenAIRequest, toOpenAIResponse } from "../inbound/openai/mod.ts";
 import type { NeededScope } from "../authority/mod.ts";
-import { parseChatBody, unknownMemberError } from "./chat_request_schema.ts";
 import { openAIErrorBody, RouterError } from "./errors.ts";
 import type { Endpoint } from "./exchange.ts";
 
-/** One inbound API the router speaks: how to read its requests and write its answers and errors. */
+/**
+ * One inbound API the router serves: its endpoint and scope, and the dialect (lib/inbound) that reads its
+ * requests and writes its answers and errors.
+ */
 export interface Dialect {
   endpoint: Endpoint;
   neededScope: NeededScope;
@@ -33,21 +31,22 @@ export interface Dialect {
   errorBody(error: RouterError): unknown;
 }
 
-function validationError(issues: { path: PropertyKey[]; message: string }[]): RouterError {
-  const issue = issues[0];
-  const param = issue.path.map(String).join(".") || null;
-  const where = param ?? "the request body";
-  return new RouterError(
-    400,
-    "INVALID_REQUEST",
-    `invalid value for ${where}: ${issue.message}; fix it and retry`,
-    {
-      param,
-      failureType: "validation_error",
-      stage: "parse",
-      shouldRetry: false,
-    },
-  );
+/** A request the dialect refused becomes the pipeline's error: a validation failure at parse, not worth retrying. */
+function parsedBy(parse: (body: Record<string, unknown>) => ChatRequest) {
+  return (body: Record<string, unknown>): ChatRequest => {
+    try {
+      return parse(body);
+    } catch (error) {
+      if (!(error instanceof InboundError)) throw error;
+      throw new RouterError(error.status, error.code, error.message, {
+        param: error.param,
+        recordedMessage: error.recordedMessage,
+        failureType: "validation_error",
+        stage: "parse",
+        shouldRetry: false,
+      });
+    }
+  };
 }
 
 /** OpenAI chat completions (`POST /v1/chat/completions`). */
@@ -55,11 +54,7 @@ export const openAIDialect: Dialect = {
   endpoint: "/v1/chat/completions",
   neededScope: "chat:completions",
   allowXApiKey: false,
-  parse(body) {
-    const parsed = parseChatBody(body);
-    if (!parsed.success) throw validationError(parsed.error.issues);
-    return parsed.data;
-  },
+  parse: parsedBy(parseOpenAIRequest),
   responseId: (requestId) => `chatcmpl-${requestId.slice(4)}`,
   headers: () => ({}),
   respond: (result, meta) => toOpenAIResponse(result, meta),
@@ -67,44 +62,12 @@ export const openAIDialect: Dialect = {
   errorBody: (error) => openAIErrorBody(error),
 };
 
-/**
- * An unknown top-level field of an Anthropic request is refused by name (400 `UNSUPPORTED_FIELD`, `param`
- * the field while it looks like one); the record keeps a message without the client's text.
- */
-function anthropicParseError(issues: { path: PropertyKey[]; message: string; code: string }[]): RouterError {
-  const issue = issues[0] as { path: PropertyKey[]; message: string; code: string; keys?: unknown };
-  if (issue.code !== "unrecognized_keys" || issue.path.length !== 0 || !Array.isArray(issue.keys)) {
-    return unknownMemberError(issues, "Anthropic's Messages API") ?? validationError(issues);
-  }
-  const key = String(issue.keys[0]);
-  return new RouterError(400, "UNSUPPORTED_FIELD", issue.message, {
-    param: isFieldName(key) ? key : null,
-    recordedMessage: "the request has a top-level field the router does not carry on /v1/messages; remove it",
-    failureType: "validation_error",
-    stage: "parse",
-    shouldRetry: false,
-  });
-}
-
 /** Anthropic Messages (`POST /v1/messages`), answered in Anthropic's format whoever served. */
 export const anthropicDialect: Dialect = {
   endpoint: "/v1/messages",
   neededScope: "messages:create",
   allowXApiKey: true,
-  parse(body) {
-    const parsed = anthropicMessagesRequestSchema.safeParse(body);
-    if (!parsed.success) throw anthropicParseError(parsed.error.issues);
-    try {
-      return fromAnthropicRequest(parsed.data);
-    } catch (error) {
-      const message = error instanceof Error ? error.message : "the request cannot be translated";
-      throw new RouterError(400, "INVALID_REQUEST", message, {
-        failureType: "validation_error",
-        stage: "parse",
-        shouldRetry: false,
-      });
-    }
-  },
+  parse: parsedBy(parseAnthropicRequest),
   responseId: (requestId) => `msg_${requestId.slice(4)}`,
   // The Anthropic SDKs expose it as `_request_id` (Python, TypeScript).
   headers: (requestId) => ({ "request-id": requestId }),

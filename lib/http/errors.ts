@@ -56,7 +56,5 @@ export function errorTypeForStatus(status: number): string {
   return "invalid_request_error";
 }
 
-/** The OpenAI-shaped error body: `{"error":{"message","type","param","code"}}`. */
-export function openAIErrorBody(error: RouterError): { error: Record<string, unknown> } {
-  return { error: { message: error.message, type: error.type, param: error.param, code: error.code } };
-}
+/** The OpenAI-shaped error body (lib/inbound/openai), which the router's own endpoints use too. */
+export { openAIErrorBody } from "../inbound/openai/mod.ts";

@@ -20,14 +20,8 @@ import {
 import type { Decision, EffectiveContract, RequestFeatures } from "../contract/mod.ts";
 import type { HostSnapshot } from "./local_hosts.ts";
 import type { HealthSnapshot as HealthView } from "../health/mod.ts";
-import type {
-  ChatRequest,
-  FinishReason,
-  ProviderName,
-  ToolCall,
-  Usage,
-  WireProtocol,
-} from "../providers/mod.ts";
+import type { ChatRequest, FinishReason, ToolCall, Usage, WireProtocol } from "../canonical/mod.ts";
+import type { ProviderName } from "../providers/mod.ts";
 import { ROUTER_VERSION } from "../version.ts";
 import { type ProviderKeys, providerKeys } from "../config/mod.ts";
 

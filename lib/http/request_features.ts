@@ -1,5 +1,5 @@
 import type { RequestFeatures } from "../contract/mod.ts";
-import { anthropicNative, type ChatMessage, type ChatRequest, type ContentPart } from "../providers/mod.ts";
+import { type ChatMessage, type ChatRequest, type ContentPart, nativeBody } from "../canonical/mod.ts";
 
 /** About four characters of English text per token: a cheap, deterministic prompt-size estimate. */
 const CHARS_PER_TOKEN = 4;
@@ -29,7 +29,7 @@ export function requestFeatures(chat: ChatRequest): RequestFeatures {
   }
   const format = chat.response_format?.type;
   // A client that spoke Anthropic has its own body sent to Anthropic as it came: nothing to rewrite or refuse.
-  const native = anthropicNative(chat) !== undefined;
+  const native = nativeBody(chat, "anthropic_messages") !== undefined;
   const fields = providerFields(chat, native);
   const shape = native ? { late: false, assistantFirst: false } : messageShape(chat.messages);
   // Members in RFC 8785 order: the EDR records this object as it is.

@@ -1,4 +1,4 @@
-import type { ChatResult, StreamEvent, ToolCall } from "../providers/mod.ts";
+import type { ChatResult, StreamEvent, ToolCall } from "../canonical/mod.ts";
 
 /** What `Promise.race` yields when a stream has nothing queued right now. */
 export const NOT_READY_MARK = Symbol("not ready");

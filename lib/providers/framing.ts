@@ -53,15 +53,3 @@ export function framedStream<T>(
     },
   });
 }
-
-/** Wraps a framer as a `TransformStream` from decoded text to items (for callers that pipe text). */
-export function framerTransform<T>(framer: TextFramer<T>): Transformer<string, T> {
-  return {
-    transform(chunk, controller) {
-      framer.push(chunk, (item) => controller.enqueue(item));
-    },
-    flush(controller) {
-      framer.end((item) => controller.enqueue(item));
-    },
-  };
-}

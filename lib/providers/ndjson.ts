@@ -1,5 +1,5 @@
 /** Newline-delimited JSON framing (Ollama's streaming format). */
-import { framedStream, type FramedStreamOptions, framerTransform, type TextFramer } from "./framing.ts";
+import { framedStream, type FramedStreamOptions, type TextFramer } from "./framing.ts";
 
 /** Splits decoded text into lines and parses each non-empty one as JSON (a bad line throws SyntaxError). */
 export class NdjsonFramer implements TextFramer<unknown> {
@@ -25,14 +25,6 @@ export class NdjsonFramer implements TextFramer<unknown> {
 function emitLine(line: string, emit: (value: unknown) => void): void {
   const trimmed = line.trim();
   if (trimmed !== "") emit(JSON.parse(trimmed));
-}
-
-/** A `TransformStream` from decoded text to parsed JSON values, one per non-empty line. */
-export class NdjsonParserStream extends TransformStream<string, unknown> {
-  /** Builds the parser; feed it text from a `TextDecoderStream`. */
-  constructor() {
-    super(framerTransform(new NdjsonFramer()));
-  }
 }
 
 /**

@@ -1,9 +1,9 @@
 /**
- * Server-sent events framing: assembles events from arbitrarily split bytes (inside a line, inside a
- * multi-byte character, between `data:` and its blank line) and encodes events for our own streams.
+ * Server-sent events framing of an upstream's answer: assembles events from arbitrarily split bytes (inside
+ * a line, inside a multi-byte character, between `data:` and its blank line).
  */
 
-import { framedStream, type FramedStreamOptions, framerTransform, type TextFramer } from "./framing.ts";
+import { framedStream, type FramedStreamOptions, type TextFramer } from "./framing.ts";
 
 /** One assembled SSE event: its `event:` name (null when none was given) and its joined `data:` lines. */
 export interface SseEvent {
@@ -87,24 +87,10 @@ export class SseFramer implements TextFramer<SseEvent> {
   }
 }
 
-/** A `TransformStream` from decoded text to SSE events. */
-export class SseParserStream extends TransformStream<string, SseEvent> {
-  /** Builds the parser; feed it text from a `TextDecoderStream`. */
-  constructor() {
-    super(framerTransform(new SseFramer()));
-  }
-}
-
 /** Parses an SSE response body into events (`options.onItem` is called as each one is framed). */
 export function parseSse(
   body: ReadableStream<Uint8Array>,
   options: FramedStreamOptions = {},
 ): ReadableStream<SseEvent> {
   return framedStream(body, new SseFramer(), options);
-}
-
-/** Encodes one SSE event (`event:` line when named, one `data:` line per payload line, blank line). */
-export function encodeSseEvent(data: string, event?: string): string {
-  const head = event === undefined ? "" : `event: ${event}\n`;
-  return `${head}${data.split(/\r\n|\r|\n/).map((line) => `data: ${line}\n`).join("")}\n`;
 }

@@ -15,7 +15,8 @@ import {
 } from "../edr/mod.ts";
 import { isCloudProvider, parseOllamaHosts } from "../config/mod.ts";
 import { decide, policySchema } from "../contract/mod.ts";
-import { type ChatRequest, OllamaAdapter, type UpstreamFetch } from "../providers/mod.ts";
+import type { ChatRequest } from "../canonical/mod.ts";
+import { OllamaAdapter, type UpstreamFetch } from "../providers/mod.ts";
 import { ROUTER_VERSION } from "../version.ts";
 import {
   confinedRealPath,

@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { APIError } from "openai";
 import { type EdrFailureType, type EdrRecord, validateEdr } from "../../lib/edr/mod.ts";
-import type { ChatResult, ProviderAdapter, StreamEvent } from "../../lib/providers/mod.ts";
+import type { ChatResult, StreamEvent } from "../../lib/canonical/mod.ts";
+import type { ProviderAdapter } from "../../lib/providers/mod.ts";
 import { type Harness, startHarness } from "./harness.ts";
 import { policyWith, type ServedRouter, startServe } from "../e2e/serve_harness.ts";
 

@@ -5,7 +5,7 @@
  * dialects, through `deno task serve`.
  */
 import assert from "node:assert/strict";
-import { ECHOED_MEMBERS } from "../../lib/http/chat_request_schema.ts";
+import { ECHOED_MEMBERS } from "../../lib/inbound/openai/mod.ts";
 import { startServe } from "../e2e/serve_harness.ts";
 
 const DOC = await Deno.readTextFile(new URL("../../docs/protocols.md", import.meta.url));

@@ -5,9 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { FIELD_PROVIDERS } from "../../lib/contract/mod.ts";
-import { chatRequestSchema, REFUSED_FIELDS } from "../../lib/http/chat_request_schema.ts";
-import { anthropicMessagesRequestSchema } from "../../lib/providers/mod.ts";
-import { ANTHROPIC_REFUSED_FIELDS } from "../../lib/providers/anthropic_inbound.ts";
+import { chatRequestSchema, REFUSED_FIELDS } from "../../lib/inbound/openai/mod.ts";
+import { anthropicMessagesRequestSchema } from "../../lib/inbound/anthropic/mod.ts";
+import { ANTHROPIC_REFUSED_FIELDS } from "../../lib/inbound/anthropic/mod.ts";
 import { startServe } from "../e2e/serve_harness.ts";
 
 const ROUTER_FIELDS = ["authority", "routing_contract"];

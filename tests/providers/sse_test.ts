@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { encodeSseEvent, parseSse, type SseEvent } from "../../lib/providers/sse.ts";
+import { encodeSseEvent } from "../../lib/inbound/sse.ts";
+import { parseSse, type SseEvent } from "../../lib/providers/sse.ts";
 
 function bodyOf(chunks: Uint8Array[]): ReadableStream<Uint8Array> {
   return ReadableStream.from(chunks);

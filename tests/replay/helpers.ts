@@ -13,7 +13,7 @@ import {
   writePolicySnapshot,
 } from "../../lib/edr/mod.ts";
 import { OllamaAdapter } from "../../lib/providers/mod.ts";
-import type { ChatRequest } from "../../lib/providers/mod.ts";
+import type { ChatRequest } from "../../lib/canonical/mod.ts";
 import { ROUTER_VERSION } from "../../lib/version.ts";
 
 /** A temp artifacts folder with a stored policy. */
