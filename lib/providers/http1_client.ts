@@ -2,11 +2,11 @@
  * A keep-alive HTTP/1.1 client over `Deno.connect`, used for plain-http upstreams (a local Ollama host,
  * an OpenAI-compatible server on the LAN). Cloud providers speak https and keep going through `fetch`.
  *
- * Why not `fetch` for these: on the pinned benchmark core, a bare proxy spends about 87 µs of CPU per
- * request when it forwards with `fetch`, 70 µs with undici (through Deno's `node:net`), and 45 µs with
- * a direct socket. A router has a budget of a few tens of µs on top of a bare proxy, so the transport
- * must be the cheapest one. A streamed answer also arrives here in one socket read per burst instead
- * of one body chunk per upstream event, which is most of what a translating router pays per event.
+ * Why not `fetch` for these: forwarding through a direct socket costs less CPU per request than `fetch`
+ * (the figures, and the rule that keeps this client only while the shared bench shows it paying for
+ * itself, are in docs/performance.md), and a streamed answer arrives in one socket read per burst instead
+ * of one body chunk per upstream event. `fetch` is its plain twin: `HI_UPSTREAM_CLIENT=fetch` selects it,
+ * and tests/providers/http1_equivalence_test.ts holds the two to the same answers.
  *
  * What it does: requests with a fixed-length body, responses framed by `content-length`, chunked
  * transfer coding or connection close; 1xx interim responses are skipped. Connections are reused only
