@@ -152,7 +152,8 @@ async function main(keep: boolean): Promise<number> {
       `  the router stays up with the sample upstreams; send it requests (${kept.url}/v1); Ctrl-C stops it`,
     );
     await stopped.promise;
-    for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(signal, stop);
+    // The listeners stay until the process exits: a second signal while everything stops (deno task may
+    // pass Ctrl-C on as well) must not kill the demo halfway with 130.
     await kept.close();
   }
 
