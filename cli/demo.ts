@@ -30,7 +30,8 @@ async function main(keep: boolean): Promise<number> {
   const anthropic = startFakeAnthropic();
   const openai = startFakeOpenAI();
   const quiet: string[] = [];
-  const router = await startServer(
+  // The router of the demo and the one --keep leaves running: the same sample upstreams and folder.
+  const demoConfig = () =>
     configFromEnv({
       HI_PORT: "0",
       HI_ARTIFACTS_DIR: artifactsDir,
@@ -39,9 +40,11 @@ async function main(keep: boolean): Promise<number> {
       ANTHROPIC_API_KEY: "sk-ant-test",
       OPENAI_BASE_URL: openai.url,
       OPENAI_API_KEY: "sk-test-openai",
-    }),
-    { log: (line) => quiet.push(line), requestLog: (line) => quiet.push(line) },
-  );
+    });
+  const router = await startServer(demoConfig(), {
+    log: (line) => quiet.push(line),
+    requestLog: (line) => quiet.push(line),
+  });
   try {
     await router.health.probeNow();
     console.log(bold(`hybrid-inference demo: router on ${router.url}`));
@@ -132,18 +135,7 @@ async function main(keep: boolean): Promise<number> {
 
   /** Serves the demo's records on a fresh router (same sample upstreams) until Ctrl-C or SIGTERM. */
   async function keepExplorer(): Promise<void> {
-    const kept = await startServer(
-      configFromEnv({
-        HI_PORT: "0",
-        HI_ARTIFACTS_DIR: artifactsDir,
-        OLLAMA_HOST: ollama.url,
-        ANTHROPIC_BASE_URL: anthropic.url,
-        ANTHROPIC_API_KEY: "sk-ant-test",
-        OPENAI_BASE_URL: openai.url,
-        OPENAI_API_KEY: "sk-test-openai",
-      }),
-      { log: (line) => quiet.push(line) },
-    );
+    const kept = await startServer(demoConfig(), { log: (line) => quiet.push(line) });
     const stopped = Promise.withResolvers<void>();
     const stop = () => stopped.resolve();
     for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(signal, stop);

@@ -4,20 +4,13 @@
  */
 import type { EdrRecord } from "../edr/mod.ts";
 import type { Sql } from "./pg_connect.ts";
+import type { SummaryColumns } from "./pg_rows.ts";
 
 /** One row of a day's list. */
-export interface RecordSummary {
+export interface RecordSummary extends SummaryColumns {
   replica_id: string;
   sequence: number;
-  request_id: string;
   created_at: string;
-  endpoint: string;
-  provider: string | null;
-  http_status: number | null;
-  outcome: string;
-  reason_code: string | null;
-  classification: string | null;
-  edr_hash: string;
 }
 
 /** Filters of `listDayRecords`; all optional but the day. */

@@ -8,22 +8,26 @@ import { parseWalLine } from "../edr/mod.ts";
 
 const decoder = new TextDecoder();
 
-/** The columns of one `edr_records` row. */
-export interface RecordRow {
-  replica_id: string;
-  day: string;
-  sequence: number;
+/** The columns repeated from a record for filters: what its list row and the database verify read back. */
+export interface SummaryColumns {
   request_id: string;
-  decision_core_hash: string;
-  prev_edr_hash: string | null;
   edr_hash: string;
-  created_at: string;
   endpoint: string;
   provider: string | null;
   http_status: number | null;
   outcome: string;
   reason_code: string | null;
   classification: string | null;
+}
+
+/** The columns of one `edr_records` row. */
+export interface RecordRow extends SummaryColumns {
+  replica_id: string;
+  day: string;
+  sequence: number;
+  decision_core_hash: string;
+  prev_edr_hash: string | null;
+  created_at: string;
   record_text: string;
 }
 

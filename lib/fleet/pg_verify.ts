@@ -9,7 +9,7 @@
 import { checkCheckpointLines, checkRecord, DayChain, type VerifyFinding } from "../replay/mod.ts";
 import { parseCheckpoint } from "../edr/mod.ts";
 import type { Sql } from "./pg_connect.ts";
-import { recordRow } from "./pg_rows.ts";
+import { recordRow, type SummaryColumns } from "./pg_rows.ts";
 
 /** A finding of the database verify: the file verify's, with the chain (`<replica id>/<YYYY-MM-DD>`). */
 export type DatabaseFinding = VerifyFinding & { chain: string };
@@ -38,19 +38,11 @@ export interface DatabaseVerifyOptions {
   fetchRows?: number;
 }
 
-interface Row {
+interface Row extends SummaryColumns {
   sequence: string;
-  request_id: string;
   decision_core_hash: string;
   prev_edr_hash: string | null;
-  edr_hash: string;
   created_ms: string;
-  endpoint: string;
-  provider: string | null;
-  http_status: number | null;
-  outcome: string;
-  reason_code: string | null;
-  classification: string | null;
   record_text: string;
   copy_matches: boolean;
 }
