@@ -15,6 +15,7 @@ import { issuerSecretEnvNames } from "../lib/authority/mod.ts";
 import { ollamaNetEntry } from "../lib/config/mod.ts";
 import { loadPolicy } from "../lib/contract/mod.ts";
 import { parseDatabaseUrl } from "../lib/fleet/pg.ts";
+import { REDIS_CLIENT_ENV_NAMES } from "../lib/fleet/mod.ts";
 import { configFromEnv, exitCannotStart, readRouterEnv, ROUTER_ENV_NAMES } from "../lib/http/mod.ts";
 
 /**
@@ -40,6 +41,8 @@ export function serverPermissionFlags(
   // The PostgreSQL client reads PGAPPNAME whatever its options say (lib/fleet/pg_connect.ts).
   const databaseEnv = config.databaseUrl ? ["PGAPPNAME"] : [];
   if (config.databaseUrl) net.add(parseDatabaseUrl(config.databaseUrl).netEntry);
+  if (config.redis) net.add(config.redis.hostPort);
+  const redisEnv = config.redis ? REDIS_CLIENT_ENV_NAMES : [];
   const artifacts = resolve(config.artifactsDir);
   const read = [
     artifacts,
@@ -52,7 +55,7 @@ export function serverPermissionFlags(
     `--allow-net=${[...net].join(",")}`,
     `--allow-read=${read.join(",")}`,
     `--allow-write=${artifacts}`,
-    `--allow-env=${[...ROUTER_ENV_NAMES, ...databaseEnv, ...extraEnv].join(",")}`,
+    `--allow-env=${[...ROUTER_ENV_NAMES, ...databaseEnv, ...redisEnv, ...extraEnv].join(",")}`,
     "--allow-sys=systemMemoryInfo",
   ];
 }
@@ -106,6 +109,7 @@ Configuration is read from the environment (docs/configuration.md):
   OTEL_DENO=true            OpenTelemetry traces, sent where OTEL_EXPORTER_OTLP_ENDPOINT says
   HI_DATABASE_URL           postgres://user:password@host:port/db: ship every EDR to PostgreSQL too
   HI_REPLICA_ID             this router's id in the database (default: made once, kept in the artifacts)
+  HI_REDIS_URL              redis://[:password@]host:port: share leases and heavy slots between replicas
 Exit codes: the server's own (0 after a clean stop), 1 when it cannot start, 64 for a usage error.`;
 
 /**

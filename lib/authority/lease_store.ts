@@ -18,6 +18,18 @@ export interface LeaseReserver {
   reserve(leaseId: string, expiresAtMs: number, nowMs: number): Promise<"reserved" | "replay">;
 }
 
+/**
+ * A lease store that cannot answer (a shared store out of reach): the request fails closed with a 503
+ * `LEASE_STORE_UNAVAILABLE`, since granting a lease nobody recorded could let it be used twice.
+ */
+export class LeaseStoreUnavailableError extends Error {
+  /** Creates the error; `message` names the store, never a lease id. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "LeaseStoreUnavailableError";
+  }
+}
+
 /** Options for `LeaseStore.open`. */
 export interface LeaseStoreOptions {
   /** Clock used to drop expired entries while loading; defaults to `Date.now`. */

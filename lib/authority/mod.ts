@@ -28,7 +28,13 @@ export {
   issuerSecretEnvNames,
   unusableIssuers,
 } from "./check.ts";
-export { hashLeaseId, type LeaseReserver, LeaseStore, type LeaseStoreOptions } from "./lease_store.ts";
+export {
+  hashLeaseId,
+  type LeaseReserver,
+  LeaseStore,
+  type LeaseStoreOptions,
+  LeaseStoreUnavailableError,
+} from "./lease_store.ts";
 export {
   checkClientKey,
   type CheckClientKeyOptions,

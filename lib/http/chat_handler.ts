@@ -1,5 +1,10 @@
 import { type ProviderKeys, providerKeys } from "../config/mod.ts";
-import { checkAuthority, checkClientKey, type LeaseReserver } from "../authority/mod.ts";
+import {
+  checkAuthority,
+  checkClientKey,
+  type LeaseReserver,
+  LeaseStoreUnavailableError,
+} from "../authority/mod.ts";
 import { type Candidate, decide, effectiveContract, type Policy } from "../contract/mod.ts";
 import type { EdrAttempt } from "../edr/mod.ts";
 import type { HealthGate } from "../health/mod.ts";
@@ -11,7 +16,7 @@ import {
   type ProviderName,
   UpstreamError,
 } from "../providers/mod.ts";
-import { HeavySlot, SlotError, type SlotLease } from "../slot/mod.ts";
+import { type HostSlot, SlotError, type SlotLease } from "../slot/mod.ts";
 import type { Dialect } from "./dialects.ts";
 import { type HostSnapshot, hostViews, type LocalHost } from "./local_hosts.ts";
 import { concatBytes } from "../bytes.ts";
@@ -34,7 +39,7 @@ export interface ChatDeps {
   policy: Policy;
   policyHash: string;
   health: HealthGate;
-  slot: HeavySlot;
+  slot: HostSlot;
   adapters: Partial<Record<ProviderName, ProviderAdapter>>;
   /**
    * With several local hosts: every one, in configured order (`health`, `slot` and `adapters.local` are
@@ -165,7 +170,7 @@ export class ChatHandler {
       leases: this.#deps.leases,
       secrets: this.#deps.secrets,
       header: authorityHeader,
-    });
+    }).catch(leaseStoreUnavailable);
     if (!authority.ok) {
       throw new RouterError(403, authority.code, authority.message, {
         failureType: "authority_violation",
@@ -526,40 +531,34 @@ export class ChatHandler {
       }
       let lease: SlotLease | null = null;
       if (local && candidate.heavy) {
+        // decide() read the slot free; a slot shared across replicas may have been taken since. Then
+        // spill and refuse act as they would have on a busy slot: spill to the next candidate if there is
+        // one (else wait), refuse at once whatever follows.
+        const when = policy.slot.when_busy;
         try {
           lease = await this.#acquireSlot(
             clientSignal,
             exchange,
             host?.slot ?? this.#deps.slot,
             (view?.slot ?? exchange.slotSnapshot)?.queue_depth ?? 0,
+            when === "wait" || (when === "spill" && !hasNext),
           );
         } catch (error) {
           if (trial) health.releaseHalfOpenTrial();
           if (!(error instanceof SlotError)) throw error;
           if (error.code === "SLOT_ABORTED") throw clientGone();
-          const timedOut = error.code === "SLOT_WAIT_TIMEOUT";
+          const spill = hasNext && when !== "refuse";
           exchange.slotOutcome = {
             heavy: true,
-            outcome: hasNext ? "spilled" : (timedOut ? "timeout" : "refused"),
+            outcome: spill ? "spilled" : (error.code === "SLOT_WAIT_TIMEOUT" ? "timeout" : "refused"),
             queue_depth_at_entry: (view?.slot ?? exchange.slotSnapshot)?.queue_depth ?? 0,
             waited_ms: exchange.slotOutcome?.waited_ms ?? 0,
           };
-          if (hasNext) {
+          if (spill) {
             metrics.countFallback("local", candidates[i + 1].provider, error.code);
             continue;
           }
-          throw new RouterError(
-            429,
-            error.code,
-            timedOut
-              ? "the heavy local model stayed busy past the maximum wait; retry after the Retry-After delay"
-              : "the heavy local model's wait queue is full; retry after the Retry-After delay",
-            {
-              failureType: "slot_refused",
-              stage: "execute",
-              retryAfter: policy.slot.retry_after_s,
-            },
-          );
+          throw slotRefusal(error, policy);
         }
       }
       const controller = new AbortController();
@@ -649,8 +648,9 @@ export class ChatHandler {
   async #acquireSlot(
     signal: AbortSignal,
     exchange: Exchange,
-    slot: HeavySlot,
+    slot: HostSlot,
     queueDepthAtDecision: number,
+    queue: boolean,
   ): Promise<SlotLease> {
     const { policy, metrics } = this.#deps;
     const immediate = slot.tryAcquire();
@@ -660,11 +660,12 @@ export class ChatHandler {
     }
     const startWait = performance.now();
     try {
-      const lease = await slot.acquire({ signal, maxWaitMs: policy.slot.max_wait_ms });
-      metrics.observeSlotWait(lease.waitedMs / 1000, "acquired");
+      const lease = await slot.acquire({ signal, maxWaitMs: policy.slot.max_wait_ms, queue });
+      // A shared slot has no synchronous tryAcquire: its acquire says whether the holder had to queue.
+      if (lease.queued) metrics.observeSlotWait(lease.waitedMs / 1000, "acquired");
       exchange.slotOutcome = {
         heavy: true,
-        outcome: "waited",
+        outcome: lease.queued ? "waited" : "acquired",
         queue_depth_at_entry: lease.queueDepthAtEntry,
         waited_ms: round(lease.waitedMs),
       };
@@ -783,6 +784,57 @@ export class ChatHandler {
     });
     this.#deps.observer?.answered(exchange, status);
   }
+}
+
+/** The answer to a heavy request that did not get the slot and has nowhere to spill. */
+function slotRefusal(error: SlotError, policy: Policy): RouterError {
+  const options = {
+    failureType: "slot_refused" as const,
+    stage: "execute" as const,
+    retryAfter: policy.slot.retry_after_s,
+  };
+  switch (error.code) {
+    case "SLOT_WAIT_TIMEOUT":
+      return new RouterError(
+        429,
+        error.code,
+        "the heavy local model stayed busy past the maximum wait; retry after the Retry-After delay",
+        options,
+      );
+    case "SLOT_UNAVAILABLE":
+      return new RouterError(
+        503,
+        error.code,
+        "the heavy local model's shared slot (Redis) could not be reached; retry after the Retry-After delay",
+        options,
+      );
+    default:
+      // Under refuse, a slot taken by another replica after decide() is refused as decide() refuses it.
+      return policy.slot.when_busy === "refuse"
+        ? new RouterError(
+          429,
+          "SLOT_BUSY",
+          "the heavy local model is busy; retry after the Retry-After delay",
+          options,
+        )
+        : new RouterError(
+          429,
+          error.code,
+          "the heavy local model's wait queue is full; retry after the Retry-After delay",
+          options,
+        );
+  }
+}
+
+/** A shared lease store out of reach fails the request closed: 503, retryable, no provider called. */
+function leaseStoreUnavailable(error: unknown): never {
+  if (!(error instanceof LeaseStoreUnavailableError)) throw error;
+  throw new RouterError(
+    503,
+    "LEASE_STORE_UNAVAILABLE",
+    `${error.message}, so the lease could not be checked and no provider was called; retry shortly`,
+    { failureType: "uncaught_exception", stage: "authorize", shouldRetry: true, retryAfter: 1 },
+  );
 }
 
 /** The context window Ollama runs a local model with: the policy's, or the default for unlisted models. */

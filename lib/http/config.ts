@@ -3,6 +3,7 @@ import { type LogLevel, parseLogLevel } from "./request_log.ts";
 
 export { normalizeOllamaHost };
 import { checkReplicaId, parseDatabaseUrl } from "../fleet/pg.ts";
+import { parseRedisUrl, type RedisTarget } from "../fleet/mod.ts";
 
 /** Every environment variable the router reads (issuer secrets aside: the policy names those). */
 export const ROUTER_ENV_NAMES = [
@@ -19,6 +20,7 @@ export const ROUTER_ENV_NAMES = [
   "ANTHROPIC_API_KEY",
   "HI_DATABASE_URL",
   "HI_REPLICA_ID",
+  "HI_REDIS_URL",
 ] as const;
 
 /** Reads the router's variables (and only those) from the process environment. */
@@ -48,6 +50,8 @@ export interface RouterConfig {
   databaseUrl: string | undefined;
   /** `HI_REPLICA_ID`; without it the id stored in the artifacts folder (see docs/fleet.md). */
   replicaId: string | undefined;
+  /** Redis shared by the replicas of a fleet (leases, heavy slots); none: files and this process. */
+  redis: RedisTarget | undefined;
 }
 
 /** `http1`: plain-http upstreams go through lib/providers/http1_client.ts; `fetch`: everything through fetch. */
@@ -92,5 +96,6 @@ export function configFromEnv(env: Record<string, string | undefined>): RouterCo
     upstreamClient: parseUpstreamClient(env.HI_UPSTREAM_CLIENT),
     databaseUrl,
     replicaId: replicaId === undefined ? undefined : checkReplicaId(replicaId),
+    redis: env.HI_REDIS_URL?.trim() ? parseRedisUrl(env.HI_REDIS_URL.trim()) : undefined,
   };
 }

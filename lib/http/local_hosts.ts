@@ -6,14 +6,14 @@
 import type { LocalHostView } from "../contract/mod.ts";
 import type { HealthGate, HealthSnapshot } from "../health/mod.ts";
 import type { ProviderAdapter } from "../providers/mod.ts";
-import type { HeavySlot, SlotSnapshot } from "../slot/mod.ts";
+import type { HostSlot, SlotSnapshot } from "../slot/mod.ts";
 
 /** One local Ollama host and what belongs to it. */
 export interface LocalHost {
   /** Its base URL as normalized from `OLLAMA_HOST` (lib/config/ollama_host.ts); the `host` label. */
   readonly url: string;
   readonly health: HealthGate;
-  readonly slot: HeavySlot;
+  readonly slot: HostSlot;
   readonly adapter: ProviderAdapter;
 }
 

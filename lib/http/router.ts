@@ -1,8 +1,13 @@
-import { checkAuthority, checkClientKey, type LeaseReserver } from "../authority/mod.ts";
+import {
+  checkAuthority,
+  checkClientKey,
+  type LeaseReserver,
+  LeaseStoreUnavailableError,
+} from "../authority/mod.ts";
 import { type CloudProvider, providerKeys } from "../config/mod.ts";
 import { type Policy, policyServingProblem } from "../contract/mod.ts";
 import type { HealthGate } from "../health/mod.ts";
-import type { HeavySlot } from "../slot/mod.ts";
+import type { HostSlot } from "../slot/mod.ts";
 import type { ChatHandler } from "./chat_handler.ts";
 import { bestSnapshot, hostViews, type LocalHost, slotTotals } from "./local_hosts.ts";
 import { anthropicDialect, openAIDialect } from "./dialects.ts";
@@ -18,7 +23,7 @@ export interface RouterOptions {
   policy: Policy;
   /** The first local host's gate and slot (the only ones unless `OLLAMA_HOST` lists several). */
   health: HealthGate;
-  slot: HeavySlot;
+  slot: HostSlot;
   /** Every local host, in configured order; without it, the one host above. */
   hosts?: readonly LocalHost[];
   metrics: RouterMetrics;
@@ -110,7 +115,17 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
             leases: options.leases,
             secrets: options.secrets,
             header: request.headers.get("x-authority"),
+          }).catch((e) => {
+            if (e instanceof LeaseStoreUnavailableError) return null;
+            throw e;
           });
+          if (verdict === null) {
+            return error(
+              503,
+              "LEASE_STORE_UNAVAILABLE",
+              "the lease store could not be reached; retry shortly",
+            );
+          }
           if (!verdict.ok) return error(403, verdict.code, verdict.message);
         }
         // The slot gauges are read at scrape time: the slot itself knows nothing of metrics.

@@ -1,4 +1,4 @@
-import { LeaseStore } from "../authority/mod.ts";
+import { type LeaseReserver, LeaseStore } from "../authority/mod.ts";
 import { CLOUD_PROVIDERS } from "../config/mod.ts";
 import { loadPolicy, type Policy } from "../contract/mod.ts";
 import { CheckpointWriter, EdrWriter, writePolicySnapshot } from "../edr/mod.ts";
@@ -12,9 +12,10 @@ import {
   type ProviderName,
   routedUpstreamFetch,
 } from "../providers/mod.ts";
-import { type HeavySlot, inProcessSlots, type SlotFactory } from "../slot/mod.ts";
+import { type HostSlot, inProcessSlots, type SlotFactory } from "../slot/mod.ts";
 import { bestSnapshot, type LocalHost } from "./local_hosts.ts";
 import { EdrShipper, openEdrStore } from "../fleet/pg.ts";
+import { createHeavySlot, RedisConnection, RedisLeaseReserver } from "../fleet/mod.ts";
 import { ChatHandler } from "./chat_handler.ts";
 import { serveGuarded } from "./connection_guard.ts";
 import type { RouterConfig } from "./config.ts";
@@ -51,7 +52,7 @@ export interface RunningServer {
   /** The first local host's health gate (the only one unless `OLLAMA_HOST` lists several). */
   health: HealthGate;
   /** The first local host's heavy slot. */
-  slot: HeavySlot;
+  slot: HostSlot;
   /** Every local host, in configured order. */
   hosts: LocalHost[];
   edr: EdrWriter;
@@ -75,6 +76,8 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
       `the policy signs EDR checkpoints with the key in ${checkpointEnv}, which is not set; set it, or remove checkpoints.hmac_secret_env`,
     );
   }
+  // Redis first: a fleet replica that cannot reach it must not start (nor write anything) at all.
+  const redis = config.redis ? await RedisConnection.connect(config.redis, log) : null;
   await Deno.mkdir(config.artifactsDir, { recursive: true });
   const policyHash = await writePolicySnapshot(config.artifactsDir, policy);
   // Checked before the writer opens: an unreachable database ends the start with nothing left open.
@@ -103,11 +106,23 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
         "there asynchronously, the local WAL stays the commit point",
     );
   }
-  const leases = await LeaseStore.open(config.artifactsDir);
+  const fileLeases = redis ? null : await LeaseStore.open(config.artifactsDir);
+  const leases: LeaseReserver = fileLeases ?? new RedisLeaseReserver(redis!);
   const metrics = new RouterMetrics();
   const heavyModels = policy.models.filter((m) => m.provider === "local" && m.heavy).map((m) => m.name);
   const several = config.ollamaUrls.length > 1;
-  const createSlot = options.createSlot ?? inProcessSlots(policy.slot);
+  // With Redis, each host's slot is shared by every replica using it (made here: opening one subscribes).
+  const sharedSlots = redis && !options.createSlot
+    ? new Map(
+      await Promise.all(
+        config.ollamaUrls.map(async (url) =>
+          [url, await createHeavySlot(url, policy.slot, { redis, shared: { log } })] as const
+        ),
+      ),
+    )
+    : null;
+  const createSlot = options.createSlot ??
+    (sharedSlots ? (url: string) => sharedSlots.get(url)! : inProcessSlots(policy.slot));
   // Plain-http upstreams (Ollama, a LAN OpenAI-compatible server) go through our keep-alive HTTP/1.1
   // client, the cheapest transport measured; https goes through fetch.
   const http1 = new Http1Agent();
@@ -216,6 +231,16 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
     keepAliveTimeoutMs: policy.limits.keep_alive_timeout_ms,
     log,
   }, serve);
+  // Said once the port is bound, so a start that fails says only why.
+  log(
+    redis
+      ? `stores: leases and the heavy slot${several ? "s" : ""} of ${
+        config.ollamaUrls.join(", ")
+      } shared in Redis at ${redis.target.display}`
+      : `stores: leases in ${config.artifactsDir}/leases, heavy slot${
+        several ? "s" : ""
+      } in this process (set HI_REDIS_URL to share them)`,
+  );
   const addr = server.addr;
   const url = `http://${addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname}:${addr.port}`;
   let closing: Promise<void> | null = null;
@@ -239,7 +264,9 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
           // The last checkpoint anchors every durable record, whatever happened to the files.
           await checkpoints.stop();
           // Spent leases must stay spent whatever happened to the records.
-          await leases.close();
+          await fileLeases?.close();
+          await Promise.all([...(sharedSlots?.values() ?? [])].map((s) => s.close?.()));
+          await redis?.close();
           // The last requests' lines reach stdout before the process exits.
           await stdoutLines?.flush();
           // Last: the final checkpoint is shipped too; what cannot be shipped now waits in the WAL.

@@ -1,7 +1,8 @@
 import type { SlotPolicy } from "./schema.ts";
 
 /** Why a wait for the heavy slot ended without the slot. */
-export type SlotErrorCode = "SLOT_QUEUE_FULL" | "SLOT_WAIT_TIMEOUT" | "SLOT_ABORTED";
+/** SLOT_UNAVAILABLE: a slot shared through Redis could not reach it, so holding it cannot be proven. */
+export type SlotErrorCode = "SLOT_QUEUE_FULL" | "SLOT_WAIT_TIMEOUT" | "SLOT_ABORTED" | "SLOT_UNAVAILABLE";
 
 /** Rejection of `HeavySlot.acquire`; `code` is stable and safe to put in an EDR or an error body. */
 export class SlotError extends Error {
@@ -22,6 +23,8 @@ export interface SlotLease {
   readonly waitedMs: number;
   /** How many waiters were ahead when this holder asked (0 when the slot was free). */
   readonly queueDepthAtEntry: number;
+  /** True when the holder waited in the queue; false when the slot was free at once. */
+  readonly queued: boolean;
   /** Gives the slot up (to the next waiter, if any); calling it again does nothing. */
   release(): void;
   /** Same as `release()`, for `using lease = await slot.acquire(…)`. */
@@ -52,6 +55,28 @@ export interface AcquireOptions {
   signal?: AbortSignal;
   /** Longest wait in the queue; defaults to the policy's `max_wait_ms`. */
   maxWaitMs?: number;
+  /**
+   * False: a slot that is not free at once is SLOT_QUEUE_FULL instead of a wait (a request that should
+   * spill or be refused rather than queue). Defaults to true.
+   */
+  queue?: boolean;
+}
+
+/**
+ * The heavy slot of one Ollama host as the request path uses it: `HeavySlot` in this process, or
+ * `RedisHeavySlot` (lib/fleet) shared by every router replica through Redis.
+ */
+export interface HostSlot {
+  /** The slot's state for `decide()`: synchronous (a shared slot answers from its local view). */
+  snapshot(): SlotSnapshot;
+  /** Cumulative counters (copies) for metrics. */
+  stats(): SlotStats;
+  /** Takes the slot when that is known at once to be possible; null otherwise (a shared slot: always). */
+  tryAcquire(): SlotLease | null;
+  /** Takes the slot, waiting in FIFO order when it is busy; rejects with a `SlotError` otherwise. */
+  acquire(options?: AcquireOptions): Promise<SlotLease>;
+  /** Stops background work (heartbeats, subscriptions); the in-process slot has none. */
+  close?(): Promise<void>;
 }
 
 /** Constructor options for `HeavySlot`. */
@@ -82,11 +107,18 @@ function defaultSetTimer(fn: () => void, ms: number): () => void {
 class Lease implements SlotLease {
   readonly waitedMs: number;
   readonly queueDepthAtEntry: number;
+  readonly queued: boolean;
   #onRelease: ((lease: Lease) => void) | null;
 
-  constructor(waitedMs: number, queueDepthAtEntry: number, onRelease: (lease: Lease) => void) {
+  constructor(
+    waitedMs: number,
+    queueDepthAtEntry: number,
+    queued: boolean,
+    onRelease: (lease: Lease) => void,
+  ) {
     this.waitedMs = waitedMs;
     this.queueDepthAtEntry = queueDepthAtEntry;
+    this.queued = queued;
     this.#onRelease = onRelease;
   }
 
@@ -106,7 +138,7 @@ class Lease implements SlotLease {
  * The single heavy local inference slot: one holder at a time, a bounded FIFO wait queue, and direct
  * hand-off on release. Light local work never touches it, so it never queues behind heavy work.
  */
-export class HeavySlot {
+export class HeavySlot implements HostSlot {
   #policy: SlotPolicy;
   #now: () => number;
   #setTimer: (fn: () => void, ms: number) => () => void;
@@ -147,7 +179,7 @@ export class HeavySlot {
   tryAcquire(): SlotLease | null {
     if (this.#holder !== null || this.#queue.length > 0) return null;
     this.#stats.acquired_immediately++;
-    return this.#grant(0, 0);
+    return this.#grant(0, 0, false);
   }
 
   /** Takes the slot, waiting in FIFO order when it is busy; rejects with a `SlotError` otherwise. */
@@ -159,7 +191,7 @@ export class HeavySlot {
     }
     const immediate = this.tryAcquire();
     if (immediate) return Promise.resolve(immediate);
-    if (this.#queue.length >= this.#policy.max_queue) {
+    if (options.queue === false || this.#queue.length >= this.#policy.max_queue) {
       this.#stats.queue_full_refusals++;
       return Promise.reject(
         new SlotError(
@@ -215,8 +247,8 @@ export class HeavySlot {
     }
   }
 
-  #grant(waitedMs: number, depthAtEntry: number): Lease {
-    const lease = new Lease(waitedMs, depthAtEntry, (released) => this.#release(released));
+  #grant(waitedMs: number, depthAtEntry: number, queued: boolean): Lease {
+    const lease = new Lease(waitedMs, depthAtEntry, queued, (released) => this.#release(released));
     this.#holder = lease;
     return lease;
   }
@@ -230,7 +262,7 @@ export class HeavySlot {
     if (!next) return;
     this.#detach(next);
     this.#stats.acquired_after_wait++;
-    next.resolve(this.#grant(Math.max(0, this.#now() - next.enqueuedAt), next.depthAtEntry));
+    next.resolve(this.#grant(Math.max(0, this.#now() - next.enqueuedAt), next.depthAtEntry, true));
   }
 
   #remove(waiter: Waiter): boolean {
@@ -258,7 +290,7 @@ function abortedError(): SlotError {
  * one of these, so a slot shared between router replicas (same surface, kept elsewhere) can replace the
  * in-process one without touching the request path.
  */
-export type SlotFactory = (hostUrl: string) => HeavySlot;
+export type SlotFactory = (hostUrl: string) => HostSlot;
 
 /** The default factory: an in-process slot per host, each governed by the same policy. */
 export function inProcessSlots(policy: SlotPolicy, options: HeavySlotOptions = {}): SlotFactory {

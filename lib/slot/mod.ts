@@ -7,6 +7,7 @@ export {
   type AcquireOptions,
   HeavySlot,
   type HeavySlotOptions,
+  type HostSlot,
   inProcessSlots,
   SlotError,
   type SlotErrorCode,

@@ -36,6 +36,11 @@ export interface ServeOptions {
    * One fake with default options without it.
    */
   ollamas?: FakeOllamaOptions[];
+  /**
+   * Fakes to use instead of fresh ones (e.g. two routers sharing one fake Ollama); `close()` leaves
+   * them running for their owner to close.
+   */
+  fakes?: { ollama: FakeOllama; openai: FakeOpenAI; anthropic: FakeAnthropic };
   /** Run under `ulimit -n <nofile>` (soft and hard open-file limit), as `bash -c 'ulimit -n N; exec deno task serve'`. */
   nofile?: number;
 }
@@ -254,10 +259,12 @@ async function walRequestIds(walDir: string): Promise<Set<string>> {
 
 /** Starts the fakes and `deno task serve`; resolves once the router printed its "listening on" banner. */
 export async function startServe(options: ServeOptions = {}): Promise<ServedRouter> {
-  const ollamas = (options.ollamas ?? [{}]).map((o) => startFakeOllama(o));
+  const ollamas = options.fakes
+    ? [options.fakes.ollama]
+    : (options.ollamas ?? [{}]).map((o) => startFakeOllama(o));
   const ollama = ollamas[0];
-  const openai = startFakeOpenAI();
-  const anthropic = startFakeAnthropic();
+  const openai = options.fakes?.openai ?? startFakeOpenAI();
+  const anthropic = options.fakes?.anthropic ?? startFakeAnthropic();
   const tempDir = await Deno.makeTempDir({ prefix: "hi-serve-" });
   const artifactsDir = options.artifactsDir ?? `${tempDir}/artifacts`;
   await Deno.mkdir(artifactsDir, { recursive: true });
@@ -355,7 +362,9 @@ export async function startServe(options: ServeOptions = {}): Promise<ServedRout
   };
 
   const cleanupFiles = async () => {
-    await Promise.all([...ollamas.map((o) => o.close()), openai.close(), anthropic.close()]);
+    if (!options.fakes) {
+      await Promise.all([...ollamas.map((o) => o.close()), openai.close(), anthropic.close()]);
+    }
     await Deno.remove(tempDir, { recursive: true }).catch(() => {});
   };
 
