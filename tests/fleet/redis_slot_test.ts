@@ -111,6 +111,23 @@ Deno.test({
         }
       });
 
+      await t.step("each Ollama host has its own shared slot", async () => {
+        const one = await replicas(server);
+        const connection = await RedisConnection.connect(parseRedisUrl(server.url), () => {});
+        const otherHost = await RedisHeavySlot.open(connection, `${one.host}-other`, WAIT);
+        try {
+          const held = await one.a.acquire();
+          const elsewhere = await otherHost.acquire({ maxWaitMs: 1_000 });
+          assert.equal(elsewhere.queued, false, "a busy host's slot held up another host's");
+          elsewhere.release();
+          held.release();
+        } finally {
+          await otherHost.close();
+          await connection.close();
+          await one.close();
+        }
+      });
+
       await t.step("fencing: a holder whose lease expired cannot free the next holder's slot", async () => {
         // Replica a never renews (its heartbeat is an hour away), as if its process had stalled.
         const r = await replicas(server, WAIT, { holdMs: 300, heartbeatMs: 3_600_000 });
