@@ -15,7 +15,7 @@ import { issuerSecretEnvNames } from "../lib/authority/mod.ts";
 import { ollamaNetEntry } from "../lib/config/mod.ts";
 import { loadPolicy } from "../lib/contract/mod.ts";
 import { parseDatabaseUrl } from "../lib/fleet/pg.ts";
-import { REDIS_CLIENT_ENV_NAMES } from "../lib/fleet/mod.ts";
+import { REDIS_CLIENT_ENV_NAMES } from "../lib/fleet/redis.ts";
 import { configFromEnv, exitCannotStart, readRouterEnv, ROUTER_ENV_NAMES } from "../lib/http/mod.ts";
 
 /**

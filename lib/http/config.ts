@@ -3,7 +3,7 @@ import { type LogLevel, parseLogLevel } from "./request_log.ts";
 
 export { normalizeOllamaHost };
 import { checkReplicaId, parseDatabaseUrl } from "../fleet/pg.ts";
-import { parseRedisUrl, type RedisTarget } from "../fleet/mod.ts";
+import { parseRedisUrl, type RedisTarget } from "../fleet/redis.ts";
 
 /** Every environment variable the router reads (issuer secrets aside: the policy names those). */
 export const ROUTER_ENV_NAMES = [

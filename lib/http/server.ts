@@ -15,7 +15,7 @@ import {
 import { type HostSlot, inProcessSlots, type SlotFactory } from "../slot/mod.ts";
 import { bestSnapshot, type LocalHost } from "./local_hosts.ts";
 import { EdrShipper, openEdrStore } from "../fleet/pg.ts";
-import { createHeavySlot, RedisConnection, RedisLeaseReserver } from "../fleet/mod.ts";
+import { createHeavySlot, RedisConnection, RedisLeaseReserver } from "../fleet/redis.ts";
 import { ChatHandler } from "./chat_handler.ts";
 import { serveGuarded } from "./connection_guard.ts";
 import type { RouterConfig } from "./config.ts";

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { serverPermissionFlags } from "../../cli/serve.ts";
-import { parseRedisUrl } from "../../lib/fleet/mod.ts";
+import { parseRedisUrl } from "../../lib/fleet/redis.ts";
 import { configFromEnv } from "../../lib/http/mod.ts";
 import { runTask } from "../e2e/serve_harness.ts";
 import { redisAvailable, startRedisServer } from "./redis_server.ts";

@@ -5,7 +5,12 @@
  */
 import assert from "node:assert/strict";
 import { hashLeaseId, LeaseStoreUnavailableError } from "../../lib/authority/mod.ts";
-import { LEASE_KEY_PREFIX, parseRedisUrl, RedisConnection, RedisLeaseReserver } from "../../lib/fleet/mod.ts";
+import {
+  LEASE_KEY_PREFIX,
+  parseRedisUrl,
+  RedisConnection,
+  RedisLeaseReserver,
+} from "../../lib/fleet/redis.ts";
 import { redisAvailable, startRedisServer } from "./redis_server.ts";
 
 const ignore = !redisAvailable();

@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import type { EdrRecord } from "../../lib/edr/mod.ts";
-import { DEFAULT_HOLD_MS, DEFAULT_POLL_MS } from "../../lib/fleet/mod.ts";
+import { DEFAULT_HOLD_MS, DEFAULT_POLL_MS } from "../../lib/fleet/redis.ts";
 import { startFakeAnthropic } from "../fakes/fake_anthropic.ts";
 import { type FakeHold, startFakeOllama } from "../fakes/fake_ollama.ts";
 import { startFakeOpenAI } from "../fakes/fake_openai.ts";

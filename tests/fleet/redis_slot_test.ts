@@ -10,7 +10,7 @@ import {
   RedisConnection,
   RedisHeavySlot,
   type RedisSlotOptions,
-} from "../../lib/fleet/mod.ts";
+} from "../../lib/fleet/redis.ts";
 import { SlotError, type SlotLease, type SlotPolicy } from "../../lib/slot/mod.ts";
 import { redisAvailable, type RedisServer, startRedisServer } from "./redis_server.ts";
 

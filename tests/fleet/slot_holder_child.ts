@@ -2,7 +2,7 @@
  * Child process for the shared-slot tests: takes the heavy slot of host `Deno.args[1]` in the Redis at
  * `Deno.args[0]` with a hold lease of `Deno.args[2]` ms, prints "held", and keeps it (renewing) until killed.
  */
-import { parseRedisUrl, RedisConnection, RedisHeavySlot } from "../../lib/fleet/mod.ts";
+import { parseRedisUrl, RedisConnection, RedisHeavySlot } from "../../lib/fleet/redis.ts";
 
 const [url, host, holdMs] = Deno.args;
 const redis = await RedisConnection.connect(parseRedisUrl(url), () => {});

@@ -1,7 +1,7 @@
 /**
- * Fleet mode: state shared by several router replicas through Redis (`HI_REDIS_URL`): single-use leases
- * and the heavy slot of each Ollama host. Without Redis the router keeps the file lease store and the
- * in-process slot. See docs/fleet.md.
+ * Fleet mode's Redis store (`HI_REDIS_URL`): single-use leases and the heavy slot of each Ollama host,
+ * shared by every router replica using it. Without Redis the router keeps the file lease store and the
+ * in-process slots. This file is the store's only door (as pg.ts is PostgreSQL's); see docs/fleet.md.
  * @module
  */
 import { HeavySlot, type HostSlot, type SlotPolicy } from "../slot/mod.ts";
