@@ -244,7 +244,8 @@ Deno.test({
       await t.step(
         "with Redis down acquire is SLOT_UNAVAILABLE; after it is back the slot works",
         async () => {
-          const r = await replicas(server);
+          // Polls far apart (and a long hold lease), so a prompt wake-up can only come from pub/sub.
+          const r = await replicas(server, WAIT, { pollMs: 60_000, holdMs: 30_000 });
           try {
             await server.stop();
             await assert.rejects(r.a.acquire(), slotCode("SLOT_UNAVAILABLE"));
@@ -254,6 +255,16 @@ Deno.test({
               lease?.release();
               return lease !== null;
             });
+            // The subscriber reconnected and resubscribed: a release wakes the other replica's waiter.
+            await until("a sees the slot free", () => !r.a.snapshot().busy);
+            const holder = await r.a.acquire();
+            const waiting = r.b.acquire();
+            await until("b's waiter queued", () => r.a.snapshot().queue_depth === 1);
+            const releasedAt = Date.now();
+            holder.release();
+            (await waiting).release();
+            const took = Date.now() - releasedAt;
+            assert.ok(took < 2_000, `b was woken ${took} ms after the release`);
           } finally {
             await r.close();
           }
