@@ -1,7 +1,7 @@
 /**
  * Lines to a file descriptor (stdout) without making the request path wait on it: `write` queues the line
- * and returns; one write at a time drains everything queued since, so under load many lines go out in one
- * write. A console that stops reading cannot grow the queue without bound: past `maxQueuedBytes` lines are
+ * and returns; the queue is written `batchMs` after its first line (or at `flush()`), one write at a time,
+ * so under load one write carries the lines of many requests instead of each paying a system call. A console that stops reading cannot grow the queue without bound: past `maxQueuedBytes` lines are
  * dropped and counted, and the next line that fits says how many were lost.
  */
 
@@ -19,10 +19,13 @@ export class BufferedLineWriter {
   #queuedBytes = 0;
   #dropped = 0;
   #draining: Promise<void> | null = null;
+  #batchMs: number;
+  #timer: ReturnType<typeof setTimeout> | null = null;
 
-  constructor(target: LineTarget, options: { maxQueuedBytes?: number } = {}) {
+  constructor(target: LineTarget, options: { maxQueuedBytes?: number; batchMs?: number } = {}) {
     this.#target = target;
     this.#maxQueuedBytes = options.maxQueuedBytes ?? 4 * 1024 * 1024;
+    this.#batchMs = options.batchMs ?? 10;
   }
 
   /** Queues one line (without its newline); never waits and never throws. */
@@ -40,17 +43,27 @@ export class BufferedLineWriter {
     }
     this.#queue.push(line);
     this.#queuedBytes += line.length;
-    this.#draining ??= this.#drain();
+    // A drain under way takes what is queued meanwhile; otherwise the first line starts the batch's clock.
+    if (this.#draining === null && this.#timer === null) {
+      this.#timer = setTimeout(this.#startDrain, this.#batchMs);
+      // The log never keeps a process alive; a stop calls flush().
+      Deno.unrefTimer(this.#timer);
+    }
   }
 
-  /** Resolves once every queued line was written (or the target failed). */
+  /** Writes what is queued now and resolves once every queued line was written (or the target failed). */
   async flush(): Promise<void> {
+    if (this.#timer !== null) this.#startDrain();
     while (this.#draining) await this.#draining;
   }
 
+  #startDrain = (): void => {
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#draining ??= this.#drain();
+  };
+
   async #drain(): Promise<void> {
-    // Start after the current task, so lines queued by the same burst of work go out together.
-    await Promise.resolve();
     try {
       while (this.#queue.length > 0) {
         const bytes = encoder.encode(this.#queue.join("\n") + "\n");

@@ -286,3 +286,21 @@ Deno.test("without OTEL_DENO there is no tracer, so requests make no spans", () 
   assert.equal(Deno.env.get("OTEL_DENO"), undefined, "run this test without OTEL_DENO");
   assert.equal(RequestTracer.whenEnabled(), null);
 });
+
+Deno.test("the buffered writer sends lines of separate tasks within its batch window in one write", async () => {
+  const writes: string[] = [];
+  const target = {
+    write(bytes: Uint8Array) {
+      writes.push(new TextDecoder().decode(bytes));
+      return Promise.resolve(bytes.length);
+    },
+  };
+  const writer = new BufferedLineWriter(target, { batchMs: 60_000 });
+  writer.write("first request");
+  // A task boundary, as between two requests answered under load.
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  writer.write("second request");
+  assert.deepEqual(writes, [], "nothing is written before the batch window ends or a flush");
+  await writer.flush();
+  assert.deepEqual(writes, ["first request\nsecond request\n"]);
+});
