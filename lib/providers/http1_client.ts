@@ -96,8 +96,12 @@ class Http1Connection {
   #closed = false;
   /** Whether the current exchange has read any byte; a request that got none may be resent. */
   answered = false;
-  /** When the pending socket read started (performance.now()), or 0 when none is pending. */
-  readingSince = 0;
+  /** Whether a socket read is pending, and how many reads have completed (the sweep watches both). */
+  reading = false;
+  readsDone = 0;
+  /** The sweep's view: `readsDone` when it last looked, and since when that count has not moved. */
+  sweepSawReads = -1;
+  stalledSince = 0;
   /** Set by the agent's sweep when a read waited too long; the read then fails with this message. */
   timedOut: string | null = null;
 
@@ -125,7 +129,8 @@ class Http1Connection {
 
   /** Appends the next socket read to `pending`; false at end of stream. */
   async fill(): Promise<boolean> {
-    this.readingSince = performance.now();
+    // No clock read here: the sweep notices a read that makes no progress (see Http1Agent's sweep).
+    this.reading = true;
     let n: number | null;
     try {
       n = await this.#conn.read(this.#scratch);
@@ -133,7 +138,8 @@ class Http1Connection {
       if (this.timedOut !== null) throw new Http1ProtocolError(this.timedOut);
       throw error;
     } finally {
-      this.readingSince = 0;
+      this.reading = false;
+      this.readsDone++;
     }
     if (this.timedOut !== null) throw new Http1ProtocolError(this.timedOut);
     if (n === null) return false;
@@ -518,7 +524,7 @@ export class Http1Agent {
   #takeIdle(key: string): Http1Connection | undefined {
     const list = this.#idle.get(key);
     if (list === undefined || list.length === 0) return undefined;
-    const now = performance.now();
+    const now = Date.now();
     // The newest socket is the least likely to have been closed by the server.
     const connection = list.pop()!;
     if (now - connection.idleSince <= this.#idleTimeoutMs) {
@@ -544,13 +550,16 @@ export class Http1Agent {
    * timeout. One interval per agent, not one timer per read, keeps the request path free of timers.
    */
   #sweep = (): void => {
-    const now = performance.now();
+    const now = Date.now();
     for (const [key, list] of this.#idle) {
       this.#closeIdleOlderThan(list, now);
       if (list.length === 0) this.#idle.delete(key);
     }
     for (const connection of this.#busy) {
-      if (connection.readingSince !== 0 && now - connection.readingSince > this.#readTimeoutMs) {
+      if (!connection.reading || connection.readsDone !== connection.sweepSawReads) {
+        connection.sweepSawReads = connection.readsDone;
+        connection.stalledSince = now;
+      } else if (now - connection.stalledSince > this.#readTimeoutMs) {
         connection.timedOut = `the upstream sent no byte for ${this.#readTimeoutMs} ms`;
         connection.close();
       }
@@ -630,7 +639,7 @@ export class Http1Agent {
     let list = this.#idle.get(connection.key);
     if (list === undefined) this.#idle.set(connection.key, list = []);
     if (list.length >= this.#maxIdlePerHost) return connection.close();
-    connection.idleSince = performance.now();
+    connection.idleSince = Date.now();
     list.push(connection);
   }
 }
