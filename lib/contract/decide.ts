@@ -102,8 +102,34 @@ export interface Candidate {
   local_host?: string;
 }
 
+/**
+ * What decide() made of the heavy slot: `free` (no heavy local candidate met a busy slot), `wait` (the first
+ * local candidate queues for it), or a busy slot that kept the request off the local host (`spill`: to the
+ * next candidate; `refuse`: a 429 unless another candidate serves), with whether the slot was busy or its
+ * wait queue full. The EDR's slot outcome is read from it (`spilled`, `refused`).
+ */
+export type SlotDisposition =
+  | { readonly kind: "free" }
+  | { readonly kind: "wait" }
+  | { readonly kind: "spill"; readonly reason: "busy" | "queue_full" }
+  | { readonly kind: "refuse"; readonly reason: "busy" | "queue_full" };
+
+/** The dispositions as shared constants: a decision allocates none. */
+export const SLOT_DISPOSITION = Object.freeze(
+  {
+    free: Object.freeze({ kind: "free" }),
+    wait: Object.freeze({ kind: "wait" }),
+    spillBusy: Object.freeze({ kind: "spill", reason: "busy" }),
+    spillQueueFull: Object.freeze({ kind: "spill", reason: "queue_full" }),
+    refuseBusy: Object.freeze({ kind: "refuse", reason: "busy" }),
+    refuseQueueFull: Object.freeze({ kind: "refuse", reason: "queue_full" }),
+  } as const satisfies Record<string, SlotDisposition>,
+);
+
 /** A refusal decided before any provider is tried. */
 export interface Rejection {
+  /** `slot`: the heavy slot is busy or its queue full (retry later); `policy`: the request or contract. */
+  cause: "slot" | "policy";
   status: number;
   code: string;
   message: string;
@@ -117,6 +143,10 @@ export interface Decision {
   factors: string[];
   constraints: string[];
   rejection: Rejection | null;
+  /** The heavy slot as decide() found it for this request (the factors say the same as reason codes). */
+  slot: SlotDisposition;
+  /** The requested model is one the policy lists or Ollama has installed (`MODEL_PINNED*`). */
+  pinned: boolean;
 }
 
 const modelIndexCache = new WeakMap<Policy, Map<string, ModelPolicy>>();
@@ -164,6 +194,7 @@ export function decide(input: DecisionInput): Decision {
     ? features.requested_model
     : null;
   let pinned: ModelPolicy | null = null;
+  let slotDisposition: SlotDisposition = SLOT_DISPOSITION.free;
   if (requested) {
     const known = models.get(requested);
     const installed = input.hosts === undefined
@@ -186,6 +217,8 @@ export function decide(input: DecisionInput): Decision {
       return reject(
         factors,
         constraints,
+        pinned !== null,
+        slotDisposition,
         404,
         "MODEL_NOT_FOUND",
         // The name is not echoed: it is client text that reaches the record.
@@ -196,6 +229,8 @@ export function decide(input: DecisionInput): Decision {
       return reject(
         factors,
         constraints,
+        pinned !== null,
+        slotDisposition,
         400,
         "MODEL_NOT_ALLOWED_BY_CONTRACT",
         `model ${requested} runs on ${pinned.provider}, which the effective provider_allowlist excludes; pick a model of an allowed provider or "auto"`,
@@ -205,6 +240,8 @@ export function decide(input: DecisionInput): Decision {
       return reject(
         factors,
         constraints,
+        pinned !== null,
+        slotDisposition,
         400,
         "MODEL_NOT_ALLOWED_BY_CONTRACT",
         `model ${requested} runs on ${pinned.provider}, but ${contract.classification} data may not leave the local host; pick a local model or "auto"`,
@@ -214,7 +251,16 @@ export function decide(input: DecisionInput): Decision {
 
   const fieldRefusal = refuseUnhonouredFields(input, pinned, cloudAllowed, constraints);
   if (fieldRefusal) {
-    return reject(factors, constraints, 400, "UNSUPPORTED_FIELD", fieldRefusal.message, fieldRefusal.param);
+    return reject(
+      factors,
+      constraints,
+      pinned !== null,
+      slotDisposition,
+      400,
+      "UNSUPPORTED_FIELD",
+      fieldRefusal.message,
+      fieldRefusal.param,
+    );
   }
 
   const candidates: Candidate[] = [];
@@ -249,10 +295,13 @@ export function decide(input: DecisionInput): Decision {
           factors,
           constraints,
         );
+        slotDisposition = keptOffSlot(slotDisposition, local.slot);
         if (local.refuseBusy) {
           return reject(
             factors,
             constraints,
+            pinned !== null,
+            slotDisposition,
             429,
             "SLOT_BUSY",
             "the heavy local model is busy on every local host; retry after the Retry-After delay",
@@ -286,9 +335,12 @@ export function decide(input: DecisionInput): Decision {
         const queueFull = slot.queue_depth >= slot.max_queue;
         if (slot.when_busy === "refuse") {
           factors.push("SLOT_BUSY_REFUSE");
+          slotDisposition = keptOffSlot(slotDisposition, SLOT_DISPOSITION.refuseBusy);
           return reject(
             factors,
             constraints,
+            pinned !== null,
+            slotDisposition,
             429,
             "SLOT_BUSY",
             "the heavy local model is busy; retry after the Retry-After delay",
@@ -297,12 +349,18 @@ export function decide(input: DecisionInput): Decision {
         if (slot.when_busy === "spill" || queueFull) {
           if (canSpill) {
             factors.push(queueFull ? "SLOT_QUEUE_FULL_SPILL" : "SLOT_BUSY_SPILL");
+            slotDisposition = keptOffSlot(
+              slotDisposition,
+              queueFull ? SLOT_DISPOSITION.spillQueueFull : SLOT_DISPOSITION.spillBusy,
+            );
             localBlocked = true;
             continue;
           }
           if (queueFull) {
             factors.push("SLOT_QUEUE_FULL");
+            slotDisposition = keptOffSlot(slotDisposition, SLOT_DISPOSITION.refuseQueueFull);
             localRefusal = {
+              cause: "slot",
               status: 429,
               code: "SLOT_QUEUE_FULL",
               message: "the heavy local model's wait queue is full; retry after the Retry-After delay",
@@ -312,6 +370,7 @@ export function decide(input: DecisionInput): Decision {
           }
         }
         factors.push("SLOT_BUSY_WAIT");
+        slotDisposition = keptOffSlot(slotDisposition, SLOT_DISPOSITION.wait);
       }
       candidates.push({ heavy, model: model.name, provider: "local" });
       continue;
@@ -341,12 +400,22 @@ export function decide(input: DecisionInput): Decision {
 
   if (candidates.length === 0) {
     if (localRefusal) {
-      return reject(factors, constraints, localRefusal.status, localRefusal.code, localRefusal.message);
+      return reject(
+        factors,
+        constraints,
+        pinned !== null,
+        slotDisposition,
+        localRefusal.status,
+        localRefusal.code,
+        localRefusal.message,
+      );
     }
     if (!cloudAllowed) {
       return reject(
         factors,
         constraints,
+        pinned !== null,
+        slotDisposition,
         503,
         `LOCAL_UNAVAILABLE_FOR_${contract.classification}`,
         `${contract.classification} requests run only on the local host, which cannot take this request now; retry when GET /readyz reports ready`,
@@ -355,6 +424,8 @@ export function decide(input: DecisionInput): Decision {
     return reject(
       factors,
       constraints,
+      pinned !== null,
+      slotDisposition,
       503,
       "NO_PROVIDER_AVAILABLE",
       "no provider satisfies the routing contract; check the contract, GET /readyz and the configured API keys",
@@ -366,7 +437,14 @@ export function decide(input: DecisionInput): Decision {
     if (features.has_late_system === true) factors.push("REWRITE_SYSTEM_HOISTED");
     if (features.opens_with_assistant === true) factors.push("REWRITE_FIRST_TURN_USER");
   }
-  return { candidates, factors, constraints, rejection: null };
+  return {
+    candidates,
+    factors,
+    constraints,
+    rejection: null,
+    slot: slotDisposition,
+    pinned: pinned !== null,
+  };
 }
 
 function localModel(
@@ -430,19 +508,27 @@ function fitsCapabilities(
   return true;
 }
 
+/** The first disposition that kept the request off a busy slot wins (as its factor came first). */
+function keptOffSlot(current: SlotDisposition, next: SlotDisposition): SlotDisposition {
+  return current.kind === "spill" || current.kind === "refuse" ? current : next;
+}
+
 function reject(
   factors: string[],
   constraints: string[],
+  pinned: boolean,
+  slot: SlotDisposition,
   status: number,
   code: string,
   message: string,
   param?: string,
 ): Decision {
   factors.push(`REJECTED_${code}`);
+  const cause = code === "SLOT_BUSY" || code === "SLOT_QUEUE_FULL" ? "slot" : "policy";
   const rejection: Rejection = param === undefined
-    ? { status, code, message }
-    : { status, code, message, param };
-  return { candidates: [], factors, constraints, rejection };
+    ? { cause, status, code, message }
+    : { cause, status, code, message, param };
+  return { candidates: [], factors, constraints, rejection, slot, pinned };
 }
 
 /** The request's provider-specific fields that `provider` does not honour (sorted, as recorded). */
@@ -496,6 +582,8 @@ interface LocalHostsVerdict {
   refusal: Rejection | null;
   /** `slot.when_busy` is `refuse` and every host that could run the heavy model is busy. */
   refuseBusy: boolean;
+  /** What the hosts' heavy slots made of the request. */
+  slot: SlotDisposition;
 }
 
 /**
@@ -518,7 +606,12 @@ function localHostCandidates(
   factors: string[],
   constraints: string[],
 ): LocalHostsVerdict {
-  const verdict: LocalHostsVerdict = { candidates: [], refusal: null, refuseBusy: false };
+  const verdict: LocalHostsVerdict = {
+    candidates: [],
+    refusal: null,
+    refuseBusy: false,
+    slot: SLOT_DISPOSITION.free,
+  };
   if (!fitsCapabilities(model, needs, input.features, factors, constraints, pinned === model)) return verdict;
   const threshold = input.policy.health.heavy_param_threshold_b;
   const ready: { candidate: Candidate; host: LocalHostView }[] = [];
@@ -571,22 +664,33 @@ function localHostCandidates(
     else if (refused) {
       factors.push("SLOT_BUSY_REFUSE");
       verdict.refuseBusy = true;
-    } else if (queueFull && canSpillToCloud) factors.push("SLOT_QUEUE_FULL_SPILL");
-    else if (queueFull) {
+      verdict.slot = SLOT_DISPOSITION.refuseBusy;
+    } else if (queueFull && canSpillToCloud) {
+      factors.push("SLOT_QUEUE_FULL_SPILL");
+      verdict.slot = SLOT_DISPOSITION.spillQueueFull;
+    } else if (queueFull) {
       factors.push("SLOT_QUEUE_FULL");
+      verdict.slot = SLOT_DISPOSITION.refuseQueueFull;
       verdict.refusal = {
+        cause: "slot",
         status: 429,
         code: "SLOT_QUEUE_FULL",
         message:
           "the heavy local model's wait queue is full on every local host; retry after the Retry-After delay",
       };
-    } else if (spilled) factors.push("SLOT_BUSY_SPILL");
+    } else if (spilled) {
+      factors.push("SLOT_BUSY_SPILL");
+      verdict.slot = SLOT_DISPOSITION.spillBusy;
+    }
     return verdict;
   }
   const first = chosen[0];
   factors.push(first.host.health.state === "fit" ? "LOCAL_FIT" : "LOCAL_HEALTH_UNKNOWN");
   if (first.host !== hosts[0]) factors.push("LOCAL_HOST_SKIPPED");
-  if (ready.length === 0) factors.push("SLOT_BUSY_WAIT");
+  if (ready.length === 0) {
+    factors.push("SLOT_BUSY_WAIT");
+    verdict.slot = SLOT_DISPOSITION.wait;
+  }
   verdict.candidates = chosen.map((c) => c.candidate);
   return verdict;
 }

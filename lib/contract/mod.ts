@@ -30,5 +30,7 @@ export {
   type LocalHostView,
   type Rejection,
   type RequestFeatures,
+  SLOT_DISPOSITION,
+  type SlotDisposition,
   type SlotView,
 } from "./decide.ts";

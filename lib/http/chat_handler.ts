@@ -204,18 +204,18 @@ export class ChatHandler {
     });
     exchange.decision = decision;
     exchange.decideMs = round(performance.now() - decideStart);
-    const keptOff = decision.factors.find((f) => SLOT_DECISION_OUTCOMES[f] !== undefined);
-    if (keptOff) {
+    const keptOff = decision.slot.kind;
+    if (keptOff === "spill" || keptOff === "refuse") {
       exchange.slotOutcome = {
         heavy: true,
-        outcome: SLOT_DECISION_OUTCOMES[keptOff],
+        outcome: keptOff === "spill" ? "spilled" : "refused",
         queue_depth_at_entry: exchange.slotSnapshot.queue_depth,
         waited_ms: 0,
       };
     }
     if (decision.rejection) {
       const { status, code, message, param } = decision.rejection;
-      const slotRefusal = code.startsWith("SLOT_");
+      const slotRefusal = decision.rejection.cause === "slot";
       throw new RouterError(status, code, message, {
         param,
         failureType: slotRefusal ? "slot_refused" : "policy_rejection",
@@ -842,14 +842,6 @@ function localContextWindow(policy: Policy, model: string): number {
   const listed = policy.models.find((m) => m.provider === "local" && m.name === model);
   return listed?.context_window ?? policy.limits.unlisted_local_context_window;
 }
-
-/** decide() factors that keep a heavy request off the busy slot, and the EDR slot outcome each means. */
-const SLOT_DECISION_OUTCOMES: Record<string, "spilled" | "refused"> = {
-  SLOT_BUSY_SPILL: "spilled",
-  SLOT_QUEUE_FULL_SPILL: "spilled",
-  SLOT_BUSY_REFUSE: "refused",
-  SLOT_QUEUE_FULL: "refused",
-};
 
 const ATTEMPT_OVER = "the attempt is over";
 const STREAM_DISCONNECT = {

@@ -298,9 +298,6 @@ function recordedMessage(message: string): string {
   return `${message.slice(0, cut)}…`;
 }
 
-/** decide() factors that mean the requested model is one the policy lists or Ollama has installed. */
-const PINNED_FACTORS = ["MODEL_PINNED", "MODEL_PINNED_LOCAL_INSTALLED"];
-
 /**
  * The features as the record keeps them. A requested model that decide() did not pin (not in the
  * policy, not installed) is client-chosen text the decision does not need: it is kept as its hash,
@@ -308,7 +305,7 @@ const PINNED_FACTORS = ["MODEL_PINNED", "MODEL_PINNED_LOCAL_INSTALLED"];
  */
 function recordedFeatures(features: RequestFeatures, decision: Decision | null): RequestFeatures {
   const requested = features.requested_model;
-  const pinned = decision?.factors.some((f) => PINNED_FACTORS.includes(f)) === true;
+  const pinned = decision?.pinned === true;
   if (requested === null || requested === "auto" || pinned) return orderedCopy(features);
   return orderedCopy({ ...features, requested_model: textHash(requested) });
 }

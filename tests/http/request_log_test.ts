@@ -20,6 +20,7 @@ import {
   requestLogEntry,
 } from "../../lib/http/request_log.ts";
 import { decisionHeaders, RequestObserver } from "../../lib/http/request_observer.ts";
+import { SLOT_DISPOSITION } from "../../lib/contract/mod.ts";
 import { RequestTracer } from "../../lib/http/tracing.ts";
 
 const PROMPT = "a prompt that must never be logged 5521";
@@ -65,6 +66,8 @@ function fallbackExchange(): Exchange {
     ],
     constraints: [],
     rejection: null,
+    slot: SLOT_DISPOSITION.free,
+    pinned: false,
   };
   exchange.attempts.push(
     {
