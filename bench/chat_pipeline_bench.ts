@@ -7,7 +7,7 @@ import { BUILTIN_POLICY_SOURCE, parsePolicy } from "../lib/contract/mod.ts";
 import { type EdrDraft, type EdrRecord, sealDraft } from "../lib/edr/mod.ts";
 import { HealthGate } from "../lib/health/mod.ts";
 import { ChatHandler, RouterMetrics } from "../lib/http/mod.ts";
-import { openAIDialect } from "../lib/http/dialects.ts";
+import { openAIDialect } from "../lib/pipeline/dialects.ts";
 import type { ChatResult } from "../lib/canonical/mod.ts";
 import type { ProviderAdapter } from "../lib/providers/mod.ts";
 import { HeavySlot } from "../lib/slot/mod.ts";

@@ -11,7 +11,7 @@ import {
 } from "../lib/contract/mod.ts";
 import { hashCanonical } from "../lib/edr/mod.ts";
 import { chatRequestSchema } from "../lib/inbound/openai/mod.ts";
-import { requestFeatures } from "../lib/http/request_features.ts";
+import { requestFeatures } from "../lib/pipeline/request_features.ts";
 
 const policy = parsePolicy(BUILTIN_POLICY_SOURCE);
 const body = {

@@ -1,9 +1,8 @@
 /** HTTP request handling: the chat pipeline, routes, OpenAI-shaped errors and metrics. */
 export { type ChatDeps, ChatHandler } from "./chat_handler.ts";
 export { createRouter, type RouterOptions } from "./router.ts";
-export { openAIErrorBody, RouterError } from "./errors.ts";
+export { type EdrSink, openAIErrorBody, RouterError } from "../pipeline/mod.ts";
 export { RouterMetrics } from "./metrics.ts";
-export type { EdrSink } from "./exchange.ts";
 export {
   configFromEnv,
   exitCannotStart,

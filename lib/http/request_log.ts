@@ -4,7 +4,7 @@
  * names, counts and timings; never prompt or answer text, failure messages (they may quote a request
  * field's value), keys, signatures or authority blocks.
  */
-import type { EdrAttempt, EdrDraft } from "../edr/mod.ts";
+import type { EdrDraft } from "../edr/mod.ts";
 
 /** `HI_LOG` values, most to least verbose. */
 export const LOG_LEVELS = ["debug", "info", "warn", "error", "off"] as const;
@@ -23,59 +23,10 @@ export function logs(threshold: LogLevel, line: Exclude<LogLevel, "off">): boole
   return LOG_LEVELS.indexOf(line) >= LOG_LEVELS.indexOf(threshold) && threshold !== "off";
 }
 
-/**
- * decide() factors that say why the decision put local first, most telling first (see
- * docs/observability.md).
- */
-const LOCAL_FIRST_FACTORS = [
-  "MODEL_PINNED",
-  "MODEL_PINNED_LOCAL_INSTALLED",
-  "SLOT_BUSY_WAIT",
-  "CLOUD_BLOCKED_BY_CLASSIFICATION",
-  "MODEL_CAPABILITIES_UNKNOWN",
-  "LOCAL_HEALTH_UNKNOWN",
-  "LOCAL_FIT",
-];
-
-/** decide() factors that say why the decision put a cloud provider first, most telling first. */
-const CLOUD_FIRST_FACTORS = [
-  "MODEL_PINNED",
-  "SLOT_BUSY_SPILL",
-  "SLOT_QUEUE_FULL_SPILL",
-  "LOCAL_UNFIT",
-  "LOCAL_MODEL_NOT_INSTALLED",
-  "LOCAL_MODEL_NOT_IN_POLICY",
-  "FALLBACK_TO_CLOUD",
-];
-
-/** A cloud provider came first only because the contract's `provider_allowlist` lists it first. */
-export const ALLOWLIST_ORDER = "PROVIDER_ALLOWLIST_ORDER";
-
-/**
- * The request's primary reason code: the failure's code when it failed (what the client was told), else
- * the most telling factor behind the decision's first candidate (`firstProvider`); null when decide()
- * did not run and nothing failed.
- */
-export function primaryReason(
-  factors: readonly string[],
-  firstProvider: string | null | undefined,
-  failure: { code?: string; type: string } | null,
-): string | null {
-  if (failure) return failure.code ?? failure.type.toUpperCase();
-  if (!firstProvider) return null;
-  const local = firstProvider === "local";
-  for (const factor of local ? LOCAL_FIRST_FACTORS : CLOUD_FIRST_FACTORS) {
-    if (factors.includes(factor)) return factor;
-  }
-  return local ? "LOCAL_FIT" : ALLOWLIST_ORDER;
-}
-
-/** How many candidates failed (and were fallen back from) before the one that answered or failed last. */
-export function fallbackCount(attempts: readonly Pick<EdrAttempt, "outcome">[]): number {
-  let count = 0;
-  for (const attempt of attempts) if (attempt.outcome === "fallback") count++;
-  return count;
-}
+// The reason code and fallback count are the pipeline's (lib/pipeline/reasons.ts): the decision headers
+// read them too.
+export { ALLOWLIST_ORDER, fallbackCount, primaryReason } from "../pipeline/mod.ts";
+import { fallbackCount, primaryReason } from "../pipeline/mod.ts";
 
 const LOST_RECORD = { code: "EDR_WRITE_FAILED", type: "uncaught_exception" } as const;
 

@@ -3,53 +3,19 @@
  * one log line, and (when OpenTelemetry is on) its spans. Every one is read from the exchange or its EDR
  * draft through the same functions (`primaryReason`, `fallbackCount`), so they agree with the record.
  */
-import { attemptStartedAt, type Exchange } from "./exchange.ts";
+import { attemptStartedAt, type Exchange } from "../pipeline/mod.ts";
 import {
-  fallbackCount,
   jsonLine,
   logfmtLine,
   type LogLevel,
   logs,
-  primaryReason,
   type RequestLogEntry,
   requestLogEntry,
   undraftedLogEntry,
 } from "./request_log.ts";
 import type { RequestTracer } from "./tracing.ts";
 
-/** Response headers a browser page on another origin may read (the CORS-safelisted ones aside). */
-export const EXPOSED_HEADERS = [
-  "x-request-id",
-  "request-id",
-  "x-hi-provider",
-  "x-hi-model",
-  "x-hi-reason",
-  "x-hi-fallbacks",
-  "x-should-retry",
-  "retry-after",
-].join(", ");
-
-/**
- * The decision headers of an answer, as far as they are known when its first byte goes out: who answered
- * (on an error, the provider tried last; absent when none was), the primary reason code, and how many
- * candidates failed first. An error answer's `x-hi-reason` is its error code (set by the caller).
- */
-export function decisionHeaders(exchange: Exchange): Record<string, string> {
-  const headers: Record<string, string> = {
-    "access-control-expose-headers": EXPOSED_HEADERS,
-    "x-hi-fallbacks": String(fallbackCount(exchange.attempts)),
-  };
-  const last = exchange.attempts[exchange.attempts.length - 1];
-  const answered = exchange.served ?? last;
-  if (answered) {
-    headers["x-hi-provider"] = answered.provider;
-    headers["x-hi-model"] = answered.model;
-  }
-  const decision = exchange.decision;
-  const reason = primaryReason(decision?.factors ?? [], decision?.candidates[0]?.provider, exchange.failure);
-  if (reason) headers["x-hi-reason"] = reason;
-  return headers;
-}
+export { decisionHeaders, EXPOSED_HEADERS } from "../pipeline/mod.ts";
 
 /** Options of a `RequestObserver`. */
 export interface RequestObserverOptions {

@@ -9,9 +9,16 @@ import { type Policy, policyServingProblem } from "../contract/mod.ts";
 import type { HealthGate } from "../health/mod.ts";
 import type { HostSlot } from "../slot/mod.ts";
 import type { ChatHandler } from "./chat_handler.ts";
-import { bestSnapshot, hostViews, type LocalHost, slotTotals } from "./local_hosts.ts";
-import { anthropicDialect, openAIDialect } from "./dialects.ts";
-import { openAIErrorBody, RouterError } from "./errors.ts";
+import {
+  anthropicDialect,
+  bestSnapshot,
+  hostViews,
+  type LocalHost,
+  openAIDialect,
+  openAIErrorBody,
+  RouterError,
+  slotTotals,
+} from "../pipeline/mod.ts";
 import type { RouterMetrics } from "./metrics.ts";
 import type { Checkpoint, EdrWriterHealth } from "../edr/mod.ts";
 import { type ExplorerHandler, explorerPathKind } from "../explorer/mod.ts";

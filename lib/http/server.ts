@@ -13,7 +13,7 @@ import {
   routedUpstreamFetch,
 } from "../providers/mod.ts";
 import { type HostSlot, inProcessSlots, type SlotFactory } from "../slot/mod.ts";
-import { bestSnapshot, type LocalHost } from "./local_hosts.ts";
+import { bestSnapshot, InFlight, type LocalHost } from "../pipeline/mod.ts";
 import { EdrShipper, openEdrStore } from "../fleet/pg.ts";
 import { createHeavySlot, RedisConnection, RedisLeaseReserver } from "../fleet/redis.ts";
 import { ChatHandler } from "./chat_handler.ts";
@@ -84,10 +84,12 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
   const store = config.databaseUrl
     ? await openEdrStore(config.databaseUrl, config.artifactsDir, config.replicaId)
     : null;
+  // Counted by the chat pipeline, read by the writer: a request alone in flight may have its fdatasync
+  // run on the event loop.
+  const inFlight = new InFlight();
   const edr = await EdrWriter.open(config.artifactsDir, {
     validate: false,
-    // `chat` is made below, with this writer; the writer asks only when a commit comes, which is after.
-    eventLoopIdle: () => chat.openRequests === 0,
+    eventLoopIdle: () => inFlight.count === 0,
     log: (event) => log(`edr ${event.level}: ${event.msg}${event.reason ? ` (${event.reason})` : ""}`),
   });
   const checkpoints = CheckpointWriter.start(config.artifactsDir, edr, {
@@ -189,6 +191,7 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
     secrets,
     log,
     observer,
+    inFlight,
     now: options.now,
   });
   const handler = createRouter({

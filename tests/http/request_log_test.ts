@@ -6,9 +6,9 @@
  */
 import assert from "node:assert/strict";
 import type { EdrDraft, EdrRecord } from "../../lib/edr/mod.ts";
-import { type EdrSink, Exchange } from "../../lib/http/exchange.ts";
+import { type EdrSink, Exchange } from "../../lib/pipeline/exchange.ts";
 import { BufferedLineWriter } from "../../lib/http/line_writer.ts";
-import { RouterError } from "../../lib/http/errors.ts";
+import { RouterError } from "../../lib/pipeline/errors.ts";
 import {
   ALLOWLIST_ORDER,
   fallbackCount,

@@ -7,7 +7,7 @@ import { BUILTIN_POLICY_SOURCE, parsePolicy, type Policy } from "../../lib/contr
 import type { EdrDraft, EdrRecord } from "../../lib/edr/mod.ts";
 import type { HealthGate, HealthSnapshot } from "../../lib/health/mod.ts";
 import { ChatHandler } from "../../lib/http/chat_handler.ts";
-import { openAIDialect } from "../../lib/http/dialects.ts";
+import { openAIDialect } from "../../lib/pipeline/dialects.ts";
 import { RouterMetrics } from "../../lib/http/metrics.ts";
 import type { ChatRequest, ChatResult, StreamEvent } from "../../lib/canonical/mod.ts";
 import {

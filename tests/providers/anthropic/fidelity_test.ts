@@ -5,7 +5,7 @@ import {
   FIRST_TURN_USER_TEXT,
   toAnthropicRequest,
 } from "../../../lib/providers/anthropic/mod.ts";
-import { requestFeatures } from "../../../lib/http/request_features.ts";
+import { requestFeatures } from "../../../lib/pipeline/request_features.ts";
 import {
   anthropicErrorBody,
   type AnthropicMessagesRequest,
