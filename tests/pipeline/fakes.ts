@@ -207,6 +207,8 @@ export function startPipeline(options: {
   anthropic?: Script[];
   policy?: Record<string, unknown>;
   circuit?: HealthSnapshot["circuit"];
+  /** A real adapter for local instead of the scripted one (e.g. an OllamaAdapter on a stalling server). */
+  localAdapter?: ProviderAdapter;
 } = {}): Pipeline {
   const policy = parsePolicy({ ...BUILTIN_POLICY_SOURCE, ...options.policy });
   const hello: Script[] = [{ kind: "answer", text: "hello world" }];
@@ -223,7 +225,7 @@ export function startPipeline(options: {
     policyHash: "0".repeat(64),
     health,
     slot,
-    adapters,
+    adapters: options.localAdapter ? { ...adapters, local: options.localAdapter } : adapters,
     edr: sink,
     leases: { reserve: () => Promise.resolve("reserved") },
     metrics: new RouterMetrics(),
