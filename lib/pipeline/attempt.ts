@@ -1,7 +1,8 @@
 /**
  * One call to one candidate. The attempt owns what the call holds: the heavy slot's lease, the half-open
- * circuit trial, the abort controller its adapter calls under (the adapter's first-byte, idle and total
- * deadlines from lib/providers/deadlines.ts abort the call beneath it), and its entry in the record.
+ * circuit trial, the one abort controller of its call (aborted by the client leaving, by the adapter's
+ * first-byte, idle and total deadlines from lib/providers/deadlines.ts, or by the attempt ending), and its
+ * entry in the record.
  * `release()` gives all of them back, once, whichever way the attempt ended.
  * @module
  */
@@ -138,6 +139,8 @@ export class Attempt implements EventListenerObject, Disposable {
     this.options = {
       model: candidate.model,
       signal: this.#controller.signal,
+      // The adapter's deadlines abort this same controller: one per call.
+      controller: this.#controller,
       firstByteTimeoutMs: policy.limits.first_byte_timeout_ms,
       streamIdleTimeoutMs: policy.limits.stream_idle_timeout_ms,
       totalTimeoutMs: policy.limits.total_timeout_ms,

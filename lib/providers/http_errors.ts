@@ -276,6 +276,12 @@ export const FIRST_BYTE_TIMEOUT = "upstream first-byte timeout";
 /** Marks the reason a call's signal aborted because a stream paused too long between events. */
 export const IDLE_TIMEOUT = "upstream stream idle timeout";
 
+/** True for the reason a call's deadline aborted it with. */
+function isDeadline(reason: unknown): boolean {
+  return reason === FIRST_BYTE_TIMEOUT || reason === IDLE_TIMEOUT || reason === TOTAL_TIMEOUT ||
+    (reason instanceof DOMException && reason.name === "TimeoutError");
+}
+
 /**
  * Maps any failure while calling or reading an upstream to an `UpstreamError`. `stage` says how far the
  * call got: `connect` (no headers yet), `body` (reading a non-streamed answer: nothing reached the
@@ -292,9 +298,10 @@ export function upstreamFailure(
   },
 ): UpstreamError {
   if (error instanceof UpstreamError) return error;
-  if (options.signal.aborted) return clientAbortedError();
-  const stage = options.stage ?? "connect";
   const reason = options.callSignal?.aborted ? options.callSignal.reason : undefined;
+  // With the caller's own controller as the call's, a deadline aborts the caller's signal too.
+  if (options.signal.aborted && !isDeadline(reason)) return clientAbortedError();
+  const stage = options.stage ?? "connect";
   if (reason === FIRST_BYTE_TIMEOUT) return timeoutError(provider, { stage: "first_byte", fallback: true });
   if (reason === IDLE_TIMEOUT) return timeoutError(provider, { stage: "idle", fallback: stage !== "stream" });
   if (reason === TOTAL_TIMEOUT || (reason instanceof DOMException && reason.name === "TimeoutError")) {

@@ -15,6 +15,11 @@ export interface CallOptions {
   /** Aborted when the client disconnects or the router gives up. */
   signal: AbortSignal;
   /**
+   * The controller behind `signal`, when the caller made one for this call alone (the router's attempt
+   * does): the call's deadlines abort it, each with its own reason, instead of a second controller.
+   */
+  controller?: AbortController;
+  /**
    * Give up (fallback-worthy) when the first event (streams) or the whole answer (JSON) has not arrived in
    * this time; response headers alone do not count.
    */

@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { Attempt } from "../../lib/pipeline/attempt.ts";
 import { Pipeline as PipelineContext } from "../../lib/pipeline/context.ts";
 import { Exchange } from "../../lib/pipeline/exchange.ts";
-import { OllamaAdapter } from "../../lib/providers/mod.ts";
+import type { ChatRequest, StreamEvent } from "../../lib/canonical/mod.ts";
+import { type CallOptions, OllamaAdapter } from "../../lib/providers/mod.ts";
 import { chat, type Pipeline, type Script, startPipeline, upstreamError } from "./fakes.ts";
 
 // Batch work goes to the heavy local model first (it holds the slot), then to the cloud.
@@ -85,6 +86,15 @@ Deno.test("attempt: a client that leaves mid-stream releases the slot once", asy
   assertReleasedOnce(p, 1);
 });
 
+/** The real Ollama adapter, keeping the options of each call. */
+class RecordingOllama extends OllamaAdapter {
+  readonly calls: CallOptions[] = [];
+  override stream(request: ChatRequest, options: CallOptions): Promise<ReadableStream<StreamEvent>> {
+    this.calls.push(options);
+    return super.stream(request, options);
+  }
+}
+
 /** A fake Ollama that answers `/api/chat` with `chunks` NDJSON lines and then stalls until the call is dropped. */
 function stallingOllama(chunks: number) {
   const dropped: Promise<void>[] = [];
@@ -121,8 +131,17 @@ for (
 ) {
   Deno.test(`attempt: the ${name} releases the slot once`, async () => {
     const ollama = stallingOllama(chunks);
+    // The signal the transport was given: with one controller per call it is the attempt's own.
+    const transportSignals: AbortSignal[] = [];
+    const adapter = new RecordingOllama({
+      baseUrl: ollama.url,
+      fetch: (url, init) => {
+        transportSignals.push(init.signal!);
+        return fetch(url, init as RequestInit);
+      },
+    });
     const p = startPipeline({
-      localAdapter: new OllamaAdapter({ baseUrl: ollama.url }),
+      localAdapter: adapter,
       policy: { limits: { first_byte_timeout_ms: 150, stream_idle_timeout_ms: 150 } },
     });
     try {
@@ -138,6 +157,9 @@ for (
         assert.match(text, /UPSTREAM_TIMEOUT|error/);
       }
       assertReleasedOnce(p, 1);
+      assert.equal(adapter.calls.length, 1);
+      assert.deepEqual(transportSignals, [adapter.calls[0].signal], "one abort controller per call");
+      assert.ok(adapter.calls[0].signal.aborted);
     } finally {
       await ollama.close();
     }
