@@ -53,14 +53,14 @@ export class Attempt implements EventListenerObject, Disposable {
    * passed over (the trial is taken, or the slot is busy and another candidate follows); throws the
    * request's refusal when it was the last one.
    */
-  static async open(
+  static open(
     pipeline: Pipeline,
     exchange: Exchange,
     clientSignal: AbortSignal,
     candidate: Candidate,
     placement: Placement,
     next: Candidate | undefined,
-  ): Promise<Attempt | null> {
+  ): Attempt | null | Promise<Attempt | null> {
     const { health, host, view } = placement;
     const local = candidate.provider === "local";
     let trial = false;
@@ -80,39 +80,54 @@ export class Attempt implements EventListenerObject, Disposable {
         return null;
       }
     }
-    let lease: SlotLease | null = null;
+    // Only a heavy local candidate may wait (for the slot); every other attempt opens without an await.
     if (local && candidate.heavy) {
-      const queueDepth = (view?.slot ?? exchange.slotSnapshot)?.queue_depth ?? 0;
-      // decide() read the slot free; a slot shared across replicas may have been taken since. Then spill
-      // and refuse act as they would have on a busy slot: spill to the next candidate if there is one
-      // (else wait), refuse at once whatever follows.
-      const when = pipeline.policy.slot.when_busy;
-      try {
-        lease = await acquireSlot(
-          pipeline,
-          clientSignal,
-          exchange,
-          host?.slot ?? pipeline.deps.slot,
-          queueDepth,
-          when === "wait" || (when === "spill" && next === undefined),
-        );
-      } catch (error) {
-        if (trial) health.releaseHalfOpenTrial();
-        if (!(error instanceof SlotError)) throw error;
-        if (error.code === "SLOT_ABORTED") throw clientGone();
-        const spill = next !== undefined && when !== "refuse";
-        exchange.slotOutcome = {
-          heavy: true,
-          outcome: spill ? "spilled" : (error.code === "SLOT_WAIT_TIMEOUT" ? "timeout" : "refused"),
-          queue_depth_at_entry: queueDepth,
-          waited_ms: exchange.slotOutcome?.waited_ms ?? 0,
-        };
-        if (spill) {
-          pipeline.deps.metrics.countFallback("local", next!.provider, error.code);
-          return null;
-        }
-        throw slotRefusal(error, pipeline.policy);
+      return Attempt.#openHeavy(pipeline, exchange, clientSignal, candidate, placement, next, trial);
+    }
+    return new Attempt(pipeline.policy, exchange, clientSignal, candidate, placement, null, trial);
+  }
+
+  static async #openHeavy(
+    pipeline: Pipeline,
+    exchange: Exchange,
+    clientSignal: AbortSignal,
+    candidate: Candidate,
+    placement: Placement,
+    next: Candidate | undefined,
+    trial: boolean,
+  ): Promise<Attempt | null> {
+    const { health, host, view } = placement;
+    const queueDepth = (view?.slot ?? exchange.slotSnapshot)?.queue_depth ?? 0;
+    // decide() read the slot free; a slot shared across replicas may have been taken since. Then spill and
+    // refuse act as they would have on a busy slot: spill to the next candidate if there is one (else
+    // wait), refuse at once whatever follows.
+    const when = pipeline.policy.slot.when_busy;
+    let lease: SlotLease;
+    try {
+      lease = await acquireSlot(
+        pipeline,
+        clientSignal,
+        exchange,
+        host?.slot ?? pipeline.deps.slot,
+        queueDepth,
+        when === "wait" || (when === "spill" && next === undefined),
+      );
+    } catch (error) {
+      if (trial) health.releaseHalfOpenTrial();
+      if (!(error instanceof SlotError)) throw error;
+      if (error.code === "SLOT_ABORTED") throw clientGone();
+      const spill = next !== undefined && when !== "refuse";
+      exchange.slotOutcome = {
+        heavy: true,
+        outcome: spill ? "spilled" : (error.code === "SLOT_WAIT_TIMEOUT" ? "timeout" : "refused"),
+        queue_depth_at_entry: queueDepth,
+        waited_ms: exchange.slotOutcome?.waited_ms ?? 0,
+      };
+      if (spill) {
+        pipeline.deps.metrics.countFallback("local", next!.provider, error.code);
+        return null;
       }
+      throw slotRefusal(error, pipeline.policy);
     }
     return new Attempt(pipeline.policy, exchange, clientSignal, candidate, placement, lease, trial);
   }

@@ -38,8 +38,10 @@ export async function tryCandidates<T>(
     const next = i < candidates.length - 1 ? candidates[i + 1] : undefined;
     const placement = placementOf(pipeline, exchange, candidate);
     if (placement === null) continue;
-    const attempt = await Attempt.open(pipeline, exchange, clientSignal, candidate, placement, next);
-    if (attempt === null) continue;
+    let opened = Attempt.open(pipeline, exchange, clientSignal, candidate, placement, next);
+    if (opened instanceof Promise) opened = await opened;
+    if (opened === null) continue;
+    const attempt = opened;
     try {
       if (clientSignal.aborted) throw clientGone();
       const value = await starter.call(attempt);
