@@ -85,6 +85,7 @@ class StreamRelay implements AttemptCall<void>, UnderlyingDefaultSource<Uint8Arr
   #encoder: ClientStreamEncoder | null = null;
   #opening: Uint8Array | null = null;
   #finished = false;
+  #finishBytes: Uint8Array | null = null;
 
   constructor(pipeline: Pipeline, exchange: Exchange, clientSignal: AbortSignal) {
     this.#pipeline = pipeline;
@@ -141,9 +142,6 @@ class StreamRelay implements AttemptCall<void>, UnderlyingDefaultSource<Uint8Arr
     try {
       let next = await this.#pendingRead!;
       let event: StreamEvent;
-      // The finish chunk waits for the record: a client that stops reading at finish_reason must
-      // never hold an answer whose EDR was not made durable.
-      let finishBytes: Uint8Array | null = null;
       while (true) {
         if (next.done) {
           throw new UpstreamError("the upstream stream ended without a finish event", {
@@ -157,7 +155,8 @@ class StreamRelay implements AttemptCall<void>, UnderlyingDefaultSource<Uint8Arr
         this.#assembler.add(event);
         const bytes = encoder.encode(event);
         if (event.type === "finish") {
-          finishBytes = bytes;
+          // Held back: the finish chunk goes out after the record (see #end).
+          this.#finishBytes = bytes;
           break;
         }
         parts.push(bytes);
@@ -176,53 +175,79 @@ class StreamRelay implements AttemptCall<void>, UnderlyingDefaultSource<Uint8Arr
         this.#flush(parts, controller);
         return;
       }
-      exchange.output = this.#assembler.output(event.finish_reason);
-      exchange.usage = event.usage;
-      this.#finish();
-      reader.releaseLock();
-      try {
-        await durable(this.#pipeline, exchange);
-      } catch (error) {
-        const failure = error instanceof RouterError ? error : edrFailure();
-        parts.push(encoder.error(errorInfo(failure)));
-        observe(this.#pipeline, exchange, failure.status);
-        this.#flush(parts, controller);
-        controller.close();
-        return;
-      }
-      observe(this.#pipeline, exchange, 200);
-      parts.push(finishBytes!, encoder.done());
-      this.#flush(parts, controller);
-      controller.close();
+      await this.#end(event, encoder, parts, controller);
     } catch (error) {
       if (this.#finished) throw error;
-      this.#flush(parts, controller);
-      this.#finish();
-      reader.cancel().catch(() => {});
-      if (this.#clientSignal.aborted || exchange.failure?.type === "client_disconnect") {
-        await this.#recordDisconnect();
-        controller.close();
-        return;
-      }
-      const upstream = error instanceof UpstreamError ? error : null;
-      const failure = new RouterError(
-        upstream?.status ?? 502,
-        upstream?.code ?? "UPSTREAM_STREAM_CUT",
-        upstream
-          ? `the upstream failed mid-stream (${upstream.code}); retry the request`
-          : "the stream failed; retry the request",
-        {
-          failureType: upstream?.code === "UPSTREAM_STREAM_CUT" ? "upstream_stream_cut" : "provider_error",
-          stage: "stream",
-        },
-      );
-      this.#attempt!.failedMidStream(failure.code);
-      exchange.fail(failure);
-      exchange.output = null;
-      await commitQuietly(this.#pipeline, exchange, failure.status);
-      controller.enqueue(encoder.error(errorInfo(failure)));
-      controller.close();
+      await this.#cut(error, encoder, parts, controller);
     }
+  }
+
+  /**
+   * The upstream finished: the attempt is released and the record made durable; only then do the finish
+   * chunk and the end go out. A client that stops reading at finish_reason must never hold an answer
+   * whose EDR was not made durable.
+   */
+  async #end(
+    event: Extract<StreamEvent, { type: "finish" }>,
+    encoder: ClientStreamEncoder,
+    parts: Uint8Array[],
+    controller: ReadableStreamDefaultController<Uint8Array>,
+  ): Promise<void> {
+    const exchange = this.#exchange;
+    exchange.output = this.#assembler.output(event.finish_reason);
+    exchange.usage = event.usage;
+    this.#finish();
+    this.#reader!.releaseLock();
+    try {
+      await durable(this.#pipeline, exchange);
+    } catch (error) {
+      const failure = error instanceof RouterError ? error : edrFailure();
+      parts.push(encoder.error(errorInfo(failure)));
+      observe(this.#pipeline, exchange, failure.status);
+      this.#flush(parts, controller);
+      controller.close();
+      return;
+    }
+    observe(this.#pipeline, exchange, 200);
+    parts.push(this.#finishBytes!, encoder.done());
+    this.#flush(parts, controller);
+    controller.close();
+  }
+
+  /** The stream failed before its finish event (upstream cut, or the client left): record, then close. */
+  async #cut(
+    error: unknown,
+    encoder: ClientStreamEncoder,
+    parts: Uint8Array[],
+    controller: ReadableStreamDefaultController<Uint8Array>,
+  ): Promise<void> {
+    const exchange = this.#exchange;
+    this.#flush(parts, controller);
+    this.#finish();
+    this.#reader!.cancel().catch(() => {});
+    if (this.#clientSignal.aborted || exchange.failure?.type === "client_disconnect") {
+      await this.#recordDisconnect();
+      controller.close();
+      return;
+    }
+    const upstream = error instanceof UpstreamError ? error : null;
+    const failure = new RouterError(
+      upstream?.status ?? 502,
+      upstream?.code ?? "UPSTREAM_STREAM_CUT",
+      upstream
+        ? `the upstream failed mid-stream (${upstream.code}); retry the request`
+        : "the stream failed; retry the request",
+      {
+        failureType: upstream?.code === "UPSTREAM_STREAM_CUT" ? "upstream_stream_cut" : "provider_error",
+        stage: "stream",
+      },
+    );
+    this.#attempt!.failedMidStream(failure.code);
+    exchange.fail(failure);
+    exchange.output = null;
+    await commitQuietly(this.#pipeline, exchange, failure.status);
+    controller.enqueue(encoder.error(errorInfo(failure)));
+    controller.close();
   }
 
   async cancel(): Promise<void> {
