@@ -44,28 +44,34 @@ export async function relayStream(
   const relay = new StreamRelay(pipeline, exchange, request.signal);
   await tryCandidates(pipeline, exchange, request.signal, candidates, relay);
   exchange.stage = "stream";
-  const meta = {
-    id: dialect.responseId(exchange.requestId),
-    created: Math.floor(exchange.receivedAtMs / 1000),
-    model: relay.model,
-  };
-  relay.begin(
-    dialect.encoder(
-      meta,
-      exchange.chat!.stream_options?.include_usage === true,
-      exchange.features?.estimated_prompt_tokens ?? 0,
-    ),
-  );
-  return new Response(new ReadableStream<Uint8Array>(relay), {
-    status: 200,
-    headers: {
-      ...SSE_HEADERS,
-      "x-request-id": exchange.requestId,
-      ...dialect.headers(exchange.requestId),
-      // Sent with the first byte: they name the candidate that is answering.
-      ...decisionHeaders(exchange),
-    },
-  });
+  try {
+    const meta = {
+      id: dialect.responseId(exchange.requestId),
+      created: Math.floor(exchange.receivedAtMs / 1000),
+      model: relay.model,
+    };
+    relay.begin(
+      dialect.encoder(
+        meta,
+        exchange.chat!.stream_options?.include_usage === true,
+        exchange.features?.estimated_prompt_tokens ?? 0,
+      ),
+    );
+    return new Response(new ReadableStream<Uint8Array>(relay), {
+      status: 200,
+      headers: {
+        ...SSE_HEADERS,
+        "x-request-id": exchange.requestId,
+        ...dialect.headers(exchange.requestId),
+        // Sent with the first byte: they name the candidate that is answering.
+        ...decisionHeaders(exchange),
+      },
+    });
+  } catch (error) {
+    // No stream reached the client: the serving attempt is given back before the error is answered.
+    relay.abandon();
+    throw error;
+  }
 }
 
 /**
@@ -118,6 +124,15 @@ class StreamRelay implements AttemptCall<void>, UnderlyingDefaultSource<Uint8Arr
     // The attempt's duration so far ran to its first event; the streaming time is added when it ends.
     this.#attempt!.streaming();
     this.#clientSignal.addEventListener("abort", this, { once: true });
+  }
+
+  /** The client will not be answered from this stream (the answer failed before it was made). */
+  abandon(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#attempt?.release();
+    this.#clientSignal.removeEventListener("abort", this);
+    this.#reader?.cancel().catch(() => {});
   }
 
   /** The client went away. */

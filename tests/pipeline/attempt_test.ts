@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { Attempt } from "../../lib/pipeline/attempt.ts";
+import { type Dialect, openAIDialect } from "../../lib/pipeline/dialects.ts";
 import { Pipeline as PipelineContext } from "../../lib/pipeline/context.ts";
 import { Exchange } from "../../lib/pipeline/exchange.ts";
 import type { ChatRequest, StreamEvent } from "../../lib/canonical/mod.ts";
@@ -83,6 +84,26 @@ Deno.test("attempt: a client that leaves mid-stream releases the slot once", asy
   await reader.cancel().catch(() => {});
   await until(() => p.sink.drafts.length === 1);
   assert.equal(p.sink.drafts[0].attempts[0].outcome, "aborted");
+  assertReleasedOnce(p, 1);
+});
+
+Deno.test("attempt: a stream whose answer fails before it is made still releases the slot once", async () => {
+  const p = startPipeline();
+  const broken: Dialect = {
+    ...openAIDialect,
+    encoder: () => {
+      throw new Error("the encoder failed");
+    },
+  };
+  const request = new Request("http://router.test/v1/chat/completions", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ ...HEAVY, stream: true }),
+  });
+  const response = await p.handler.handle(request, broken);
+  assert.equal(response.status, 500);
+  assert.equal((await response.json()).error.code, "INTERNAL_ERROR");
+  assert.equal(p.sink.drafts.length, 1);
   assertReleasedOnce(p, 1);
 });
 
