@@ -31,6 +31,7 @@ export class ChatHandler {
     const pipeline = this.#pipeline;
     const exchange = new Exchange(dialect.endpoint, pipeline.now());
     pipeline.inFlight.count++;
+    exchange.inFlight = true;
     try {
       await admit(pipeline, request, dialect, exchange);
       const candidates = route(pipeline, exchange);

@@ -31,11 +31,14 @@ export async function commitQuietly(pipeline: Pipeline, exchange: Exchange, stat
 
 /** Hands the record to the writer; from then on the request no longer counts as in flight. */
 function commit(pipeline: Pipeline, exchange: Exchange): Promise<unknown> {
-  const first = !exchange.committed;
   try {
     return exchange.commit(pipeline.deps.edr, pipeline.policyRef);
   } finally {
-    if (first) pipeline.inFlight.count--;
+    // Once, even when building the record threw and the request path commits again.
+    if (exchange.inFlight) {
+      exchange.inFlight = false;
+      pipeline.inFlight.count--;
+    }
   }
 }
 

@@ -82,6 +82,8 @@ export class Exchange implements RecordFacts {
 
   #committed: Promise<EdrRecord> | null = null;
   #draftMade: EdrDraft | null = null;
+  /** Counted in the pipeline's `InFlight` until its record is handed to the writer. */
+  inFlight = false;
   /** Set once the request's log line and spans were made (see RequestObserver). */
   observed = false;
   /** Set when the writer refused or failed this request's record (before the request path hears of it). */

@@ -7,6 +7,7 @@ import { BUILTIN_POLICY_SOURCE, parsePolicy, type Policy } from "../../lib/contr
 import type { EdrDraft, EdrRecord } from "../../lib/edr/mod.ts";
 import type { HealthGate, HealthSnapshot } from "../../lib/health/mod.ts";
 import { ChatHandler } from "../../lib/http/chat_handler.ts";
+import { InFlight } from "../../lib/pipeline/mod.ts";
 import { openAIDialect } from "../../lib/pipeline/dialects.ts";
 import { RouterMetrics } from "../../lib/http/metrics.ts";
 import type { ChatRequest, ChatResult, StreamEvent } from "../../lib/canonical/mod.ts";
@@ -198,6 +199,8 @@ export interface Pipeline {
   health: HealthGate & { trials: number };
   adapters: Record<"local" | "openai" | "anthropic", ScriptedAdapter>;
   policy: Policy;
+  /** What the EDR writer reads: requests in flight whose record was not handed over yet. */
+  inFlight: InFlight;
 }
 
 /** A handler over scripted adapters (every provider answers "hello world" unless scripted otherwise). */
@@ -220,6 +223,7 @@ export function startPipeline(options: {
   const sink = new DraftSink();
   const slot = new CountingSlot(policy.slot);
   const health = fakeHealth(options.circuit);
+  const inFlight = new InFlight();
   const handler = new ChatHandler({
     policy,
     policyHash: "0".repeat(64),
@@ -231,9 +235,10 @@ export function startPipeline(options: {
     metrics: new RouterMetrics(),
     secrets: {},
     log: () => {},
+    inFlight,
     now: () => Date.UTC(2026, 10, 30, 10, 0, 0),
   });
-  return { handler, sink, slot, health, adapters, policy };
+  return { handler, sink, slot, health, adapters, policy, inFlight };
 }
 
 /** Sends one OpenAI-dialect request through the handler. */

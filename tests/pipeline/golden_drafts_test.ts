@@ -128,5 +128,6 @@ for (const scenario of SCENARIOS) {
     // Every lease the slot granted was released exactly once.
     assert.ok(p.slot.releases.every((n) => n === 1), `releases ${p.slot.releases}`);
     assert.equal(p.health.trials, 0, "no half-open trial left held");
+    assert.equal(p.inFlight.count, 0, "the request no longer counts as in flight");
   });
 }
