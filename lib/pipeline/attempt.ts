@@ -192,17 +192,28 @@ export class Attempt implements EventListenerObject, Disposable {
     record.duration_ms = round(performance.now() - this.#startedAt);
     const { health, host, view } = this.#placement;
     const candidate = this.candidate;
+    let modelDigest: string | null = null;
+    let numCtx: number | null = null;
     if (this.local) {
       health.recordSuccess();
       // The trial is over once the host answered; a long stream must not keep other requests off it.
       this.#releaseTrial();
-      exchange.modelDigest = health.modelDigest(candidate.model);
-      exchange.numCtx = this.options.contextWindow ?? null;
+      modelDigest = health.modelDigest(candidate.model);
+      numCtx = this.options.contextWindow ?? null;
     }
+    const { model } = candidate;
+    const protocol = this.adapter.protocol;
     exchange.served = host === null
-      ? { provider: candidate.provider, model: candidate.model, protocol: this.adapter.protocol }
-      : { provider: "local", model: candidate.model, protocol: this.adapter.protocol, local_host: host.url };
-    if (view !== null) exchange.servedOllamaVersion = view.health.ollama_version;
+      ? { provider: candidate.provider, model, protocol, modelDigest, numCtx }
+      : {
+        provider: "local",
+        model,
+        protocol,
+        local_host: host.url,
+        modelDigest,
+        numCtx,
+        ollamaVersion: view!.health.ollama_version,
+      };
   }
 
   /** The call ended before answering: its duration. */

@@ -70,9 +70,6 @@ export class Exchange implements RecordFacts {
   readonly attempts: EdrAttempt[] = [];
   slotOutcome: EdrSlotOutcome | null = null;
   served: Served | null = null;
-  servedOllamaVersion: string | null | undefined = undefined;
-  modelDigest: string | null = null;
-  numCtx: number | null = null;
 
   // The outcome (relay_json.ts, relay_stream.ts, fail()).
   output: ProducedOutput | null = null;

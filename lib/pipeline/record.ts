@@ -38,13 +38,19 @@ export interface ProducedOutput {
   finish_reason: FinishReason;
 }
 
-/** Who answered: the candidate whose call succeeded. */
+/** Who answered: the candidate whose call succeeded, and what the record keeps of its environment. */
 export interface Served {
   provider: ProviderName;
   model: string;
   protocol: WireProtocol;
   /** With several local hosts: the host that served. */
   local_host?: string;
+  /** The local model's digest as the health probe last saw it (null when the cloud served). */
+  modelDigest: string | null;
+  /** The `num_ctx` the local model was called with, for replay (null when the cloud served). */
+  numCtx: number | null;
+  /** With several local hosts: the Ollama version of the host that served (the first host's otherwise). */
+  ollamaVersion?: string | null;
 }
 
 /** The policy a record names. */
@@ -83,11 +89,6 @@ export interface RecordFacts {
   readonly attempts: readonly EdrAttempt[];
   readonly slotOutcome: EdrSlotOutcome | null;
   readonly served: Served | null;
-  /** With several local hosts: the Ollama version of the host that served (the first host's otherwise). */
-  readonly servedOllamaVersion: string | null | undefined;
-  readonly modelDigest: string | null;
-  /** The `num_ctx` the local model was called with. */
-  readonly numCtx: number | null;
   // The outcome.
   readonly output: ProducedOutput | null;
   readonly usage: Usage | null;
@@ -183,11 +184,11 @@ export function recordDraft(facts: RecordFacts, policy: PolicyRef, totalMs: numb
       total_ms: totalMs,
     },
     environment: {
-      model_digest: facts.modelDigest,
-      ollama_version: facts.servedOllamaVersion !== undefined
-        ? facts.servedOllamaVersion
+      model_digest: served?.modelDigest ?? null,
+      ollama_version: served?.ollamaVersion !== undefined
+        ? served.ollamaVersion
         : facts.health?.ollama_version ?? null,
-      options: chat ? samplingOptions(chat, facts.served?.provider === "local" ? facts.numCtx : null) : {},
+      options: chat ? samplingOptions(chat, served?.provider === "local" ? served.numCtx : null) : {},
       router_version: ROUTER_VERSION,
       seed: chat?.seed ?? null,
     },

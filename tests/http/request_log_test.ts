@@ -87,7 +87,13 @@ function fallbackExchange(): Exchange {
       status: 200,
     },
   );
-  exchange.served = { provider: "openai", model: "gpt-4o-mini", protocol: "openai_chat" };
+  exchange.served = {
+    provider: "openai",
+    model: "gpt-4o-mini",
+    protocol: "openai_chat",
+    modelDigest: null,
+    numCtx: null,
+  };
   exchange.output = { content: "hello", tool_calls: [], finish_reason: "stop" };
   exchange.usage = { prompt_tokens: 11, completion_tokens: 2, total_tokens: 13 };
   exchange.firstByteMs = 45.5;
