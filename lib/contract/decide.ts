@@ -1,153 +1,34 @@
 import type { ModelPolicy, Policy } from "./policy.ts";
-import type { Capability, EffectiveContract } from "./routing_contract.ts";
+import type { ProviderName } from "../config/mod.ts";
+import {
+  type Candidate,
+  type Decision,
+  type DecisionInput,
+  FIELD_PROVIDERS,
+  type HealthView,
+  type LocalHostView,
+  type Rejection,
+  type RequestFeatures,
+  SLOT_DISPOSITION,
+  type SlotDisposition,
+  type SlotView,
+} from "./decision_types.ts";
+import { fitsCapabilities, requiredCapabilities } from "./capabilities.ts";
+import { localHostCandidates } from "./local_host_choice.ts";
 
-import type { ProviderKeys, ProviderName } from "../config/mod.ts";
-
-/** What decide() reads of the local health snapshot. */
-export interface HealthView {
-  state: "fit" | "unfit" | "unknown";
-  reasons: readonly string[];
-  installed: readonly { name: string; digest: string; parameter_size_b: number | null }[];
-}
-
-/** What decide() reads of the heavy-slot snapshot. */
-export interface SlotView {
-  busy: boolean;
-  queue_depth: number;
-  max_queue: number;
-  when_busy: "wait" | "spill" | "refuse";
-}
-
-/** One local Ollama host as decide() sees it when there are several. */
-export interface LocalHostView {
-  /** Its base URL (lib/config/ollama_host.ts), recorded on the candidates that run there. */
-  host: string;
-  health: HealthView;
-  slot: SlotView;
-}
-
-/** Facts about the request that routing depends on (recorded in the EDR as `features`). */
-export interface RequestFeatures {
-  /** The model the client named; null or "auto" lets the contract decide. */
-  requested_model: string | null;
-  stream: boolean;
-  has_tools: boolean;
-  has_images: boolean;
-  json_mode: boolean;
-  estimated_prompt_tokens: number;
-  max_output_tokens: number | null;
-  /**
-   * Request fields that only some providers honour (sorted names, see `FIELD_PROVIDERS`); absent when
-   * none is set. decide() keeps only providers that honour them all.
-   */
-  provider_fields?: string[];
-  /**
-   * Present (true) when a system or developer message comes after the conversation started. Anthropic takes
-   * instructions only before it, so when Anthropic is a candidate decide() records `REWRITE_SYSTEM_HOISTED`.
-   */
-  has_late_system?: boolean;
-  /**
-   * Present (true) when the conversation opens with an assistant turn. Anthropic requires a user turn first,
-   * so when Anthropic is a candidate decide() records `REWRITE_FIRST_TURN_USER`.
-   */
-  opens_with_assistant?: boolean;
-}
-
-/**
- * Which providers honour each request field that only some of them do. A request that sets one runs only
- * on those providers; one that no usable provider honours is a 400 `UNSUPPORTED_FIELD` naming the field.
- */
-export const FIELD_PROVIDERS: Readonly<Record<string, readonly ProviderName[]>> = {
-  frequency_penalty: ["local", "openai"],
-  logit_bias: ["openai"],
-  logprobs: ["openai"],
-  metadata: ["openai"],
-  prediction: ["openai"],
-  presence_penalty: ["local", "openai"],
-  prompt_cache_key: ["openai"],
-  reasoning_effort: ["local", "openai"],
-  safety_identifier: ["local", "openai"],
-  seed: ["local", "openai"],
-  service_tier: ["openai"],
-  store: ["openai"],
-  top_k: ["local", "anthropic"],
-  temperature: ["local", "openai"],
-  top_logprobs: ["openai"],
-  top_p: ["local", "openai"],
-  verbosity: ["openai"],
+export {
+  type Candidate,
+  type Decision,
+  type DecisionInput,
+  FIELD_PROVIDERS,
+  type HealthView,
+  type LocalHostView,
+  type Rejection,
+  type RequestFeatures,
+  SLOT_DISPOSITION,
+  type SlotDisposition,
+  type SlotView,
 };
-
-/** Everything decide() depends on; nothing else (no clock, no I/O, no environment). */
-export interface DecisionInput {
-  contract: EffectiveContract;
-  policy: Policy;
-  health: HealthView;
-  slot: SlotView;
-  features: RequestFeatures;
-  /** Which cloud providers have a key configured. */
-  keys: ProviderKeys;
-  /**
-   * With several local hosts: each host's snapshots, in configured order (`health` and `slot` are then
-   * the first host's and are not read). Absent with one host: `health` and `slot` are that host's.
-   */
-  hosts?: readonly LocalHostView[];
-}
-
-/** One candidate in the ordered chain the router will try. */
-export interface Candidate {
-  provider: ProviderName;
-  model: string;
-  heavy: boolean;
-  /** With several local hosts: the host a local candidate runs on (absent with one host). */
-  local_host?: string;
-}
-
-/**
- * What decide() made of the heavy slot: `free` (no heavy local candidate met a busy slot), `wait` (the first
- * local candidate queues for it), or a busy slot that kept the request off the local host (`spill`: to the
- * next candidate; `refuse`: a 429 unless another candidate serves), with whether the slot was busy or its
- * wait queue full. The EDR's slot outcome is read from it (`spilled`, `refused`).
- */
-export type SlotDisposition =
-  | { readonly kind: "free" }
-  | { readonly kind: "wait" }
-  | { readonly kind: "spill"; readonly reason: "busy" | "queue_full" }
-  | { readonly kind: "refuse"; readonly reason: "busy" | "queue_full" };
-
-/** The dispositions as shared constants: a decision allocates none. */
-export const SLOT_DISPOSITION = Object.freeze(
-  {
-    free: Object.freeze({ kind: "free" }),
-    wait: Object.freeze({ kind: "wait" }),
-    spillBusy: Object.freeze({ kind: "spill", reason: "busy" }),
-    spillQueueFull: Object.freeze({ kind: "spill", reason: "queue_full" }),
-    refuseBusy: Object.freeze({ kind: "refuse", reason: "busy" }),
-    refuseQueueFull: Object.freeze({ kind: "refuse", reason: "queue_full" }),
-  } as const satisfies Record<string, SlotDisposition>,
-);
-
-/** A refusal decided before any provider is tried. */
-export interface Rejection {
-  /** `slot`: the heavy slot is busy or its queue full (retry later); `policy`: the request or contract. */
-  cause: "slot" | "policy";
-  status: number;
-  code: string;
-  message: string;
-  /** The request field to blame, when one is (a field no usable provider honours). */
-  param?: string;
-}
-
-/** The routing decision: an ordered candidate chain and the stable reason codes behind it. */
-export interface Decision {
-  candidates: Candidate[];
-  factors: string[];
-  constraints: string[];
-  rejection: Rejection | null;
-  /** The heavy slot as decide() found it for this request (the factors say the same as reason codes). */
-  slot: SlotDisposition;
-  /** The requested model is one the policy lists or Ollama has installed (`MODEL_PINNED*`). */
-  pinned: boolean;
-}
 
 const modelIndexCache = new WeakMap<Policy, Map<string, ModelPolicy>>();
 
@@ -158,17 +39,6 @@ function modelIndex(policy: Policy): Map<string, ModelPolicy> {
     modelIndexCache.set(policy, index);
   }
   return index;
-}
-
-/** Capabilities the request needs: the contract's `requires` plus what its content implies. */
-function requiredCapabilities(input: DecisionInput): Capability[] {
-  const needs = new Set<Capability>(input.contract.requires);
-  const f = input.features;
-  if (f.has_tools) needs.add("tool_calls");
-  if (f.has_images) needs.add("vision");
-  if (f.json_mode) needs.add("json_mode");
-  if (f.estimated_prompt_tokens > input.policy.limits.long_context_tokens) needs.add("long_context");
-  return [...needs].sort();
 }
 
 /**
@@ -484,30 +354,6 @@ function cloudModel(
   return input.policy.models.find((m) => m.provider === provider) ?? null;
 }
 
-function fitsCapabilities(
-  model: ModelPolicy,
-  needs: Capability[],
-  features: RequestFeatures,
-  factors: string[],
-  constraints: string[],
-  unlistedPin: boolean,
-): boolean {
-  if (unlistedPin && model.capabilities.length === 0) {
-    factors.push("MODEL_CAPABILITIES_UNKNOWN");
-    return true;
-  }
-  const missing = needs.filter((c) => !model.capabilities.includes(c));
-  if (missing.length) {
-    constraints.push(`lacks:${model.provider}/${model.name}:${missing.join(",")}`);
-    return false;
-  }
-  if (features.estimated_prompt_tokens > model.context_window) {
-    constraints.push(`context_exceeds:${model.provider}/${model.name}`);
-    return false;
-  }
-  return true;
-}
-
 /** The first disposition that kept the request off a busy slot wins (as its factor came first). */
 function keptOffSlot(current: SlotDisposition, next: SlotDisposition): SlotDisposition {
   return current.kind === "spill" || current.kind === "refuse" ? current : next;
@@ -573,124 +419,4 @@ function refuseUnhonouredFields(
     message:
       `${field} is honoured only by ${names}, and ${why}; remove ${field} or route the request to ${names}`,
   };
-}
-
-/** What the local hosts offer a request: candidates in order, or why none can take it. */
-interface LocalHostsVerdict {
-  candidates: Candidate[];
-  /** A 429 to give when nothing else can serve (every fitting host's wait queue is full). */
-  refusal: Rejection | null;
-  /** `slot.when_busy` is `refuse` and every host that could run the heavy model is busy. */
-  refuseBusy: boolean;
-  /** What the hosts' heavy slots made of the request. */
-  slot: SlotDisposition;
-}
-
-/**
- * The local candidates when there are several local hosts, in a fixed order (docs/fleet.md):
- * 1. a host is skipped when it is unfit, or when its last model list lacks the model (a host whose list
- *    is empty has not been probed yet and is not ruled out);
- * 2. the others keep their configured order, except that heavy work goes first to hosts whose heavy slot
- *    is free; hosts whose slot is busy follow, when `slot.when_busy` lets the request wait there (`wait`,
- *    or `spill` with nowhere else to go) and their queue has room.
- * Every candidate after the first is a fallback before any cloud candidate. Each skipped host is named
- * in `constraints` as `local_host_skipped:<host>:<REASON>`; the first candidate's health is the factor.
- */
-function localHostCandidates(
-  input: DecisionInput,
-  hosts: readonly LocalHostView[],
-  model: ModelPolicy,
-  pinned: ModelPolicy | null,
-  needs: Capability[],
-  canSpillToCloud: boolean,
-  factors: string[],
-  constraints: string[],
-): LocalHostsVerdict {
-  const verdict: LocalHostsVerdict = {
-    candidates: [],
-    refusal: null,
-    refuseBusy: false,
-    slot: SLOT_DISPOSITION.free,
-  };
-  if (!fitsCapabilities(model, needs, input.features, factors, constraints, pinned === model)) return verdict;
-  const threshold = input.policy.health.heavy_param_threshold_b;
-  const ready: { candidate: Candidate; host: LocalHostView }[] = [];
-  const busy: { candidate: Candidate; host: LocalHostView }[] = [];
-  let unfit = 0;
-  let missing = 0;
-  const skip = (host: LocalHostView, reason: string) =>
-    constraints.push(`local_host_skipped:${host.host}:${reason}`);
-  for (const host of hosts) {
-    const { health, slot } = host;
-    if (health.state === "unfit") {
-      unfit++;
-      skip(host, ["LOCAL_UNFIT", ...health.reasons.map((r) => `LOCAL_${r}`)].join("+"));
-      continue;
-    }
-    const entry = health.installed.find((m) => m.name === model.name);
-    if (health.installed.length > 0 && entry === undefined) {
-      missing++;
-      skip(host, "LOCAL_MODEL_NOT_INSTALLED");
-      continue;
-    }
-    const heavy = model.heavy || (entry?.parameter_size_b ?? 0) >= threshold;
-    // Members in RFC 8785 order, as the EDR keeps them.
-    const candidate: Candidate = { heavy, local_host: host.host, model: model.name, provider: "local" };
-    if (heavy && (slot.busy || slot.queue_depth > 0)) busy.push({ candidate, host });
-    else ready.push({ candidate, host });
-  }
-  const chosen = [...ready];
-  let refused = false;
-  let queueFull = false;
-  let spilled = false;
-  for (const entry of busy) {
-    const slot = entry.host.slot;
-    if (slot.when_busy === "refuse") {
-      refused = true;
-      skip(entry.host, "SLOT_BUSY");
-    } else if (slot.queue_depth >= slot.max_queue) {
-      queueFull = true;
-      skip(entry.host, "SLOT_QUEUE_FULL");
-    } else if (slot.when_busy === "spill" && (ready.length > 0 || canSpillToCloud)) {
-      spilled = true;
-      skip(entry.host, "SLOT_BUSY_SPILL");
-    } else {
-      chosen.push(entry);
-    }
-  }
-  if (chosen.length === 0) {
-    if (unfit === hosts.length) factors.push("LOCAL_UNFIT");
-    else if (unfit + missing === hosts.length) factors.push("LOCAL_MODEL_NOT_INSTALLED");
-    else if (refused) {
-      factors.push("SLOT_BUSY_REFUSE");
-      verdict.refuseBusy = true;
-      verdict.slot = SLOT_DISPOSITION.refuseBusy;
-    } else if (queueFull && canSpillToCloud) {
-      factors.push("SLOT_QUEUE_FULL_SPILL");
-      verdict.slot = SLOT_DISPOSITION.spillQueueFull;
-    } else if (queueFull) {
-      factors.push("SLOT_QUEUE_FULL");
-      verdict.slot = SLOT_DISPOSITION.refuseQueueFull;
-      verdict.refusal = {
-        cause: "slot",
-        status: 429,
-        code: "SLOT_QUEUE_FULL",
-        message:
-          "the heavy local model's wait queue is full on every local host; retry after the Retry-After delay",
-      };
-    } else if (spilled) {
-      factors.push("SLOT_BUSY_SPILL");
-      verdict.slot = SLOT_DISPOSITION.spillBusy;
-    }
-    return verdict;
-  }
-  const first = chosen[0];
-  factors.push(first.host.health.state === "fit" ? "LOCAL_FIT" : "LOCAL_HEALTH_UNKNOWN");
-  if (first.host !== hosts[0]) factors.push("LOCAL_HOST_SKIPPED");
-  if (ready.length === 0) {
-    factors.push("SLOT_BUSY_WAIT");
-    verdict.slot = SLOT_DISPOSITION.wait;
-  }
-  verdict.candidates = chosen.map((c) => c.candidate);
-  return verdict;
 }

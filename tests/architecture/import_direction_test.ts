@@ -19,7 +19,8 @@ export const LAYERS: string[][] = [
   ["lib/contract"],
   ["lib/inbound", "lib/providers", "lib/edr"],
   ["lib/replay", "lib/pipeline"],
-  ["lib/fleet", "lib/explorer"],
+  ["lib/fleet"],
+  ["lib/explorer"],
   ["lib/http"],
   ["main.ts", "cli"],
 ];
