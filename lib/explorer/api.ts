@@ -132,6 +132,7 @@ async function api(source: RecordSource, request: Request, url: URL): Promise<Re
 
 /** The records either side of `record` in its day's chain, as the source holds them. */
 async function chainOf(source: RecordSource, record: EdrRecord) {
+  if (source.neighbours) return await source.neighbours(record);
   const day = record.timestamp.slice(0, 10);
   const at = async (sequence: number) => {
     if (sequence < 1) return null;

@@ -7,7 +7,9 @@ export {
   UI_CONTENT_SECURITY_POLICY,
 } from "./api.ts";
 export { FileRecordSource, type FileSourceOptions } from "./file_source.ts";
+export { PgRecordSource, type PgSourceOptions } from "./pg_source.ts";
 export type {
+  ChainLink,
   DayCount,
   DayVerification,
   ExplorerReplay,

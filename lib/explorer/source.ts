@@ -33,6 +33,13 @@ export interface RecordPage {
   total: number;
 }
 
+/** A record's neighbour in its chain, as the request page links it. */
+export interface ChainLink {
+  request_id: string;
+  sequence: number;
+  edr_hash: string;
+}
+
 /** A day with its record count. */
 export interface DayCount {
   day: string;
@@ -64,6 +71,11 @@ export interface RecordSource {
   daySummaries(day: string): Promise<RecordSummary[]>;
   /** The full record as stored, or null when no record has this request id. */
   get(requestId: string): Promise<EdrRecord | null>;
+  /**
+   * The records either side of `record` in its own chain, when the source holds several chains per day (one
+   * per replica); without it the neighbours are looked up by day and sequence.
+   */
+  neighbours?(record: EdrRecord): Promise<{ previous: ChainLink | null; next: ChainLink | null }>;
   verifyDay?(day: string): Promise<DayVerification>;
   replay?(requestId: string): Promise<ExplorerReplay | null>;
 }

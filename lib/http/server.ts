@@ -24,7 +24,7 @@ import { createRouter } from "./router.ts";
 import { BufferedLineWriter } from "./line_writer.ts";
 import { RequestObserver } from "./request_observer.ts";
 import { RequestTracer } from "./tracing.ts";
-import { createExplorer, FileRecordSource, UI_DIR } from "../explorer/mod.ts";
+import { createExplorer, FileRecordSource, PgRecordSource, UI_DIR } from "../explorer/mod.ts";
 
 /** Options for `startServer` beyond the configuration; tests inject clocks and readings here. */
 export interface StartOptions {
@@ -101,6 +101,12 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
   const shipping = store
     ? await EdrShipper.start({ ...store, artifactsDir: config.artifactsDir, heads: () => edr.heads(), log })
     : null;
+  // With the PostgreSQL store the explorer shows every replica's records; replay stays on this one's files.
+  const ownRecords = new FileRecordSource(config.artifactsDir, {
+    flush: () => edr.flush(),
+    ollamaUrls: config.ollamaUrls,
+  });
+  const explorerSource = store ? new PgRecordSource(store.sql, { local: ownRecords }) : ownRecords;
   if (store) {
     log(
       `edr store: PostgreSQL ${store.target.redacted} (replica ${store.replicaId}` +
@@ -206,13 +212,7 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
     edr,
     checkpoints,
     shipping,
-    explorer: createExplorer({
-      source: new FileRecordSource(config.artifactsDir, {
-        flush: () => edr.flush(),
-        ollamaUrls: config.ollamaUrls,
-      }),
-      uiDir: UI_DIR,
-    }),
+    explorer: createExplorer({ source: explorerSource, uiDir: UI_DIR }),
     cloudProviders: CLOUD_PROVIDERS.filter((p) => adapters[p] !== undefined),
     now: options.now,
   });

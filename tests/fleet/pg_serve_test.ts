@@ -132,6 +132,41 @@ Deno.test({
             .withResponse();
           assert.equal(response.status, 200);
           await waitFor("14 rows", async () => await count() === 14);
+          // With the database configured, the explorer lists every replica's records, not only b's own.
+          const api = async (path: string, init?: RequestInit) => {
+            const res = await fetch(`${b.url}/api/${path}`, init);
+            return { status: res.status, body: await res.json() };
+          };
+          const listed = await api("records?limit=100");
+          assert.equal(listed.status, 200);
+          assert.equal(listed.body.total, 14);
+          const ownId = response.headers.get("x-request-id")!;
+          assert.equal(listed.body.records[0].request_id, ownId, "newest first");
+          const fromA = listed.body.records.find((r: { request_id: string }) => r.request_id !== ownId);
+          const page = await api(`records/${fromA.request_id}`);
+          assert.equal(page.status, 200);
+          assert.equal(page.body.record.request_id, fromA.request_id);
+          // Its chain links stay inside replica a's chain, though replica b has a record of the same day.
+          assert.equal(
+            page.body.chain.previous?.sequence ?? null,
+            fromA.sequence > 1 ? fromA.sequence - 1 : null,
+          );
+          const own = await api(`records/${ownId}`);
+          assert.deepEqual(
+            own.body.chain,
+            { previous: null, next: null },
+            "b's one record has no neighbours",
+          );
+          const days = await api("days");
+          assert.equal(days.body.days.reduce((n: number, d: { records: number }) => n + d.records, 0), 14);
+          const replay = (id: string) =>
+            api(`records/${id}/replay`, {
+              method: "POST",
+              headers: { "content-type": "application/json" },
+              body: "{}",
+            });
+          assert.equal((await replay(ownId)).body.report.status, "MATCH", "b replays its own record");
+          assert.equal((await replay(fromA.request_id)).status, 404, "a's input is on a's disk, not b's");
           assert.equal((await b.stop()).code, 0);
         } finally {
           await b.close();
