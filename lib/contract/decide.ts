@@ -5,30 +5,13 @@ import {
   type Decision,
   type DecisionInput,
   FIELD_PROVIDERS,
-  type HealthView,
-  type LocalHostView,
   type Rejection,
   type RequestFeatures,
   SLOT_DISPOSITION,
   type SlotDisposition,
-  type SlotView,
 } from "./decision_types.ts";
 import { fitsCapabilities, requiredCapabilities } from "./capabilities.ts";
 import { localHostCandidates } from "./local_host_choice.ts";
-
-export {
-  type Candidate,
-  type Decision,
-  type DecisionInput,
-  FIELD_PROVIDERS,
-  type HealthView,
-  type LocalHostView,
-  type Rejection,
-  type RequestFeatures,
-  SLOT_DISPOSITION,
-  type SlotDisposition,
-  type SlotView,
-};
 
 const modelIndexCache = new WeakMap<Policy, Map<string, ModelPolicy>>();
 

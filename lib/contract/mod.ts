@@ -20,9 +20,9 @@ export {
   policyServingProblem,
 } from "./policy.ts";
 export { effectiveContract } from "./effective.ts";
+export { decide } from "./decide.ts";
 export {
   type Candidate,
-  decide,
   type Decision,
   type DecisionInput,
   FIELD_PROVIDERS,
@@ -33,4 +33,4 @@ export {
   SLOT_DISPOSITION,
   type SlotDisposition,
   type SlotView,
-} from "./decide.ts";
+} from "./decision_types.ts";

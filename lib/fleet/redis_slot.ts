@@ -12,6 +12,7 @@
  */
 import {
   type AcquireOptions,
+  GrantedLease,
   type HostSlot,
   SlotError,
   type SlotLease,
@@ -52,39 +53,6 @@ interface Waiter {
 }
 
 type Reply = [status: string, member: string, n: number, busy: number, depth: number];
-
-class SharedLease implements SlotLease {
-  readonly waitedMs: number;
-  readonly queueDepthAtEntry: number;
-  readonly queued: boolean;
-  /** The fencing token: the member Redis records as holder. */
-  readonly member: string;
-  #onRelease: ((lease: SharedLease) => void) | null;
-
-  constructor(
-    member: string,
-    waitedMs: number,
-    depthAtEntry: number,
-    queued: boolean,
-    onRelease: (lease: SharedLease) => void,
-  ) {
-    this.member = member;
-    this.waitedMs = waitedMs;
-    this.queueDepthAtEntry = depthAtEntry;
-    this.queued = queued;
-    this.#onRelease = onRelease;
-  }
-
-  release(): void {
-    const onRelease = this.#onRelease;
-    this.#onRelease = null;
-    onRelease?.(this);
-  }
-
-  [Symbol.dispose](): void {
-    this.release();
-  }
-}
 
 /** The Redis-backed heavy slot of one Ollama host. */
 export class RedisHeavySlot implements HostSlot {
@@ -311,11 +279,12 @@ export class RedisHeavySlot implements HostSlot {
     this.#pollTimer = setTimeout(() => this.#claim(), ms);
   }
 
-  #grant(member: string, waitedMs: number, depthAtEntry: number, queued: boolean): SharedLease {
+  /** `member`, the fencing token Redis records as holder, is what the release names. */
+  #grant(member: string, waitedMs: number, depthAtEntry: number, queued: boolean): GrantedLease {
     this.#holding.add(member);
-    return new SharedLease(member, waitedMs, depthAtEntry, queued, (lease) => {
+    return new GrantedLease(waitedMs, depthAtEntry, queued, () => {
       this.#stats.releases++;
-      this.#releaseMember(lease.member);
+      this.#releaseMember(member);
     });
   }
 

@@ -104,18 +104,17 @@ function defaultSetTimer(fn: () => void, ms: number): () => void {
   return () => clearTimeout(id);
 }
 
-class Lease implements SlotLease {
+/**
+ * A granted hold of a heavy slot, in-process or shared: `release()` runs its slot's release once; a second
+ * call does nothing, so a late release can never free a later holder's slot.
+ */
+export class GrantedLease implements SlotLease {
   readonly waitedMs: number;
   readonly queueDepthAtEntry: number;
   readonly queued: boolean;
-  #onRelease: ((lease: Lease) => void) | null;
+  #onRelease: (() => void) | null;
 
-  constructor(
-    waitedMs: number,
-    queueDepthAtEntry: number,
-    queued: boolean,
-    onRelease: (lease: Lease) => void,
-  ) {
+  constructor(waitedMs: number, queueDepthAtEntry: number, queued: boolean, onRelease: () => void) {
     this.waitedMs = waitedMs;
     this.queueDepthAtEntry = queueDepthAtEntry;
     this.queued = queued;
@@ -124,9 +123,8 @@ class Lease implements SlotLease {
 
   release(): void {
     const onRelease = this.#onRelease;
-    // Dropping the callback makes a second release a no-op, so it can never free a later holder's slot.
     this.#onRelease = null;
-    onRelease?.(this);
+    onRelease?.();
   }
 
   [Symbol.dispose](): void {
@@ -142,7 +140,7 @@ export class HeavySlot implements HostSlot {
   #policy: SlotPolicy;
   #now: () => number;
   #setTimer: (fn: () => void, ms: number) => () => void;
-  #holder: Lease | null = null;
+  #holder: GrantedLease | null = null;
   #queue: Waiter[] = [];
   #stats: SlotStats = {
     acquired_immediately: 0,
@@ -247,13 +245,13 @@ export class HeavySlot implements HostSlot {
     }
   }
 
-  #grant(waitedMs: number, depthAtEntry: number, queued: boolean): Lease {
-    const lease = new Lease(waitedMs, depthAtEntry, queued, (released) => this.#release(released));
+  #grant(waitedMs: number, depthAtEntry: number, queued: boolean): GrantedLease {
+    const lease: GrantedLease = new GrantedLease(waitedMs, depthAtEntry, queued, () => this.#release(lease));
     this.#holder = lease;
     return lease;
   }
 
-  #release(lease: Lease): void {
+  #release(lease: GrantedLease): void {
     if (this.#holder !== lease) return;
     this.#stats.releases++;
     this.#holder = null;

@@ -5,6 +5,7 @@
 export { type SlotPolicy, slotPolicySchema } from "./schema.ts";
 export {
   type AcquireOptions,
+  GrantedLease,
   HeavySlot,
   type HeavySlotOptions,
   type HostSlot,
