@@ -8,13 +8,14 @@
 import { join } from "node:path";
 import { edrPath, type EdrRecord } from "../edr/mod.ts";
 import { replayEdr, type VerifyResult, verifyTree } from "../replay/mod.ts";
-import type {
-  DayCount,
-  DayVerification,
-  ExplorerReplay,
-  RecordFilter,
-  RecordPage,
-  RecordSource,
+import {
+  type DayCount,
+  type DayVerification,
+  dayVerification,
+  type ExplorerReplay,
+  type RecordFilter,
+  type RecordPage,
+  type RecordSource,
 } from "./source.ts";
 import { matches, type RecordSummary, summarize } from "./summary.ts";
 
@@ -125,18 +126,7 @@ export class FileRecordSource implements RecordSource {
       await this.#options.flush?.();
       return await verifyTree(join(this.#dir, "edr"));
     })().finally(() => this.#verifying = null);
-    const result = await this.#verifying;
-    const folder = day.replaceAll("-", "/");
-    const findings = result.findings
-      .filter((f) => f.day === folder)
-      .map(({ kind, file, sequence, message }) => ({ kind, file, sequence, message }));
-    return {
-      day,
-      intact: findings.length === 0 && result.findings_omitted === 0,
-      records_checked: result.records,
-      findings,
-      findings_omitted: result.findings_omitted,
-    };
+    return dayVerification(day, await this.#verifying);
   }
 
   async replay(requestId: string): Promise<ExplorerReplay | null> {

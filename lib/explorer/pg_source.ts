@@ -8,14 +8,15 @@
  */
 import type { EdrRecord } from "../edr/mod.ts";
 import { recordByRequestId, type Sql, verifyDatabase } from "../fleet/pg.ts";
-import type {
-  ChainLink,
-  DayCount,
-  DayVerification,
-  ExplorerReplay,
-  RecordFilter,
-  RecordPage,
-  RecordSource,
+import {
+  type ChainLink,
+  type DayCount,
+  type DayVerification,
+  dayVerification,
+  type ExplorerReplay,
+  type RecordFilter,
+  type RecordPage,
+  type RecordSource,
 } from "./source.ts";
 import { matches, type RecordSummary, summarize } from "./summary.ts";
 
@@ -76,23 +77,7 @@ export class PgRecordSource implements RecordSource {
   async verifyDay(day: string): Promise<DayVerification> {
     // The database verify reads every chain: calls that arrive while one runs share its result.
     this.#verifying ??= verifyDatabase(this.#sql).finally(() => this.#verifying = null);
-    const result = await this.#verifying;
-    const folder = day.replaceAll("-", "/");
-    const findings = result.findings
-      .filter((f) => f.day === folder)
-      .map(({ kind, file, sequence, message, chain }) => ({
-        kind,
-        file,
-        sequence,
-        message: `${chain}: ${message}`,
-      }));
-    return {
-      day,
-      intact: findings.length === 0 && result.findings_omitted === 0,
-      records_checked: result.records,
-      findings,
-      findings_omitted: result.findings_omitted,
-    };
+    return dayVerification(day, await this.#verifying, (finding) => `${finding.chain}: `);
   }
 
   async replay(requestId: string): Promise<ExplorerReplay | null> {

@@ -56,6 +56,36 @@ export interface DayVerification {
   findings_omitted: number;
 }
 
+/**
+ * One day's part of a whole-store verify: its findings (each message prefixed by `label`, when given) and
+ * whether the day is intact. Both sources verify everything at once and show the asked day.
+ */
+export function dayVerification<
+  F extends {
+    day: string | null;
+    kind: string;
+    file: string | null;
+    sequence: number | null;
+    message: string;
+  },
+>(
+  day: string,
+  result: { records: number; findings: F[]; findings_omitted: number },
+  label: (finding: F) => string = () => "",
+): DayVerification {
+  const folder = day.replaceAll("-", "/");
+  const findings = result.findings
+    .filter((f) => f.day === folder)
+    .map((f) => ({ kind: f.kind, file: f.file, sequence: f.sequence, message: `${label(f)}${f.message}` }));
+  return {
+    day,
+    intact: findings.length === 0 && result.findings_omitted === 0,
+    records_checked: result.records,
+    findings,
+    findings_omitted: result.findings_omitted,
+  };
+}
+
 /** A replay run from the explorer: the sealed report of lib/replay, never written to disk. */
 export interface ExplorerReplay {
   report: ReplayReport;
