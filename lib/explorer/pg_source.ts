@@ -1,10 +1,11 @@
 /**
  * The explorer's records from the PostgreSQL EDR store (`HI_DATABASE_URL`): every replica's records, not
  * only this router's. Rows are summarized from their canonical text by the same `summarize()` and filtered
- * by the same `matches()` as the file source, so both sources list a record the same way; the day and the
- * request-id prefix are pushed into the query. Verify runs the database verify; replay needs the record's
- * captured input, which stays on the replica that served it, so it is delegated to this router's own files
- * (a record of another replica answers 404 there).
+ * by the same `matches()` as the file source, so both sources list a record the same way. Like the file
+ * source, it keeps one summary per record in memory and reads only what is new on each call: each chain
+ * (replica and day) is read past the last sequence it has seen, since a replica ships its chain in order.
+ * Verify runs the database verify; replay needs the record's captured input, which stays on the replica that
+ * served it, so it is delegated to this router's own files (a record of another replica answers 404 here).
  */
 import type { EdrRecord } from "../edr/mod.ts";
 import { recordByRequestId, type Sql, verifyDatabase } from "../fleet/pg.ts";
@@ -21,8 +22,6 @@ import {
 import { matches, type RecordSummary, summarize } from "./summary.ts";
 
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
-/** Rows read per round trip while summarizing. */
-const FETCH_ROWS = 1_000;
 
 /** Options of the database source. */
 export interface PgSourceOptions {
@@ -34,6 +33,11 @@ export class PgRecordSource implements RecordSource {
   #sql: Sql;
   #local: RecordSource | undefined;
   #verifying: Promise<Awaited<ReturnType<typeof verifyDatabase>>> | null = null;
+  /** Each day's summaries, newest first, of every replica. */
+  #byDay = new Map<string, RecordSummary[]>();
+  /** The last sequence read of each chain, `replica/day`. */
+  #seen = new Map<string, number>();
+  #refreshing: Promise<void> | null = null;
 
   constructor(sql: Sql, options: PgSourceOptions = {}) {
     this.#sql = sql;
@@ -47,7 +51,7 @@ export class PgRecordSource implements RecordSource {
   }
 
   async list(filter: RecordFilter, page: { cursor?: string; limit: number }): Promise<RecordPage> {
-    const all = await this.#summaries(filter);
+    const all = (await this.#summaries(filter.day)).filter((row) => matches(row, filter));
     // The cursor is the place in the filtered listing where the next page starts.
     const start = page.cursor && /^\d{1,9}$/.test(page.cursor) ? Number(page.cursor) : 0;
     const records = all.slice(start, start + page.limit);
@@ -56,7 +60,7 @@ export class PgRecordSource implements RecordSource {
   }
 
   daySummaries(day: string): Promise<RecordSummary[]> {
-    return this.#summaries({ day });
+    return this.#summaries(day);
   }
 
   async get(requestId: string): Promise<EdrRecord | null> {
@@ -84,26 +88,38 @@ export class PgRecordSource implements RecordSource {
     return await this.#local?.replay?.(requestId) ?? null;
   }
 
-  /** Every summary matching `filter`, newest first: by day, then time, then place in its chain. */
-  async #summaries(filter: RecordFilter): Promise<RecordSummary[]> {
+  /** The summaries of one day, or of every day, newest first (by day, then time), after reading what is new. */
+  async #summaries(day?: string): Promise<RecordSummary[]> {
+    await (this.#refreshing ??= this.#refresh().finally(() => this.#refreshing = null));
+    if (day !== undefined) return DAY.test(day) ? [...(this.#byDay.get(day) ?? [])] : [];
+    return [...this.#byDay.keys()].sort().reverse().flatMap((d) => this.#byDay.get(d)!);
+  }
+
+  /** Reads each chain past the last sequence seen, and re-sorts the days that got rows. */
+  async #refresh(): Promise<void> {
     const sql = this.#sql;
-    const where = [sql`true`];
-    if (filter.day !== undefined) {
-      if (!DAY.test(filter.day)) return [];
-      where.push(sql`day = ${filter.day}::date`);
+    const heads = await sql<{ replica_id: string; day: string; head: string }[]>`
+      SELECT replica_id, day::text AS day, max(sequence)::text AS head FROM edr_records GROUP BY 1, 2`;
+    const changed = new Set<string>();
+    for (const { replica_id: replica, day, head } of heads) {
+      const chain = `${replica}/${day}`;
+      const seen = this.#seen.get(chain) ?? 0;
+      if (Number(head) <= seen) continue;
+      // Ordered by the table's bigint column, not the text one selected (as text, 10 sorts before 9).
+      const rows = await sql<{ sequence: string; record_text: string }[]>`
+        SELECT sequence::text, record_text FROM edr_records
+        WHERE replica_id = ${replica} AND day = ${day}::date AND sequence > ${seen}
+        ORDER BY edr_records.sequence`;
+      let list = this.#byDay.get(day);
+      if (!list) this.#byDay.set(day, list = []);
+      for (const { record_text } of rows) list.push(summarize(JSON.parse(record_text) as EdrRecord));
+      this.#seen.set(chain, Number(rows.at(-1)?.sequence ?? seen));
+      changed.add(day);
     }
-    if (filter.requestId) where.push(sql`starts_with(request_id, ${filter.requestId})`);
-    const condition = where.reduce((all, next) => sql`${all} AND ${next}`);
-    const out: RecordSummary[] = [];
-    await sql<{ record_text: string }[]>`
-      SELECT record_text FROM edr_records WHERE ${condition}
-      ORDER BY day DESC, created_at DESC, sequence DESC`
-      .cursor(FETCH_ROWS, (rows) => {
-        for (const { record_text } of rows) {
-          const summary = summarize(JSON.parse(record_text) as EdrRecord);
-          if (matches(summary, filter)) out.push(summary);
-        }
-      });
-    return out;
+    for (const day of changed) {
+      this.#byDay.get(day)!.sort((a, b) =>
+        a.timestamp < b.timestamp ? 1 : a.timestamp > b.timestamp ? -1 : b.sequence - a.sequence
+      );
+    }
   }
 }

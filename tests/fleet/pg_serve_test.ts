@@ -127,6 +127,12 @@ Deno.test({
       await t.step("a second replica with its own folder ships its own chain beside the first", async () => {
         const b = await startServe({ env: { HI_DATABASE_URL: pg.url, HI_REPLICA_ID: "replica-b" } });
         try {
+          const before = await (await fetch(`${b.url}/api/records?limit=1`)).json();
+          assert.equal(
+            before.total,
+            13,
+            "replica a's records, listed by replica b before it answered anything",
+          );
           const { response } = await b.client.chat.completions
             .create({ model: "auto", messages: [{ role: "user", content: "from replica b" }] })
             .withResponse();
@@ -139,7 +145,15 @@ Deno.test({
           };
           const listed = await api("records?limit=100");
           assert.equal(listed.status, 200);
-          assert.equal(listed.body.total, 14);
+          assert.equal(
+            listed.body.total,
+            14,
+            JSON.stringify(
+              listed.body.records.map((
+                r: { sequence: number; request_id: string },
+              ) => [r.sequence, r.request_id.slice(4, 10)]),
+            ),
+          );
           const ownId = response.headers.get("x-request-id")!;
           assert.equal(listed.body.records[0].request_id, ownId, "newest first");
           const fromA = listed.body.records.find((r: { request_id: string }) => r.request_id !== ownId);
