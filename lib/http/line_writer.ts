@@ -43,41 +43,46 @@ export class BufferedLineWriter {
     }
     this.#queue.push(line);
     this.#queuedBytes += line.length;
-    // A drain under way takes what is queued meanwhile; otherwise the first line starts the batch's clock.
-    if (this.#draining === null && this.#timer === null) {
-      this.#timer = setTimeout(this.#startDrain, this.#batchMs);
-      // The log never keeps a process alive; a stop calls flush().
-      Deno.unrefTimer(this.#timer);
-    }
+    // The first line of a batch starts its clock; lines that come while a batch is written wait for the
+    // next one, so under load the writes stay one per `batchMs` instead of one per finished write.
+    if (this.#draining === null && this.#timer === null) this.#armTimer();
   }
 
   /** Writes what is queued now and resolves once every queued line was written (or the target failed). */
   async flush(): Promise<void> {
-    if (this.#timer !== null) this.#startDrain();
-    while (this.#draining) await this.#draining;
+    while (this.#timer !== null || this.#draining !== null) {
+      if (this.#timer !== null) this.#startDrain();
+      await this.#draining;
+    }
+  }
+
+  #armTimer(): void {
+    this.#timer = setTimeout(this.#startDrain, this.#batchMs);
+    // The log never keeps a process alive; a stop calls flush().
+    Deno.unrefTimer(this.#timer);
   }
 
   #startDrain = (): void => {
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
-    this.#draining ??= this.#drain();
+    this.#draining ??= this.#writeBatch();
   };
 
-  async #drain(): Promise<void> {
+  /** Writes everything queued as one batch; what queues meanwhile goes in the next batch. */
+  async #writeBatch(): Promise<void> {
     try {
-      while (this.#queue.length > 0) {
-        const bytes = encoder.encode(this.#queue.join("\n") + "\n");
-        this.#queue = [];
-        this.#queuedBytes = 0;
-        let written = 0;
-        while (written < bytes.length) written += await this.#target.write(bytes.subarray(written));
-      }
+      const bytes = encoder.encode(this.#queue.join("\n") + "\n");
+      this.#queue = [];
+      this.#queuedBytes = 0;
+      let written = 0;
+      while (written < bytes.length) written += await this.#target.write(bytes.subarray(written));
     } catch {
       // A closed stdout (the reader went away) loses the log, never the request.
       this.#queue = [];
       this.#queuedBytes = 0;
     } finally {
       this.#draining = null;
+      if (this.#queue.length > 0) this.#armTimer();
     }
   }
 }
