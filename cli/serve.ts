@@ -110,6 +110,7 @@ Configuration is read from the environment (docs/configuration.md):
   HI_DATABASE_URL           postgres://user:password@host:port/db: ship every EDR to PostgreSQL too
   HI_REPLICA_ID             this router's id in the database (default: made once, kept in the artifacts)
   HI_REDIS_URL              redis://[:password@]host:port: share leases and heavy slots between replicas
+  HI_UPSTREAM_CLIENT        http1 (default) or fetch: how plain-http upstreams such as Ollama are called
 Exit codes: the server's own (0 after a clean stop), 1 when it cannot start, 64 for a usage error.`;
 
 /**
