@@ -2,6 +2,7 @@
  * TypeScript shapes of an EDR_v1.0.0 record. The published contract is
  * `schemas/edr/EDR_v1.0.0.json`; these types mirror it field for field (a test validates a typed sample).
  */
+import type { RequestFeatures } from "../contract/mod.ts";
 import type { ProviderKeys, ProviderName } from "../config/mod.ts";
 
 /** The EDR layout version written by this build. */
@@ -76,22 +77,8 @@ export interface EdrSlotSnapshot {
   when_busy: "wait" | "spill" | "refuse";
 }
 
-/** Request features `decide()` read. */
-export interface EdrFeatures {
-  requested_model: string | null;
-  stream: boolean;
-  has_tools: boolean;
-  has_images: boolean;
-  json_mode: boolean;
-  estimated_prompt_tokens: number;
-  max_output_tokens: number | null;
-  /** Request fields only some providers honour (sorted); absent when none is set. */
-  provider_fields?: string[];
-  /** True when a system or developer message follows the first turn; absent otherwise. */
-  has_late_system?: boolean;
-  /** True when the conversation opens with an assistant turn; absent otherwise. */
-  opens_with_assistant?: boolean;
-}
+/** Request features `decide()` read: the record keeps exactly what the decision was given. */
+export type EdrFeatures = RequestFeatures;
 
 /** The verified authority attached to the request (never the lease id itself). */
 export interface EdrAuthority {
