@@ -48,6 +48,9 @@ export function decide(input: DecisionInput): Decision {
     : null;
   let pinned: ModelPolicy | null = null;
   let slotDisposition: SlotDisposition = SLOT_DISPOSITION.free;
+  // A refusal records the factors, constraints, pin and slot disposition reached when it is made.
+  const refuse = (status: number, code: string, message: string, param?: string): Decision =>
+    reject(factors, constraints, pinned !== null, slotDisposition, status, code, message, param);
   if (requested) {
     const known = models.get(requested);
     const installed = input.hosts === undefined
@@ -67,11 +70,7 @@ export function decide(input: DecisionInput): Decision {
       };
       factors.push("MODEL_PINNED_LOCAL_INSTALLED");
     } else {
-      return reject(
-        factors,
-        constraints,
-        pinned !== null,
-        slotDisposition,
+      return refuse(
         404,
         "MODEL_NOT_FOUND",
         // The name is not echoed: it is client text that reaches the record.
@@ -79,22 +78,14 @@ export function decide(input: DecisionInput): Decision {
       );
     }
     if (!contract.provider_allowlist.includes(pinned.provider)) {
-      return reject(
-        factors,
-        constraints,
-        pinned !== null,
-        slotDisposition,
+      return refuse(
         400,
         "MODEL_NOT_ALLOWED_BY_CONTRACT",
         `model ${requested} runs on ${pinned.provider}, which the effective provider_allowlist excludes; pick a model of an allowed provider or "auto"`,
       );
     }
     if (pinned.provider !== "local" && !cloudAllowed) {
-      return reject(
-        factors,
-        constraints,
-        pinned !== null,
-        slotDisposition,
+      return refuse(
         400,
         "MODEL_NOT_ALLOWED_BY_CONTRACT",
         `model ${requested} runs on ${pinned.provider}, but ${contract.classification} data may not leave the local host; pick a local model or "auto"`,
@@ -104,11 +95,7 @@ export function decide(input: DecisionInput): Decision {
 
   const fieldRefusal = refuseUnhonouredFields(input, pinned, cloudAllowed, constraints);
   if (fieldRefusal) {
-    return reject(
-      factors,
-      constraints,
-      pinned !== null,
-      slotDisposition,
+    return refuse(
       400,
       "UNSUPPORTED_FIELD",
       fieldRefusal.message,
@@ -150,11 +137,7 @@ export function decide(input: DecisionInput): Decision {
         );
         slotDisposition = keptOffSlot(slotDisposition, local.slot);
         if (local.refuseBusy) {
-          return reject(
-            factors,
-            constraints,
-            pinned !== null,
-            slotDisposition,
+          return refuse(
             429,
             "SLOT_BUSY",
             "the heavy local model is busy on every local host; retry after the Retry-After delay",
@@ -189,11 +172,7 @@ export function decide(input: DecisionInput): Decision {
         if (slot.when_busy === "refuse") {
           factors.push("SLOT_BUSY_REFUSE");
           slotDisposition = keptOffSlot(slotDisposition, SLOT_DISPOSITION.refuseBusy);
-          return reject(
-            factors,
-            constraints,
-            pinned !== null,
-            slotDisposition,
+          return refuse(
             429,
             "SLOT_BUSY",
             "the heavy local model is busy; retry after the Retry-After delay",
@@ -253,32 +232,20 @@ export function decide(input: DecisionInput): Decision {
 
   if (candidates.length === 0) {
     if (localRefusal) {
-      return reject(
-        factors,
-        constraints,
-        pinned !== null,
-        slotDisposition,
+      return refuse(
         localRefusal.status,
         localRefusal.code,
         localRefusal.message,
       );
     }
     if (!cloudAllowed) {
-      return reject(
-        factors,
-        constraints,
-        pinned !== null,
-        slotDisposition,
+      return refuse(
         503,
         `LOCAL_UNAVAILABLE_FOR_${contract.classification}`,
         `${contract.classification} requests run only on the local host, which cannot take this request now; retry when GET /readyz reports ready`,
       );
     }
-    return reject(
-      factors,
-      constraints,
-      pinned !== null,
-      slotDisposition,
+    return refuse(
       503,
       "NO_PROVIDER_AVAILABLE",
       "no provider satisfies the routing contract; check the contract, GET /readyz and the configured API keys",

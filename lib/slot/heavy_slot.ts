@@ -1,7 +1,9 @@
 import type { SlotPolicy } from "./schema.ts";
 
-/** Why a wait for the heavy slot ended without the slot. */
-/** SLOT_UNAVAILABLE: a slot shared through Redis could not reach it, so holding it cannot be proven. */
+/**
+ * Why a wait for the heavy slot ended without the slot. SLOT_UNAVAILABLE: a slot shared through Redis
+ * could not reach it, so holding it cannot be proven.
+ */
 export type SlotErrorCode = "SLOT_QUEUE_FULL" | "SLOT_WAIT_TIMEOUT" | "SLOT_ABORTED" | "SLOT_UNAVAILABLE";
 
 /** Rejection of `HeavySlot.acquire`; `code` is stable and safe to put in an EDR or an error body. */
