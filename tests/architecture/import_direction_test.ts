@@ -4,10 +4,8 @@
  * import or a worker's module counts like any other.
  */
 import assert from "node:assert/strict";
-import { join, relative } from "node:path";
-import { fileURLToPath as fromFileUrl } from "node:url";
-
-const REPO = fromFileUrl(new URL("../../", import.meta.url));
+import { join } from "node:path";
+import { importGraph, REPO } from "./import_graph.ts";
 
 /**
  * Each group's layer, lowest first. A module may import its own group and any lower layer; two groups of
@@ -79,36 +77,8 @@ async function sourceFiles(dir: string): Promise<string[]> {
 /** Every import edge between repository files reachable from lib/, cli/ and main.ts. */
 async function importEdges(): Promise<Array<[string, string]>> {
   const files = ["main.ts", ...await sourceFiles("lib"), ...await sourceFiles("cli")];
-  const dir = await Deno.makeTempDir({ prefix: "hi-imports-" });
-  try {
-    const entry = join(dir, "all.ts");
-    const lines = files.map((f) => `import ${JSON.stringify(new URL(f, `file://${REPO}`).href)};`);
-    await Deno.writeTextFile(entry, lines.join("\n"));
-    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-      args: ["info", "--json", "--config", join(REPO, "deno.json"), entry],
-      cwd: REPO,
-    }).output();
-    assert.equal(code, 0, new TextDecoder().decode(stderr));
-    const graph = JSON.parse(new TextDecoder().decode(stdout)) as {
-      modules: Array<{ specifier: string; dependencies?: Array<Record<string, { specifier?: string }>> }>;
-    };
-    const local = (specifier: string | undefined) =>
-      specifier?.startsWith(`file://${REPO}`) ? relative(REPO, fromFileUrl(specifier)) : null;
-    const edges: Array<[string, string]> = [];
-    for (const module of graph.modules) {
-      const from = local(module.specifier);
-      if (from === null) continue;
-      for (const dependency of module.dependencies ?? []) {
-        for (const kind of ["code", "type"]) {
-          const to = local(dependency[kind]?.specifier);
-          if (to !== null && to !== from) edges.push([from, to]);
-        }
-      }
-    }
-    return edges;
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  const graph = await importGraph(files);
+  return [...graph].flatMap(([from, imports]) => imports.map((to): [string, string] => [from, to]));
 }
 
 Deno.test("import direction: the rule itself refuses upward, sideways and test imports", () => {

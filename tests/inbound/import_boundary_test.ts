@@ -5,36 +5,19 @@
  * reachable from its doors (`mod.ts`), so none lies there unused.
  */
 import assert from "node:assert/strict";
+import { importGraph as repositoryImportGraph, REPO } from "../architecture/import_graph.ts";
 
-const ROOT = new URL("../../", import.meta.url);
-const LIB = new URL("lib/", ROOT).href;
+const LIB = new URL("lib/", `file://${REPO}`);
 
-interface InfoModule {
-  specifier: string;
-  dependencies?: { code?: { specifier: string }; type?: { specifier: string } }[];
-}
-
-/** Every local module reachable from `doors`, with the local modules each imports (type-only imports too). */
+/**
+ * Every lib module reachable from `doors` (paths relative to lib/), with the modules each imports (type-only
+ * imports too), all relative to lib/.
+ */
 async function importGraph(doors: string[]): Promise<Map<string, string[]>> {
+  const underLib = (path: string) => path.startsWith("lib/") ? path.slice("lib/".length) : `../${path}`;
   const graph = new Map<string, string[]>();
-  for (const door of doors) {
-    const output = await new Deno.Command(Deno.execPath(), {
-      args: ["info", "--json", door],
-      cwd: new URL(".", ROOT).pathname,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.ok(output.success, new TextDecoder().decode(output.stderr));
-    const info = JSON.parse(new TextDecoder().decode(output.stdout)) as { modules: InfoModule[] };
-    for (const module of info.modules) {
-      if (!module.specifier.startsWith(LIB)) continue;
-      const imports = (module.dependencies ?? [])
-        .flatMap((dep) => [dep.code?.specifier, dep.type?.specifier])
-        .filter((spec): spec is string => spec !== undefined && spec.startsWith("file:"));
-      graph.set(module.specifier.slice(LIB.length), [
-        ...new Set(imports.map((spec) => spec.slice(LIB.length))),
-      ]);
-    }
+  for (const [file, imports] of await repositoryImportGraph(doors)) {
+    if (file.startsWith("lib/")) graph.set(underLib(file), imports.map(underLib));
   }
   return graph;
 }
