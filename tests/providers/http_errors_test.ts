@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { type CallOptions, type ProviderName, UpstreamError } from "../../lib/providers/types.ts";
 import { parseRetryAfter, streamCutError, upstreamHttpError } from "../../lib/providers/http_errors.ts";
 import { upstreamCall } from "../../lib/providers/upstream_call.ts";
+import { callOptionsFor } from "./call_helpers.ts";
 
 const openaiBody = (
   message: string,
@@ -137,16 +138,10 @@ const ROWS: Row[] = [
   },
 ];
 
+const modelCallOptions = callOptionsFor("m");
+
 function callOptions(over: Partial<CallOptions> = {}): CallOptions & { provider: ProviderName } {
-  return {
-    provider: "openai",
-    model: "m",
-    signal: new AbortController().signal,
-    firstByteTimeoutMs: 10_000,
-    totalTimeoutMs: 30_000,
-    defaultMaxTokens: 1024,
-    ...over,
-  };
+  return { provider: "openai", ...modelCallOptions(over) };
 }
 
 /** A started call's response (its body unread), or the call's `UpstreamError`. */

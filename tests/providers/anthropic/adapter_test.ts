@@ -1,21 +1,13 @@
 import assert from "node:assert/strict";
 import { AnthropicAdapter } from "../../../lib/providers/anthropic/mod.ts";
-import { type CallOptions, UpstreamError } from "../../../lib/providers/types.ts";
+import { UpstreamError } from "../../../lib/providers/types.ts";
 import type { ChatMessage, ChatRequest, StreamEvent } from "../../../lib/canonical/mod.ts";
 import { type FakeAnthropic, startFakeAnthropic } from "../../fakes/fake_anthropic.ts";
+import { callOptionsFor } from "../call_helpers.ts";
 
 const KEY = "sk-ant-test";
 
-function callOptions(overrides: Partial<CallOptions> = {}): CallOptions {
-  return {
-    model: "claude-fake-1",
-    signal: new AbortController().signal,
-    firstByteTimeoutMs: 10_000,
-    totalTimeoutMs: 30_000,
-    defaultMaxTokens: 512,
-    ...overrides,
-  };
-}
+const callOptions = callOptionsFor("claude-fake-1", 512);
 
 const weatherTool: ChatRequest["tools"] = [{
   type: "function",

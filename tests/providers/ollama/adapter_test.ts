@@ -1,19 +1,11 @@
 import assert from "node:assert/strict";
 import { OllamaAdapter, toOllamaRequest } from "../../../lib/providers/ollama/mod.ts";
-import { type CallOptions, UpstreamError } from "../../../lib/providers/types.ts";
+import { UpstreamError } from "../../../lib/providers/types.ts";
 import type { ChatRequest, StreamEvent } from "../../../lib/canonical/mod.ts";
 import { startFakeOllama } from "../../fakes/fake_ollama.ts";
+import { callOptionsFor, rejectsWith } from "../call_helpers.ts";
 
-function callOptions(over: Partial<CallOptions> = {}): CallOptions {
-  return {
-    model: "qwen3:8b",
-    signal: new AbortController().signal,
-    firstByteTimeoutMs: 10_000,
-    totalTimeoutMs: 30_000,
-    defaultMaxTokens: 1024,
-    ...over,
-  };
-}
+const callOptions = callOptionsFor("qwen3:8b");
 
 const HELLO: ChatRequest = {
   messages: [{ role: "system", content: "be brief" }, { role: "user", content: "say hello" }],
@@ -28,17 +20,6 @@ const WEATHER_TOOL = {
 
 async function readAll(stream: ReadableStream<StreamEvent>): Promise<StreamEvent[]> {
   return await Array.fromAsync(stream);
-}
-
-async function rejectsWith(promise: Promise<unknown>, code: string): Promise<UpstreamError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof UpstreamError, `expected UpstreamError, got ${error}`);
-    assert.equal(error.code, code, error.message);
-    return error;
-  }
-  assert.fail(`expected ${code}, but it succeeded`);
 }
 
 Deno.test("ollama adapter: request translation", async (t) => {

@@ -1,19 +1,10 @@
 import assert from "node:assert/strict";
 import { OpenAIAdapter, toOpenAIRequest } from "../../../lib/providers/openai/mod.ts";
-import { type CallOptions, UpstreamError } from "../../../lib/providers/types.ts";
 import type { ChatRequest, StreamEvent } from "../../../lib/canonical/mod.ts";
 import { FAKE_REFUSAL, FAKE_USAGE_DETAILS, startFakeOpenAI } from "../../fakes/fake_openai.ts";
+import { callOptionsFor, rejectsWith } from "../call_helpers.ts";
 
-function callOptions(over: Partial<CallOptions> = {}): CallOptions {
-  return {
-    model: "gpt-4o-mini",
-    signal: new AbortController().signal,
-    firstByteTimeoutMs: 10_000,
-    totalTimeoutMs: 30_000,
-    defaultMaxTokens: 1024,
-    ...over,
-  };
-}
+const callOptions = callOptionsFor("gpt-4o-mini");
 
 const HELLO: ChatRequest = {
   model: "auto",
@@ -27,17 +18,6 @@ const WEATHER: ChatRequest = {
   messages: [{ role: "user", content: "weather in Paris?" }],
   tools: [{ type: "function", function: { name: "get_weather", parameters: { type: "object" } } }],
 };
-
-async function rejectsWith(promise: Promise<unknown>, code: string): Promise<UpstreamError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof UpstreamError, `expected UpstreamError, got ${error}`);
-    assert.equal(error.code, code, error.message);
-    return error;
-  }
-  assert.fail(`expected ${code}, but it succeeded`);
-}
 
 async function drainStream(stream: ReadableStream<StreamEvent>, into: StreamEvent[]): Promise<void> {
   for await (const event of stream) into.push(event);
