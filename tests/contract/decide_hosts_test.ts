@@ -14,6 +14,7 @@ import {
   type RoutingContract,
   type SlotView,
 } from "../../lib/contract/mod.ts";
+import { plainFeatures } from "./features.ts";
 
 const policy = parsePolicy(BUILTIN_POLICY_SOURCE);
 const H1 = "http://gpu1.lan:11434";
@@ -41,15 +42,7 @@ function input(
     // With several hosts these are the first host's (as recorded); decide() reads `hosts`.
     health: hosts[0].health,
     slot: hosts[0].slot,
-    features: {
-      requested_model: "auto",
-      stream: false,
-      has_tools: false,
-      has_images: false,
-      json_mode: false,
-      estimated_prompt_tokens: 20,
-      max_output_tokens: null,
-    },
+    features: plainFeatures(),
     keys: { anthropic: true, openai: true },
     hosts,
     ...overrides,

@@ -8,6 +8,7 @@ import {
   parsePolicy,
   type RoutingContract,
 } from "../../lib/contract/mod.ts";
+import { plainFeatures } from "./features.ts";
 
 const policy = parsePolicy(BUILTIN_POLICY_SOURCE);
 const installed = [
@@ -24,15 +25,7 @@ function input(
     policy,
     health: { state: "fit", reasons: [], installed },
     slot: { busy: false, queue_depth: 0, max_queue: 8, when_busy: "wait" },
-    features: {
-      requested_model: "auto",
-      stream: false,
-      has_tools: false,
-      has_images: false,
-      json_mode: false,
-      estimated_prompt_tokens: 20,
-      max_output_tokens: null,
-    },
+    features: plainFeatures(),
     keys: { anthropic: true, openai: true },
     ...rest,
   };

@@ -14,6 +14,7 @@ import {
   type SlotDisposition,
   type SlotView,
 } from "../../lib/contract/mod.ts";
+import { plainFeatures } from "./features.ts";
 
 const policy = parsePolicy(BUILTIN_POLICY_SOURCE);
 const installed = [
@@ -46,15 +47,7 @@ Deno.test("decide(): the typed slot disposition, rejection cause and pin agree w
                 policy,
                 health,
                 slot,
-                features: {
-                  requested_model: model,
-                  stream: false,
-                  has_tools: false,
-                  has_images: false,
-                  json_mode: false,
-                  estimated_prompt_tokens: 20,
-                  max_output_tokens: null,
-                },
+                features: plainFeatures({ requested_model: model }),
                 keys: { anthropic: true, openai: true },
               };
               if (hostCount === 2) {

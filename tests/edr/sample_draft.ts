@@ -1,6 +1,7 @@
 /** A realistic EDR draft for tests and benchmarks (every optional part filled in). */
 
 import type { EdrDraft } from "../../lib/edr/mod.ts";
+import { plainFeatures } from "../contract/features.ts";
 
 let counter = 0;
 
@@ -48,15 +49,7 @@ export function sampleDraft(overrides: Partial<EdrDraft> = {}): EdrDraft {
         ],
       },
       slot: { busy: false, queue_depth: 0, max_queue: 4, when_busy: "wait" },
-      features: {
-        requested_model: "auto",
-        stream: false,
-        has_tools: false,
-        has_images: false,
-        json_mode: false,
-        estimated_prompt_tokens: 12,
-        max_output_tokens: null,
-      },
+      features: plainFeatures({ estimated_prompt_tokens: 12 }),
       keys: { anthropic: false, openai: true },
       authority: null,
     },

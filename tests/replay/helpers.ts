@@ -15,6 +15,7 @@ import {
 import { OllamaAdapter } from "../../lib/providers/mod.ts";
 import type { ChatRequest } from "../../lib/canonical/mod.ts";
 import { ROUTER_VERSION } from "../../lib/version.ts";
+import { plainFeatures } from "../contract/features.ts";
 
 /** A temp artifacts folder with a stored policy. */
 export interface Artifacts {
@@ -88,15 +89,7 @@ export function buildDraft(spec: DraftSpec): EdrDraft {
     installed: [{ name: "qwen3:8b", digest: "d".repeat(64), parameter_size_b: 8.2 }],
   };
   const slot = { busy: false, queue_depth: 0, max_queue: 4, when_busy: "wait" as const };
-  const features = {
-    requested_model: "auto",
-    stream: false,
-    has_tools: false,
-    has_images: false,
-    json_mode: false,
-    estimated_prompt_tokens: 6,
-    max_output_tokens: null,
-  };
+  const features = plainFeatures({ estimated_prompt_tokens: 6 });
   const keys = { anthropic: false, openai: served === "openai" };
   const decision = decide({ contract, policy: spec.policy, health, slot, features, keys });
   const first = decision.candidates[0];
