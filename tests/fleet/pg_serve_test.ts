@@ -9,18 +9,10 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { runTask, startServe } from "../e2e/serve_harness.ts";
-import { postgresSkipReason, startPostgres, TEST_PG_PASSWORD } from "./pg_harness.ts";
+import { postgresSkipReason, startPostgres, TEST_PG_PASSWORD, waitFor } from "./pg_harness.ts";
 
 const skip = postgresSkipReason();
 if (skip) console.warn(skip);
-
-async function waitFor(what: string, condition: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function metric(url: string, name: string): Promise<number | null> {
   const text = await (await fetch(`${url}/metrics`)).text();

@@ -18,18 +18,10 @@ import {
   verifyDatabase,
 } from "../../lib/fleet/pg.ts";
 import { sampleDraft, sampleInput } from "../edr/sample_draft.ts";
-import { postgresSkipReason, startPostgres } from "./pg_harness.ts";
+import { postgresSkipReason, startPostgres, waitFor } from "./pg_harness.ts";
 
 const skip = postgresSkipReason();
 if (skip) console.warn(skip);
-
-async function waitFor(what: string, condition: () => Promise<boolean> | boolean, ms = 15_000) {
-  const deadline = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 async function rowsOf(sql: Sql, replica: string) {
   return await sql<{ sequence: string; request_id: string; day: string }[]>`
@@ -64,6 +56,21 @@ Deno.test({
         assert.deepEqual(await replicaIdFor(dir, "edge-1"), "edge-1");
       });
 
+      /** A shipper of `artifactsDir` under this replica id, on its own client (it ends it when it stops). */
+      const startShipper = (
+        artifactsDir: string,
+        writer: EdrWriter,
+        more: { log: (line: string) => void; batchRecords?: number },
+      ) =>
+        EdrShipper.start({
+          sql: openDatabase(target, { session: "read-write" }),
+          target,
+          artifactsDir,
+          replicaId: replica,
+          heads: () => writer.heads(),
+          pollMs: 20,
+          ...more,
+        });
       const days = ["2026-11-27T10:00:00.000Z", "2026-11-28T10:00:00.000Z"];
       const committed: string[] = [];
       const commitSome = async (writer: EdrWriter, n: number) => {
@@ -78,17 +85,7 @@ Deno.test({
 
       await t.step("records ship in order, once each, and resume after a restart", async () => {
         let writer = await EdrWriter.open(dir);
-        // The shipper owns its client and ends it when it stops.
-        let shipper = await EdrShipper.start({
-          sql: openDatabase(target, { session: "read-write" }),
-          target,
-          artifactsDir: dir,
-          replicaId: replica,
-          heads: () => writer.heads(),
-          log,
-          batchRecords: 7,
-          pollMs: 20,
-        });
+        let shipper = await startShipper(dir, writer, { log, batchRecords: 7 });
         await commitSome(writer, 40);
         await waitFor("the first 40 rows", async () => (await rowsOf(sql, replica)).length === 40);
         assert.deepEqual(shipper.backlog(), 0);
@@ -98,16 +95,7 @@ Deno.test({
         // A restart: new writer, new shipper on a new connection; the database says where to resume.
         writer = await EdrWriter.open(dir);
         await commitSome(writer, 30);
-        shipper = await EdrShipper.start({
-          sql: openDatabase(target, { session: "read-write" }),
-          target,
-          artifactsDir: dir,
-          replicaId: replica,
-          heads: () => writer.heads(),
-          log,
-          batchRecords: 7,
-          pollMs: 20,
-        });
+        shipper = await startShipper(dir, writer, { log, batchRecords: 7 });
         await waitFor("all 70 rows", () => shipper.backlog() === 0);
         // It resumed where the database said: only the 30 new records were sent, none of the first 40.
         assert.equal(shipper.status().shipped_total, 30);
@@ -142,15 +130,7 @@ Deno.test({
           const writer = await EdrWriter.open(other);
           for (let i = 0; i < count; i++) await writer.commit(sampleDraft({ timestamp }));
           const lines: string[] = [];
-          const shipper = await EdrShipper.start({
-            sql: openDatabase(target, { session: "read-write" }),
-            target,
-            artifactsDir: other,
-            replicaId: replica,
-            heads: () => writer.heads(),
-            log: (line) => lines.push(line),
-            pollMs: 20,
-          });
+          const shipper = await startShipper(other, writer, { log: (line) => lines.push(line) });
           try {
             await waitFor("the conflict", () => shipper.status().last_error !== null);
             assert.equal(shipper.status().state, "retrying", name);
