@@ -6,7 +6,7 @@
 import type { Dialect } from "./dialects.ts";
 import { RouterError } from "./errors.ts";
 import { decisionHeaders } from "./reasons.ts";
-import type { ClientErrorInfo } from "../inbound/mod.ts";
+import type { ClientErrorInfo, ClientResponseMeta } from "../inbound/mod.ts";
 import type { Pipeline } from "./context.ts";
 import type { Exchange } from "./exchange.ts";
 
@@ -79,18 +79,32 @@ export function errorResponse(
   dialect: Dialect,
   error: RouterError,
 ): Response {
-  const headers: Record<string, string> = {
-    ...JSON_HEADERS,
-    "x-request-id": exchange.requestId,
-    ...dialect.headers(exchange.requestId),
-    ...decisionHeaders(exchange),
-    "x-should-retry": String(error.shouldRetry),
-    // The reason code, for clients whose SDK hides the error body's `code`.
-    "x-hi-reason": error.code,
-  };
+  const headers = answerHeaders(exchange, dialect, JSON_HEADERS);
+  headers["x-should-retry"] = String(error.shouldRetry);
+  // The reason code, for clients whose SDK hides the error body's `code`.
+  headers["x-hi-reason"] = error.code;
   if (error.retryAfter !== undefined) headers["retry-after"] = String(error.retryAfter);
   observe(pipeline, exchange, error.status);
   return new Response(JSON.stringify(dialect.errorBody(error)), { status: error.status, headers });
+}
+
+/** An answer's headers: `base`, the request id as the client's SDK reads it, and the decision headers. */
+export function answerHeaders(
+  exchange: Exchange,
+  dialect: Dialect,
+  base: Record<string, string>,
+): Record<string, string> {
+  const id = exchange.requestId;
+  return decisionHeaders(exchange, { ...base, "x-request-id": id, ...dialect.headers(id) });
+}
+
+/** What the client's answer says of itself: its id, when it was made, and the model that answered. */
+export function answerMeta(exchange: Exchange, dialect: Dialect, model: string): ClientResponseMeta {
+  return {
+    id: dialect.responseId(exchange.requestId),
+    created: Math.floor(exchange.receivedAtMs / 1000),
+    model,
+  };
 }
 
 /** The answer's metrics, log line and spans. */

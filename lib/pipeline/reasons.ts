@@ -75,13 +75,15 @@ export const EXPOSED_HEADERS = [
 /**
  * The decision headers of an answer, as far as they are known when its first byte goes out: who answered
  * (on an error, the provider tried last; absent when none was), the primary reason code, and how many
- * candidates failed first. An error answer's `x-hi-reason` is its error code (set by the caller).
+ * candidates failed first. An error answer's `x-hi-reason` is its error code (set by the caller). They
+ * are added to `headers` (the answer's other headers) when given, so an answer builds one object.
  */
-export function decisionHeaders(exchange: Exchange): Record<string, string> {
-  const headers: Record<string, string> = {
-    "access-control-expose-headers": EXPOSED_HEADERS,
-    "x-hi-fallbacks": String(fallbackCount(exchange.attempts)),
-  };
+export function decisionHeaders(
+  exchange: Exchange,
+  headers: Record<string, string> = {},
+): Record<string, string> {
+  headers["access-control-expose-headers"] = EXPOSED_HEADERS;
+  headers["x-hi-fallbacks"] = String(fallbackCount(exchange.attempts));
   const last = exchange.attempts[exchange.attempts.length - 1];
   const answered = exchange.served ?? last;
   if (answered) {

@@ -5,11 +5,10 @@
  */
 import type { Candidate } from "../contract/mod.ts";
 import type { Dialect } from "./dialects.ts";
-import { decisionHeaders } from "./reasons.ts";
 import type { ChatResult } from "../canonical/mod.ts";
 import type { Attempt } from "./attempt.ts";
 import { type AttemptCall, tryCandidates } from "./candidates.ts";
-import { durable, JSON_HEADERS, observe } from "./commit.ts";
+import { answerHeaders, answerMeta, durable, JSON_HEADERS, observe } from "./commit.ts";
 import type { Pipeline } from "./context.ts";
 import type { Exchange } from "./exchange.ts";
 
@@ -35,19 +34,10 @@ export async function relayJson(
   exchange.usage = result.usage;
   exchange.stage = "respond";
   await durable(pipeline, exchange);
-  const meta = {
-    id: dialect.responseId(exchange.requestId),
-    created: Math.floor(exchange.receivedAtMs / 1000),
-    model: result.model,
-  };
   observe(pipeline, exchange, 200);
-  return new Response(JSON.stringify(dialect.respond(result, meta)), {
+  const body = dialect.respond(result, answerMeta(exchange, dialect, result.model));
+  return new Response(JSON.stringify(body), {
     status: 200,
-    headers: {
-      ...JSON_HEADERS,
-      "x-request-id": exchange.requestId,
-      ...dialect.headers(exchange.requestId),
-      ...decisionHeaders(exchange),
-    },
+    headers: answerHeaders(exchange, dialect, JSON_HEADERS),
   });
 }

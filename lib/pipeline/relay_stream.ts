@@ -9,13 +9,20 @@ import { concatBytes } from "../bytes.ts";
 import type { Candidate } from "../contract/mod.ts";
 import type { Dialect } from "./dialects.ts";
 import { RouterError } from "./errors.ts";
-import { decisionHeaders } from "./reasons.ts";
 import type { StreamEvent } from "../canonical/mod.ts";
 import type { ClientStreamEncoder } from "../inbound/mod.ts";
 import { UpstreamError } from "../providers/mod.ts";
 import type { Attempt } from "./attempt.ts";
 import { type AttemptCall, tryCandidates } from "./candidates.ts";
-import { commitQuietly, durable, edrFailure, errorInfo, observe } from "./commit.ts";
+import {
+  answerHeaders,
+  answerMeta,
+  commitQuietly,
+  durable,
+  edrFailure,
+  errorInfo,
+  observe,
+} from "./commit.ts";
 import type { Pipeline } from "./context.ts";
 import { type Exchange, round } from "./exchange.ts";
 import { NOT_READY, NOT_READY_MARK, OutputAssembler } from "./stream_output.ts";
@@ -45,27 +52,17 @@ export async function relayStream(
   await tryCandidates(pipeline, exchange, request.signal, candidates, relay);
   exchange.stage = "stream";
   try {
-    const meta = {
-      id: dialect.responseId(exchange.requestId),
-      created: Math.floor(exchange.receivedAtMs / 1000),
-      model: relay.model,
-    };
     relay.begin(
       dialect.encoder(
-        meta,
+        answerMeta(exchange, dialect, relay.model),
         exchange.chat!.stream_options?.include_usage === true,
         exchange.features?.estimated_prompt_tokens ?? 0,
       ),
     );
     return new Response(new ReadableStream<Uint8Array>(relay), {
       status: 200,
-      headers: {
-        ...SSE_HEADERS,
-        "x-request-id": exchange.requestId,
-        ...dialect.headers(exchange.requestId),
-        // Sent with the first byte: they name the candidate that is answering.
-        ...decisionHeaders(exchange),
-      },
+      // Sent with the first byte: the decision headers name the candidate that is answering.
+      headers: answerHeaders(exchange, dialect, SSE_HEADERS),
     });
   } catch (error) {
     // No stream reached the client: the serving attempt is given back before the error is answered.
