@@ -28,7 +28,7 @@ import { type EdrWriterHealth, RepairLoop } from "./writer_health.ts";
 export { EdrUnavailableError, EdrValidationError, EdrWriteError, remedyFor } from "./errors.ts";
 export type { EdrLogEvent } from "./errors.ts";
 export type { EdrRecoveryStats } from "./recovery.ts";
-export { PolicySnapshots, writePolicySnapshot } from "./policy_snapshots.ts";
+export { writePolicySnapshot } from "./policy_snapshots.ts";
 
 /** Options for `EdrWriter.open`. */
 export interface EdrWriterOptions {
