@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import Anthropic from "@anthropic-ai/sdk";
 import { APIError } from "openai";
-import { FAKE_CACHE_USAGE, FAKE_THINKING } from "../fakes/fake_anthropic.ts";
+import { FAKE_CACHE_USAGE, FAKE_THINKING, type FakeAnthropicMode } from "../fakes/fake_anthropic.ts";
 import { FAKE_THINKING as FAKE_OLLAMA_THINKING } from "../fakes/fake_ollama.ts";
 import { type ServedRouter, startServe } from "./serve_harness.ts";
 import { BUILTIN_POLICY_SOURCE, decide, parsePolicy } from "../../lib/contract/mod.ts";
@@ -23,6 +23,28 @@ const ANTHROPIC_THEN_OPENAI = {
 function lastAnthropicBody(h: ServedRouter): Json {
   return h.anthropic.requests.at(-1)!.body as Json;
 }
+
+/** Runs `run` with the fake Anthropic in `mode`, then puts it back to normal. */
+async function withAnthropicMode<T>(
+  h: ServedRouter,
+  mode: FakeAnthropicMode,
+  run: () => Promise<T>,
+): Promise<T> {
+  h.anthropic.mode = mode;
+  try {
+    return await run();
+  } finally {
+    h.anthropic.mode = "normal";
+  }
+}
+
+/** An Anthropic SDK request with extended thinking on. */
+const THINKING_PARAMS = {
+  model: "auto",
+  max_tokens: 2048,
+  thinking: { type: "enabled" as const, budget_tokens: 1024 },
+  messages: [{ role: "user" as const, content: "think" }],
+};
 
 /** The `data` of each event of an SSE body, parsed. */
 async function sseEvents(response: Response): Promise<Json[]> {
@@ -134,21 +156,17 @@ Deno.test("the Anthropic SDK served by Anthropic gets its own request through an
     await t.step("pause_turn stays pause_turn (and refusal stays refusal), JSON and streamed", async () => {
       const params = { model: "auto", max_tokens: 64, messages: [{ role: "user" as const, content: "hi" }] };
       for (const mode of ["pause_turn", "refusal"] as const) {
-        h.anthropic.mode = mode;
-        try {
+        await withAnthropicMode(h, mode, async () => {
           assert.equal((await client.messages.create(params)).stop_reason, mode);
           assert.equal((await client.messages.stream(params).finalMessage()).stop_reason, mode);
-        } finally {
-          h.anthropic.mode = "normal";
-        }
+        });
       }
     });
 
     await t.step(
       "cache counts come back apart, and a stream's message_start has Anthropic's exact input_tokens",
       async () => {
-        h.anthropic.mode = "cache_usage";
-        try {
+        await withAnthropicMode(h, "cache_usage", async () => {
           const body = {
             model: "auto",
             max_tokens: 64,
@@ -174,26 +192,17 @@ Deno.test("the Anthropic SDK served by Anthropic gets its own request through an
             ...FAKE_CACHE_USAGE,
             output_tokens: 0,
           }, "the upstream's own counts, not the router's estimate");
-        } finally {
-          h.anthropic.mode = "normal";
-        }
+        });
       },
     );
 
     await t.step("Anthropic's thinking comes back as a thinking block, JSON and streamed", async () => {
-      h.anthropic.mode = "thinking";
-      try {
-        const params = {
-          model: "auto",
-          max_tokens: 2048,
-          thinking: { type: "enabled" as const, budget_tokens: 1024 },
-          messages: [{ role: "user" as const, content: "think" }],
-        };
-        const message = await client.messages.create(params);
+      await withAnthropicMode(h, "thinking", async () => {
+        const message = await client.messages.create(THINKING_PARAMS);
         assert.equal(message.content[0].type, "thinking");
         assert.equal((message.content[0] as Anthropic.ThinkingBlock).thinking, FAKE_THINKING);
-        assert.deepEqual(lastAnthropicBody(h).thinking, params.thinking);
-        const streamed = await client.messages.stream(params).finalMessage();
+        assert.deepEqual(lastAnthropicBody(h).thinking, THINKING_PARAMS.thinking);
+        const streamed = await client.messages.stream(THINKING_PARAMS).finalMessage();
         assert.equal((streamed.content[0] as Anthropic.ThinkingBlock).thinking, FAKE_THINKING);
         for (const answer of [message, streamed]) {
           assert.equal(
@@ -202,36 +211,25 @@ Deno.test("the Anthropic SDK served by Anthropic gets its own request through an
             "Anthropic's signature",
           );
         }
-      } finally {
-        h.anthropic.mode = "normal";
-      }
+      });
     });
 
     await t.step(
       "a signed thinking block sent back in a tool loop reaches Anthropic with its signature",
       async () => {
-        h.anthropic.mode = "thinking";
-        try {
-          const params = {
-            model: "auto",
-            max_tokens: 2048,
-            thinking: { type: "enabled" as const, budget_tokens: 1024 },
-            messages: [{ role: "user" as const, content: "think" }],
-          };
-          const first = await client.messages.stream(params).finalMessage();
+        await withAnthropicMode(h, "thinking", async () => {
+          const first = await client.messages.stream(THINKING_PARAMS).finalMessage();
           await client.messages.create({
-            ...params,
+            ...THINKING_PARAMS,
             messages: [
-              ...params.messages,
+              ...THINKING_PARAMS.messages,
               { role: "assistant", content: first.content as Anthropic.ContentBlockParam[] },
               { role: "user", content: "go on" },
             ],
           });
           const sent = (lastAnthropicBody(h).messages as { content: Json[] }[])[1].content[0];
           assert.deepEqual(sent, { type: "thinking", thinking: FAKE_THINKING, signature: "sig-fake" });
-        } finally {
-          h.anthropic.mode = "normal";
-        }
+        });
       },
     );
 
