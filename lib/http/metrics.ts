@@ -64,97 +64,79 @@ export class RouterMetrics {
 
   /** Creates the metrics and registers them in a private registry. */
   constructor(options: RouterMetricsOptions = {}) {
-    const registers = [this.#registry];
-    this.#requests = new Counter({
-      name: "hi_requests_total",
-      help: "Requests answered by the router, by endpoint, provider, outcome and HTTP status.",
-      labelNames: ["endpoint", "provider", "outcome", "status"] as const,
-      registers,
-    });
-    this.#duration = new Histogram({
-      name: "hi_request_duration_seconds",
-      help: "Time from request arrival to the end of the response, in seconds.",
-      labelNames: ["endpoint", "provider", "outcome"] as const,
-      buckets: REQUEST_BUCKETS,
-      registers,
-    });
-    this.#fallbacks = new Counter({
-      name: "hi_fallbacks_total",
-      help: "Moves from one provider candidate to the next, by from, to and reason code.",
-      labelNames: ["from", "to", "reason"] as const,
-      registers,
-    });
-    this.#health = new Gauge({
-      name: "hi_local_health_state",
-      help: "Local health gate state: 1 for the current state label, 0 for the others.",
-      labelNames: ["state"] as const,
-      registers,
-    });
-    this.#circuit = new Gauge({
-      name: "hi_local_circuit_state",
-      help: "Local circuit breaker: 1 for the current position label, 0 for the others.",
-      labelNames: ["circuit"] as const,
-      registers,
-    });
-    this.#slotBusy = new Gauge({
-      name: "hi_slot_busy",
-      help:
-        "Heavy local inference slots held: 1 while the slot is held (with several local hosts, how many are).",
-      registers,
-    });
-    this.#slotQueue = new Gauge({
-      name: "hi_slot_queue_depth",
-      help:
-        "Requests waiting for the heavy local inference slot (with several local hosts, for any of them).",
-      registers,
-    });
-    this.#slotWait = new Histogram({
-      name: "hi_slot_wait_seconds",
-      help: "Time spent waiting for the heavy local slot, by how the wait ended.",
-      labelNames: ["outcome"] as const,
-      buckets: SLOT_WAIT_BUCKETS,
-      registers,
-    });
-    this.#edr = new Counter({
-      name: "hi_edr_writes_total",
-      help: "Execution Decision Records made durable or lost, by outcome.",
-      labelNames: ["outcome"] as const,
-      registers,
-    });
-    this.#edrDegraded = new Gauge({
-      name: "hi_edr_writer_degraded",
-      help: "1 while the EDR writer cannot write its log (disk full or failing) and requests are refused.",
-      registers,
-    });
-    this.#edrFilesWaiting = new Gauge({
-      name: "hi_edr_files_waiting_retry",
-      help: "Durable records whose per-request EDR file failed and waits for a retry.",
-      registers,
-    });
-    this.#hostHealth = new Gauge({
-      name: "hi_local_host_health_state",
-      help: "Each local host's health gate state: 1 for the current state label, 0 for the others.",
-      labelNames: ["host", "state"] as const,
-      registers,
-    });
-    this.#hostCircuit = new Gauge({
-      name: "hi_local_host_circuit_state",
-      help: "Each local host's circuit breaker: 1 for the current position label, 0 for the others.",
-      labelNames: ["host", "circuit"] as const,
-      registers,
-    });
-    this.#hostSlotBusy = new Gauge({
-      name: "hi_local_host_slot_busy",
-      help: "1 while the local host's heavy inference slot is held.",
-      labelNames: ["host"] as const,
-      registers,
-    });
-    this.#hostSlotQueue = new Gauge({
-      name: "hi_local_host_slot_queue_depth",
-      help: "Requests waiting for the local host's heavy inference slot.",
-      labelNames: ["host"] as const,
-      registers,
-    });
+    this.#requests = this.#counter(
+      "hi_requests_total",
+      "Requests answered by the router, by endpoint, provider, outcome and HTTP status.",
+      ["endpoint", "provider", "outcome", "status"] as const,
+    );
+    this.#duration = this.#histogram(
+      "hi_request_duration_seconds",
+      "Time from request arrival to the end of the response, in seconds.",
+      ["endpoint", "provider", "outcome"] as const,
+      REQUEST_BUCKETS,
+    );
+    this.#fallbacks = this.#counter(
+      "hi_fallbacks_total",
+      "Moves from one provider candidate to the next, by from, to and reason code.",
+      ["from", "to", "reason"] as const,
+    );
+    this.#health = this.#gauge(
+      "hi_local_health_state",
+      "Local health gate state: 1 for the current state label, 0 for the others.",
+      ["state"] as const,
+    );
+    this.#circuit = this.#gauge(
+      "hi_local_circuit_state",
+      "Local circuit breaker: 1 for the current position label, 0 for the others.",
+      ["circuit"] as const,
+    );
+    this.#slotBusy = this.#gauge(
+      "hi_slot_busy",
+      "Heavy local inference slots held: 1 while the slot is held (with several local hosts, how many are).",
+    );
+    this.#slotQueue = this.#gauge(
+      "hi_slot_queue_depth",
+      "Requests waiting for the heavy local inference slot (with several local hosts, for any of them).",
+    );
+    this.#slotWait = this.#histogram(
+      "hi_slot_wait_seconds",
+      "Time spent waiting for the heavy local slot, by how the wait ended.",
+      ["outcome"] as const,
+      SLOT_WAIT_BUCKETS,
+    );
+    this.#edr = this.#counter(
+      "hi_edr_writes_total",
+      "Execution Decision Records made durable or lost, by outcome.",
+      ["outcome"] as const,
+    );
+    this.#edrDegraded = this.#gauge(
+      "hi_edr_writer_degraded",
+      "1 while the EDR writer cannot write its log (disk full or failing) and requests are refused.",
+    );
+    this.#edrFilesWaiting = this.#gauge(
+      "hi_edr_files_waiting_retry",
+      "Durable records whose per-request EDR file failed and waits for a retry.",
+    );
+    this.#hostHealth = this.#gauge(
+      "hi_local_host_health_state",
+      "Each local host's health gate state: 1 for the current state label, 0 for the others.",
+      ["host", "state"] as const,
+    );
+    this.#hostCircuit = this.#gauge(
+      "hi_local_host_circuit_state",
+      "Each local host's circuit breaker: 1 for the current position label, 0 for the others.",
+      ["host", "circuit"] as const,
+    );
+    this.#hostSlotBusy = this.#gauge(
+      "hi_local_host_slot_busy",
+      "1 while the local host's heavy inference slot is held.",
+      ["host"] as const,
+    );
+    this.#hostSlotQueue = this.#gauge(
+      "hi_local_host_slot_queue_depth",
+      "Requests waiting for the local host's heavy inference slot.",
+      ["host"] as const,
+    );
     // Start every state series at a known value so dashboards see all labels from the first scrape.
     this.setHealth("unknown", "closed");
     this.setSlot({ busy: false, queueDepth: 0 });
@@ -173,16 +155,11 @@ export class RouterMetrics {
    */
   setEdrShipping(state: { backlog: number; errorsTotal: number }): void {
     this.#shipping ??= {
-      backlog: new Gauge({
-        name: "hi_edr_ship_backlog",
-        help: "Durable EDRs of this replica not yet in PostgreSQL.",
-        registers: [this.#registry],
-      }),
-      errors: new Counter({
-        name: "hi_edr_ship_errors_total",
-        help: "Failed attempts to ship EDRs to PostgreSQL (each is retried with backoff).",
-        registers: [this.#registry],
-      }),
+      backlog: this.#gauge("hi_edr_ship_backlog", "Durable EDRs of this replica not yet in PostgreSQL."),
+      errors: this.#counter(
+        "hi_edr_ship_errors_total",
+        "Failed attempts to ship EDRs to PostgreSQL (each is retried with backoff).",
+      ),
       errorsSeen: 0,
     };
     this.#shipping.backlog.set(state.backlog);
@@ -190,6 +167,24 @@ export class RouterMetrics {
       this.#shipping.errors.inc(state.errorsTotal - this.#shipping.errorsSeen);
       this.#shipping.errorsSeen = state.errorsTotal;
     }
+  }
+
+  // Every metric goes into the private registry only (never prom-client's global one).
+  #counter<T extends string>(name: string, help: string, labelNames: readonly T[] = []): Counter<T> {
+    return new Counter<T>({ name, help, labelNames, registers: [this.#registry] });
+  }
+
+  #gauge<T extends string>(name: string, help: string, labelNames: readonly T[] = []): Gauge<T> {
+    return new Gauge<T>({ name, help, labelNames, registers: [this.#registry] });
+  }
+
+  #histogram<T extends string>(
+    name: string,
+    help: string,
+    labelNames: readonly T[],
+    buckets: number[],
+  ): Histogram<T> {
+    return new Histogram<T>({ name, help, labelNames, buckets, registers: [this.#registry] });
   }
 
   /** The private registry, for tests or for adding a metric next to these. */
