@@ -252,7 +252,7 @@ export function clientAbortedError(): UpstreamError {
 }
 
 /** The error for an upstream that took too long: to its first event, between two events, or overall. */
-export function timeoutError(
+function timeoutError(
   provider: ProviderName,
   options: { stage: "first_byte" | "idle" | "total"; fallback: boolean },
 ): UpstreamError {

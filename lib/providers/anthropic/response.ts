@@ -88,7 +88,7 @@ function count(value: number | null | undefined): number {
 }
 
 /** Prompt tokens of an Anthropic usage: cache writes and reads are prompt tokens too. */
-export function anthropicInputTokens(usage: AnthropicUsage | undefined): number {
+function anthropicInputTokens(usage: AnthropicUsage | undefined): number {
   if (usage === undefined) return 0;
   return count(usage.input_tokens) + count(usage.cache_creation_input_tokens) +
     count(usage.cache_read_input_tokens);
