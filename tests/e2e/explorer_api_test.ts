@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { hashClientKey } from "../../lib/authority/mod.ts";
+import { sendLocalAndCloud } from "./explorer_requests.ts";
 import { policyWith, REPO_ROOT, runTask, type ServedRouter, startServeHealthy } from "./serve_harness.ts";
 
 /** A call's status, headers and parsed JSON body. */
@@ -31,14 +32,7 @@ const replayInit = { method: "POST", headers: { "content-type": "application/jso
 
 /** Three requests: one served locally, one where local fails and the cloud answers, one refused. */
 async function sendThree(s: ServedRouter): Promise<{ local: string; cloud: string; refused: string }> {
-  const local = await s.client.chat.completions
-    .create({ model: "auto", messages: [{ role: "user", content: "Say hello." }], seed: 42, temperature: 0 })
-    .withResponse();
-  s.ollama.mode = "error500";
-  const cloud = await s.client.chat.completions
-    .create({ model: "auto", messages: [{ role: "user", content: "Answer even if local fails." }] })
-    .withResponse();
-  s.ollama.mode = "normal";
+  const answered = await sendLocalAndCloud(s);
   const refused = await fetch(`${s.url}/v1/chat/completions`, {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -46,11 +40,7 @@ async function sendThree(s: ServedRouter): Promise<{ local: string; cloud: strin
   });
   await refused.body?.cancel();
   assert.notEqual(refused.status, 200);
-  return {
-    local: local.response.headers.get("x-request-id")!,
-    cloud: cloud.response.headers.get("x-request-id")!,
-    refused: refused.headers.get("x-request-id")!,
-  };
+  return { ...answered, refused: refused.headers.get("x-request-id")! };
 }
 
 Deno.test("explorer API through deno task serve: list, filter, page, record, day, verify, replay", async (t) => {

@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { hashClientKey } from "../../lib/authority/mod.ts";
-import { policyWith, REPO_ROOT, type ServedRouter, startServeHealthy } from "./serve_harness.ts";
+import { sendLocalAndCloud } from "./explorer_requests.ts";
+import { policyWith, REPO_ROOT, startServeHealthy } from "./serve_harness.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const LAUNCH_ARGS = [
@@ -69,21 +70,6 @@ async function open(page: Page, base: string, hash: string): Promise<void> {
   await page.waitForSelector(`main > .view[data-route="${hash}"]`);
 }
 
-async function send(s: ServedRouter): Promise<{ local: string; cloud: string }> {
-  const local = await s.client.chat.completions
-    .create({ model: "auto", messages: [{ role: "user", content: "Say hello." }], seed: 42, temperature: 0 })
-    .withResponse();
-  s.ollama.mode = "error500";
-  const cloud = await s.client.chat.completions
-    .create({ model: "auto", messages: [{ role: "user", content: "Answer even if local fails." }] })
-    .withResponse();
-  s.ollama.mode = "normal";
-  return {
-    local: local.response.headers.get("x-request-id")!,
-    cloud: cloud.response.headers.get("x-request-id")!,
-  };
-}
-
 Deno.test({
   name: "explorer in headless Chromium: table, filters, request page, replay, day view, client keys",
   ignore: !chromiumPresent && !Deno.env.get("CI"),
@@ -99,7 +85,7 @@ Deno.test({
       await t.step("without client keys", async (t) => {
         const s = await startServeHealthy();
         try {
-          const ids = await send(s);
+          const ids = await sendLocalAndCloud(s);
           const { page, requests, errors } = await watchedPage(context);
           const origin = new URL(s.url).origin;
 
