@@ -67,15 +67,9 @@ export class Attempt implements EventListenerObject, Disposable {
     if (local && (view?.health ?? exchange.health)?.circuit === "half_open") {
       trial = health.tryAcquireHalfOpenTrial();
       if (!trial) {
-        const skipped: EdrAttempt = {
-          duration_ms: 0,
-          error_code: "CIRCUIT_HALF_OPEN_TRIAL_BUSY",
-          model: candidate.model,
-          outcome: "fallback",
-          provider: "local",
-          status: null,
-        };
-        if (host !== null) skipped.local_host = host.url;
+        const skipped = attemptRecord(candidate, host);
+        skipped.error_code = "CIRCUIT_HALF_OPEN_TRIAL_BUSY";
+        skipped.outcome = "fallback";
         exchange.attempts.push(skipped);
         return null;
       }
@@ -164,17 +158,7 @@ export class Attempt implements EventListenerObject, Disposable {
       contextWindow: local ? localContextWindow(policy, candidate.model) : undefined,
     };
     this.#startedAt = performance.now();
-    // Members in RFC 8785 order, as the EDR keeps them.
-    const record: EdrAttempt = {
-      duration_ms: 0,
-      error_code: null,
-      model: candidate.model,
-      outcome: "ok",
-      provider: candidate.provider,
-      status: null,
-    };
-    // Only with several hosts; the record then sorts this member into place.
-    if (placement.host !== null) record.local_host = placement.host.url;
+    const record = attemptRecord(candidate, placement.host);
     this.#record = record;
     exchange.attempts.push(record);
     attemptStartedAt.set(record, this.#startedAt);
@@ -274,6 +258,21 @@ export class Attempt implements EventListenerObject, Disposable {
     this.#trial = false;
     this.#placement.health.releaseHalfOpenTrial();
   }
+}
+
+/** A candidate's entry in the record, before its call: members in RFC 8785 order, as the EDR keeps them. */
+function attemptRecord(candidate: Candidate, host: LocalHost | null): EdrAttempt {
+  const record: EdrAttempt = {
+    duration_ms: 0,
+    error_code: null,
+    model: candidate.model,
+    outcome: "ok",
+    provider: candidate.provider,
+    status: null,
+  };
+  // Only with several hosts; the record then sorts this member into place.
+  if (host !== null) record.local_host = host.url;
+  return record;
 }
 
 /** Takes the heavy slot, waiting in its queue when it is busy; records the slot outcome either way. */
