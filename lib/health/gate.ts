@@ -302,8 +302,8 @@ export class HealthGate {
 
     if (hostReason === null) {
       this.#version = versionValue as string;
-      this.#setInstalled(installed as InstalledModel[]);
-      this.#modifiedAt = parseModifiedAt(tags.kind === "ok" ? tags.value : null);
+      this.#setInstalled(installed!.models);
+      this.#modifiedAt = installed!.modifiedAt;
       this.#loaded = ps.kind === "ok" ? parseLoaded(ps.value) : null;
     } else {
       reasons.push(hostReason);
@@ -440,13 +440,17 @@ export class HealthGate {
   }
 }
 
-function parseInstalled(value: unknown): InstalledModel[] | null {
+/** `/api/tags`' models, and the Unix seconds of each one's `modified_at` (kept out of the recorded snapshot). */
+function parseInstalled(
+  value: unknown,
+): { models: InstalledModel[]; modifiedAt: Map<string, number> } | null {
   const models = (value as { models?: unknown } | null)?.models;
   if (!Array.isArray(models)) return null;
   const out: InstalledModel[] = [];
+  const modifiedAt = new Map<string, number>();
   for (const entry of models) {
     if (entry === null || typeof entry !== "object") continue;
-    const { name, model, digest, details } = entry as Record<string, unknown>;
+    const { name, model, digest, details, modified_at } = entry as Record<string, unknown>;
     const modelName = typeof name === "string" ? name : typeof model === "string" ? model : null;
     if (modelName === null) continue;
     out.push({
@@ -454,22 +458,10 @@ function parseInstalled(value: unknown): InstalledModel[] | null {
       digest: typeof digest === "string" ? digest.replace(/^sha256:/, "") : "",
       parameter_size_b: parseParameterSize((details as { parameter_size?: unknown } | null)?.parameter_size),
     });
-  }
-  return out;
-}
-
-function parseModifiedAt(value: unknown): Map<string, number> {
-  const out = new Map<string, number>();
-  const models = (value as { models?: unknown } | null)?.models;
-  if (!Array.isArray(models)) return out;
-  for (const entry of models) {
-    if (entry === null || typeof entry !== "object") continue;
-    const { name, model, modified_at } = entry as Record<string, unknown>;
-    const modelName = typeof name === "string" ? name : typeof model === "string" ? model : null;
     const ms = typeof modified_at === "string" ? Date.parse(modified_at) : NaN;
-    if (modelName !== null && Number.isFinite(ms)) out.set(modelName, Math.floor(ms / 1000));
+    if (Number.isFinite(ms)) modifiedAt.set(modelName, Math.floor(ms / 1000));
   }
-  return out;
+  return { models: out, modifiedAt };
 }
 
 function parseLoaded(value: unknown): readonly string[] | null {
