@@ -54,11 +54,10 @@ export function unknownMemberError(issues: readonly Issue[], api: string): Inbou
   const issue = issues.find((i) => i.code === "unrecognized_keys" && i.path.length > 0);
   if (issue === undefined || !Array.isArray(issue.keys)) return undefined;
   const key = String(issue.keys[0]);
-  const where = jsonPath(issue.path) ?? "an object of the request";
+  const path = jsonPath(issue.path);
+  const where = path ?? "an object of the request";
   const recorded = `${where} has a member ${api} does not define or the router does not carry; remove it`;
-  if (!isFieldName(key) || jsonPath(issue.path) === null) {
-    return unsupportedField(jsonPath(issue.path), recorded);
-  }
+  if (!isFieldName(key) || path === null) return unsupportedField(path, recorded);
   const param = `${where}.${key}`;
   return unsupportedField(
     param,
