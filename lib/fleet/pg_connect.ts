@@ -5,6 +5,7 @@
  * variables is given explicitly here, so the launcher grants only HI_DATABASE_URL and PGAPPNAME.
  */
 import postgres from "postgres";
+import { withoutUrlPassword } from "./url_password.ts";
 
 /** A client of the EDR store. */
 export type Sql = postgres.Sql;
@@ -105,9 +106,6 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
 export function databaseReason(error: unknown, target: DatabaseTarget): string {
   const text = error instanceof Error ? `${error.message}` : String(error);
   const code = (error as { code?: unknown })?.code;
-  const password = decodeURIComponent(new URL(target.url).password);
-  let safe = text.replaceAll(target.url, target.redacted);
-  if (password !== "") safe = safe.replaceAll(password, "***");
-  safe = safe.slice(0, 300);
+  const safe = withoutUrlPassword(text.replaceAll(target.url, target.redacted), target.url).slice(0, 300);
   return typeof code === "string" && !safe.includes(code) ? `${safe} (${code})` : safe;
 }

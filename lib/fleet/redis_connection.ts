@@ -5,6 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import { createClient } from "@redis/client";
+import { withoutUrlPassword } from "./url_password.ts";
 
 /** How long one command may take before it fails (a hung Redis fails requests closed, not slowly). */
 export const REDIS_COMMAND_TIMEOUT_MS = 2_000;
@@ -110,7 +111,7 @@ export class RedisConnection {
     } catch (error) {
       await client.destroy?.();
       await subscriber.destroy?.();
-      const reason = error instanceof Error ? redact(error.message, target) : String(error);
+      const reason = error instanceof Error ? withoutUrlPassword(error.message, target.url) : String(error);
       throw new Error(`Redis at ${target.display} (HI_REDIS_URL) cannot be used: ${reason}`);
     }
     connection.#state = "up";
@@ -120,9 +121,8 @@ export class RedisConnection {
   #down(error: Error): void {
     if (this.#state !== "up") return;
     this.#state = "down";
-    this.#log(
-      `redis ${this.target.display} unreachable (${redact(error.message, this.target)}); reconnecting`,
-    );
+    const reason = withoutUrlPassword(error.message, this.target.url);
+    this.#log(`redis ${this.target.display} unreachable (${reason}); reconnecting`);
   }
 
   #ready(): void {
@@ -174,19 +174,4 @@ export interface RedisScript {
 /** Wraps Lua source as a script. */
 export function redisScript(source: string): RedisScript {
   return { source, sha: createHash("sha1").update(source).digest("hex") };
-}
-
-/** Error text with the URL's password (if any) removed. */
-function redact(text: string, target: RedisTarget): string {
-  const password = safePassword(target.url);
-  return password ? text.replaceAll(password, "***") : text;
-}
-
-function safePassword(url: string): string {
-  try {
-    const parsed = new URL(url);
-    return parsed.password ? decodeURIComponent(parsed.password) : "";
-  } catch {
-    return "";
-  }
 }
