@@ -14,6 +14,7 @@ import {
   bestSnapshot,
   hostViews,
   type LocalHost,
+  newRequestId,
   openAIDialect,
   openAIErrorBody,
   RouterError,
@@ -184,7 +185,7 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
     const response = await route(request);
     // Inference answers carry their EDR's request id already; every other answer gets one of its own.
     if (!response.headers.has("x-request-id")) {
-      response.headers.set("x-request-id", `req_${crypto.randomUUID().replaceAll("-", "")}`);
+      response.headers.set("x-request-id", newRequestId());
     }
     return response;
   };

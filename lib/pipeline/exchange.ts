@@ -87,7 +87,7 @@ export class Exchange implements RecordFacts {
   recordLost = false;
 
   constructor(endpoint: Endpoint, now: number) {
-    this.requestId = `req_${crypto.randomUUID().replaceAll("-", "")}`;
+    this.requestId = newRequestId();
     this.receivedAtMs = now;
     this.startedAt = performance.now();
     this.endpoint = endpoint;
@@ -150,6 +150,11 @@ export class Exchange implements RecordFacts {
     }
     return this.#committed;
   }
+}
+
+/** A fresh request id (`req_` and 32 hex digits): an inference request's, or any other answer's. */
+export function newRequestId(): string {
+  return `req_${crypto.randomUUID().replaceAll("-", "")}`;
 }
 
 /**

@@ -10,7 +10,7 @@ export { errorResponse, fail } from "./commit.ts";
 export { type AnswerObserver, type ChatDeps, InFlight, Pipeline, type PipelineMetrics } from "./context.ts";
 export { anthropicDialect, type Dialect, openAIDialect } from "./dialects.ts";
 export { errorTypeForStatus, openAIErrorBody, RouterError } from "./errors.ts";
-export { attemptStartedAt, type EdrSink, type Endpoint, Exchange } from "./exchange.ts";
+export { attemptStartedAt, type EdrSink, type Endpoint, Exchange, newRequestId } from "./exchange.ts";
 export { bestSnapshot, type HostSnapshot, hostViews, type LocalHost, slotTotals } from "./local_hosts.ts";
 export {
   ALLOWLIST_ORDER,

@@ -280,7 +280,7 @@ function edrLocalHost(view: HostSnapshot): EdrLocalHost {
  * path (see lib/edr/canonical.ts): the object itself when its members already are (the router builds
  * them so; the record is serialized before anything changes them), else a reordered copy.
  */
-export function orderedCopy<T extends object>(value: T): T {
+function orderedCopy<T extends object>(value: T): T {
   let previous: string | null = null;
   for (const key in value) {
     if (previous !== null && !(previous < key)) {
