@@ -106,8 +106,9 @@ export function decide(input: DecisionInput): Decision {
   const candidates: Candidate[] = [];
   let localRefusal: Rejection | null = null;
   let localBlocked = false;
-  const cloudCandidateCount = () =>
-    contract.provider_allowlist.filter((p) => p !== "local" && cloudAllowed && input.keys[p]).length;
+  // A busy local slot can be left for the cloud only when no model is pinned and a cloud provider is usable.
+  const canSpill = () =>
+    !pinned && cloudAllowed && contract.provider_allowlist.some((p) => p !== "local" && input.keys[p]);
 
   for (const provider of contract.provider_allowlist) {
     if (pinned && pinned.provider !== provider) continue;
@@ -124,14 +125,13 @@ export function decide(input: DecisionInput): Decision {
         continue;
       }
       if (input.hosts !== undefined) {
-        const canSpill = cloudCandidateCount() > 0 && !pinned;
         const local = localHostCandidates(
           input,
           input.hosts,
           model,
           pinned,
           needs,
-          canSpill,
+          canSpill(),
           factors,
           constraints,
         );
@@ -167,7 +167,6 @@ export function decide(input: DecisionInput): Decision {
         (health.installed.find((m) => m.name === model.name)?.parameter_size_b ?? 0) >=
           policy.health.heavy_param_threshold_b;
       if (heavy && (slot.busy || slot.queue_depth > 0)) {
-        const canSpill = cloudCandidateCount() > 0 && !pinned;
         const queueFull = slot.queue_depth >= slot.max_queue;
         if (slot.when_busy === "refuse") {
           factors.push("SLOT_BUSY_REFUSE");
@@ -179,7 +178,7 @@ export function decide(input: DecisionInput): Decision {
           );
         }
         if (slot.when_busy === "spill" || queueFull) {
-          if (canSpill) {
+          if (canSpill()) {
             factors.push(queueFull ? "SLOT_QUEUE_FULL_SPILL" : "SLOT_BUSY_SPILL");
             slotDisposition = keptOffSlot(
               slotDisposition,
