@@ -68,8 +68,8 @@ export async function upstreamCall(
   if (options.signal.aborted) throw clientAbortedError();
   // One controller per call, aborted by the caller or a deadline, with the reason telling which: the
   // caller's own when it made one for this call (the router's attempt), else one made here that follows
-  // the caller's signal. AbortSignal.any() would do the same, but its dependent signals cost a quarter of
-  // a proxied request's CPU in measurements.
+  // the caller's signal. AbortSignal.any() would do the same, but its dependent signals cost too much CPU
+  // per proxied request (docs/architecture.md).
   const call = options.controller ?? new AbortController();
   const onCallerAbort = options.controller === undefined ? () => call.abort(options.signal.reason) : null;
   if (onCallerAbort !== null) options.signal.addEventListener("abort", onCallerAbort, { once: true });
@@ -108,8 +108,7 @@ export async function upstreamCall(
       callSignal: signal,
     });
   }
-  const bodySignal = signal;
-  if (response.ok) return { response, signal: bodySignal, onEvent };
+  if (response.ok) return { response, signal, onEvent };
   let body: unknown = null;
   try {
     const text = await response.text();
@@ -122,7 +121,7 @@ export async function upstreamCall(
     throw upstreamFailure(options.provider, error, {
       signal: options.signal,
       stage: "body",
-      callSignal: bodySignal,
+      callSignal: signal,
     });
   } finally {
     firstByte.cancel();
