@@ -11,7 +11,7 @@
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
-import { verifyTree } from "../lib/replay/mod.ts";
+import { type VerifyFinding, type VerifyResult, verifyTree } from "../lib/replay/mod.ts";
 import {
   databaseReason,
   type DatabaseTarget,
@@ -105,18 +105,40 @@ async function main(args: string[]): Promise<number> {
     bar?.done();
   }
 
-  if (parsed.values.json) {
+  return report(result, parsed.values.json, {
+    finding: (f) => f.message,
+    intact: `in ${result.days} day(s) under ${dir}`,
+    damaged: `under ${dir}`,
+  });
+}
+
+/** How `report` says where the findings are. */
+interface ReportWording<F> {
+  /** A finding's line after its kind. */
+  finding: (finding: F) => string;
+  /** What follows "intact: N record(s) ", and "F finding(s) in N record(s) ". */
+  intact: string;
+  damaged: string;
+}
+
+/** Prints a verify result (as JSON, or a line per finding and a summary) and returns the exit code. */
+function report<F extends VerifyFinding>(
+  result: Omit<VerifyResult, "findings" | "days" | "peak_day_bytes"> & { findings: F[] },
+  json: boolean,
+  wording: ReportWording<F>,
+): number {
+  if (json) {
     console.log(JSON.stringify(result, null, 2));
   } else {
-    for (const f of result.findings) console.log(`${f.kind.toUpperCase().padEnd(18)} ${f.message}`);
-    const total = result.findings.length + result.findings_omitted;
+    for (const f of result.findings) console.log(`${f.kind.toUpperCase().padEnd(18)} ${wording.finding(f)}`);
     if (result.findings_omitted > 0) {
       console.log(`… and ${result.findings_omitted} more finding(s), not listed`);
     }
+    const total = result.findings.length + result.findings_omitted;
     console.log(
       result.ok
-        ? `intact: ${result.records} record(s) in ${result.days} day(s) under ${dir}`
-        : `${total} finding(s) in ${result.records} record(s) under ${dir}`,
+        ? `intact: ${result.records} record(s) ${wording.intact}`
+        : `${total} finding(s) in ${result.records} record(s) ${wording.damaged}`,
     );
     if (result.checkpoints > 0) console.log(`${result.checkpoints} checkpoint(s) anchor the chains`);
     if (result.signatures_unchecked > 0) {
@@ -185,30 +207,8 @@ async function verifyDatabaseCli(
   } finally {
     await sql.end({ timeout: 1 }).catch(() => {});
   }
-  if (json) {
-    console.log(JSON.stringify(result, null, 2));
-  } else {
-    for (const f of result.findings) {
-      console.log(`${f.kind.toUpperCase().padEnd(18)} ${f.chain} ${f.message}`);
-    }
-    if (result.findings_omitted > 0) {
-      console.log(`… and ${result.findings_omitted} more finding(s), not listed`);
-    }
-    const total = result.findings.length + result.findings_omitted;
-    const where = `${result.chains} chain(s) of ${result.replicas} replica(s) in ${target.redacted}`;
-    console.log(
-      result.ok
-        ? `intact: ${result.records} record(s) in ${where}`
-        : `${total} finding(s) in ${result.records} record(s) in ${where}`,
-    );
-    if (result.checkpoints > 0) console.log(`${result.checkpoints} checkpoint(s) anchor the chains`);
-    if (result.signatures_unchecked > 0) {
-      console.log(
-        `${result.signatures_unchecked} checkpoint signature(s) not checked; pass --checkpoint-key-file to check them`,
-      );
-    }
-  }
-  return result.ok ? 0 : 1;
+  const where = `in ${result.chains} chain(s) of ${result.replicas} replica(s) in ${target.redacted}`;
+  return report(result, json, { finding: (f) => `${f.chain} ${f.message}`, intact: where, damaged: where });
 }
 
 /** The EDR folder for a given path: an artifacts folder (one holding `edr/`) means its `edr/`. */
