@@ -4,9 +4,15 @@
  * cli/serve.ts) it also shuts down when its stdin reaches end-of-file, which is when the launcher is gone.
  */
 import { parseArgs } from "node:util";
-import { issuerSecretEnvNames, unusableIssuers } from "./lib/authority/mod.ts";
+import { unusableIssuers } from "./lib/authority/mod.ts";
 import { loadPolicy } from "./lib/contract/mod.ts";
-import { configFromEnv, exitCannotStart, readRouterEnv, startServer } from "./lib/http/mod.ts";
+import {
+  configFromEnv,
+  exitCannotStart,
+  policySecretEnvNames,
+  readRouterEnv,
+  startServer,
+} from "./lib/http/mod.ts";
 
 /** Reads only the issuer secret variables the policy names, so no other variable is ever touched. */
 function secretLookup(names: string[]): Record<string, string | undefined> {
@@ -18,11 +24,7 @@ async function start() {
   try {
     const config = configFromEnv(readRouterEnv());
     const policy = await loadPolicy(config.policyPath);
-    const checkpointEnv = policy.checkpoints.hmac_secret_env;
-    const secrets = secretLookup([
-      ...issuerSecretEnvNames(policy.authority),
-      ...(checkpointEnv ? [checkpointEnv] : []),
-    ]);
+    const secrets = secretLookup(policySecretEnvNames(policy));
     const server = await startServer(config, { policy, secrets });
     return { config, policy, server, secrets };
   } catch (error) {

@@ -11,12 +11,17 @@
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { issuerSecretEnvNames } from "../lib/authority/mod.ts";
 import { ollamaNetEntry } from "../lib/config/mod.ts";
 import { loadPolicy } from "../lib/contract/mod.ts";
 import { parseDatabaseUrl } from "../lib/fleet/pg.ts";
 import { REDIS_CLIENT_ENV_NAMES } from "../lib/fleet/redis.ts";
-import { configFromEnv, exitCannotStart, readRouterEnv, ROUTER_ENV_NAMES } from "../lib/http/mod.ts";
+import {
+  configFromEnv,
+  exitCannotStart,
+  policySecretEnvNames,
+  readRouterEnv,
+  ROUTER_ENV_NAMES,
+} from "../lib/http/mod.ts";
 
 /**
  * Folders of the modules that worker threads load at run time. Deno checks read permission for a
@@ -84,11 +89,7 @@ async function launchFlags(): Promise<string[]> {
     const problem = artifactsDirProblem(config.artifactsDir);
     if (problem) throw new Error(problem);
     const policy = await loadPolicy(config.policyPath);
-    const checkpointEnv = policy.checkpoints.hmac_secret_env;
-    return serverPermissionFlags(config, [
-      ...issuerSecretEnvNames(policy.authority),
-      ...(checkpointEnv ? [checkpointEnv] : []),
-    ]);
+    return serverPermissionFlags(config, policySecretEnvNames(policy));
   } catch (error) {
     exitCannotStart(error);
   }

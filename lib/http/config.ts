@@ -4,6 +4,8 @@ import { type LogLevel, parseLogLevel } from "./request_log.ts";
 export { normalizeOllamaHost };
 import { checkReplicaId, parseDatabaseUrl } from "../fleet/pg.ts";
 import { parseRedisUrl, type RedisTarget } from "../fleet/redis.ts";
+import { issuerSecretEnvNames } from "../authority/mod.ts";
+import type { Policy } from "../contract/mod.ts";
 
 /** Every environment variable the router reads (issuer secrets aside: the policy names those). */
 export const ROUTER_ENV_NAMES = [
@@ -22,6 +24,15 @@ export const ROUTER_ENV_NAMES = [
   "HI_REPLICA_ID",
   "HI_REDIS_URL",
 ] as const;
+
+/**
+ * The environment variables a policy names for its secrets: its issuers' keys and the checkpoint key. The
+ * server reads them, and the launcher lets it read nothing else besides ROUTER_ENV_NAMES.
+ */
+export function policySecretEnvNames(policy: Policy): string[] {
+  const checkpointEnv = policy.checkpoints.hmac_secret_env;
+  return [...issuerSecretEnvNames(policy.authority), ...(checkpointEnv ? [checkpointEnv] : [])];
+}
 
 /** Reads the router's variables (and only those) from the process environment. */
 export function readRouterEnv(): Record<string, string | undefined> {

@@ -6,6 +6,7 @@ export { RouterMetrics } from "./metrics.ts";
 export {
   configFromEnv,
   exitCannotStart,
+  policySecretEnvNames,
   readRouterEnv,
   ROUTER_ENV_NAMES,
   type RouterConfig,
