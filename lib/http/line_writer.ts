@@ -1,8 +1,9 @@
 /**
  * Lines to a file descriptor (stdout) without making the request path wait on it: `write` queues the line
  * and returns; the queue is written `batchMs` after its first line (or at `flush()`), one write at a time,
- * so under load one write carries the lines of many requests instead of each paying a system call. A console that stops reading cannot grow the queue without bound: past `maxQueuedBytes` lines are
- * dropped and counted, and the next line that fits says how many were lost.
+ * so under load one write carries the lines of many requests instead of each paying a system call. A
+ * console that stops reading cannot grow the queue without bound: past `maxQueuedBytes` lines are dropped
+ * and counted, and the next line that fits says how many were lost.
  */
 
 /** Where the lines go: `Deno.stdout` or a stand-in. */

@@ -63,8 +63,9 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
     policy,
     providerKeys((p) => options.cloudProviders.includes(p)),
   );
-  // With client keys listed, every route but /healthz (and the explorer page's files) needs one (the inference routes check it inside
-  // the chat pipeline, with an EDR); /readyz without one answers only whether the router is ready.
+  // With client keys listed, every route but /healthz (and the explorer page's files) needs one (the
+  // inference routes check it inside the chat pipeline, with an EDR); /readyz without one answers only
+  // whether the router is ready.
   const keysRequired = policy.client_keys.length > 0;
   const clientKeyOf = (request: Request) =>
     checkClientKey(request.headers, { keys: policy.client_keys, allowXApiKey: true });
