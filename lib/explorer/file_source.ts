@@ -6,6 +6,7 @@
  * each record lies are kept in memory: a record is read again from disk when it is asked for.
  */
 import { join } from "node:path";
+import { concatBytes } from "../bytes.ts";
 import { edrPath, type EdrRecord } from "../edr/mod.ts";
 import { replayEdr, type VerifyResult, verifyTree } from "../replay/mod.ts";
 import {
@@ -205,7 +206,7 @@ export class FileRecordSource implements RecordSource {
       for (;;) {
         const n = await file.read(block);
         if (n === null) break;
-        let data = concat(carry, block.subarray(0, n));
+        let data = carry.length === 0 ? block.subarray(0, n) : concatBytes([carry, block.subarray(0, n)]);
         const nul = data.indexOf(0);
         if (nul !== -1) data = data.subarray(0, nul);
         let from = 0;
@@ -281,14 +282,6 @@ async function listNames(folder: string): Promise<string[]> {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
   }
   return names;
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  if (a.length === 0) return b;
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }
 
 function cursorOf(row: RecordSummary): string {

@@ -9,6 +9,7 @@
  * sequence shipped of each of this replica's days. While the database is down the loop retries with
  * backoff and the backlog grows; answers continue. Checkpoint lines follow their records.
  */
+import { concatBytes } from "../bytes.ts";
 import { checkpointPathOn, parseCheckpoint } from "../edr/mod.ts";
 import { databaseReason, type DatabaseTarget, type Sql } from "./pg_connect.ts";
 import { type RecordRow, recordRow, recordTextOfWalLine } from "./pg_rows.ts";
@@ -284,13 +285,9 @@ export class EdrShipper {
       reading: for (;;) {
         const read = await file.read(block);
         if (read === null) break;
-        let data: Uint8Array = block.subarray(0, read);
-        if (carry.length > 0) {
-          const joined = new Uint8Array(carry.length + read);
-          joined.set(carry);
-          joined.set(data, carry.length);
-          data = joined;
-        }
+        let data = carry.length === 0
+          ? block.subarray(0, read)
+          : concatBytes([carry, block.subarray(0, read)]);
         const nul = data.indexOf(0);
         if (nul !== -1) data = data.subarray(0, nul);
         let from = 0;
