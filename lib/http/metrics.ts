@@ -1,24 +1,5 @@
-import type { ProviderName } from "../config/mod.ts";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
-
-/** Which provider served (or was meant to serve) a request; `none` when nothing was called. */
-export type MetricsProvider = ProviderName | "none";
-
-/** How a request ended from the router's point of view. */
-export type RequestOutcome = "primary" | "fallback" | "rejected" | "failed";
-
-/** How a wait for the heavy slot ended. */
-export type SlotWaitOutcome = "acquired" | "timeout" | "aborted" | "queue_full";
-
-/** One finished request, as `RouterMetrics.observeRequest` takes it. */
-export interface RequestObservation {
-  /** A route template such as `/v1/chat/completions`, never a raw path (label cardinality). */
-  endpoint: string;
-  provider: MetricsProvider;
-  outcome: RequestOutcome;
-  status: number;
-  durationSeconds: number;
-}
+import type { PipelineMetrics, RequestObservation, SlotWaitOutcome } from "../pipeline/mod.ts";
 
 /** Constructor options for `RouterMetrics`. */
 export interface RouterMetricsOptions {
@@ -39,7 +20,7 @@ type Observe = { observe(value: number): void };
  * The router's Prometheus metrics in a registry of their own (never the global one). Hot-path methods
  * reuse label children cached per label combination so a request costs a map lookup and an increment.
  */
-export class RouterMetrics {
+export class RouterMetrics implements PipelineMetrics {
   #registry = new Registry();
   #requests: Counter<"endpoint" | "provider" | "outcome" | "status">;
   #duration: Histogram<"endpoint" | "provider" | "outcome">;

@@ -40,17 +40,26 @@ export interface ChatDeps {
   now?: () => number;
 }
 
+/** One finished request, as the metrics take it. */
+export interface RequestObservation {
+  /** A route template such as `/v1/chat/completions`, never a raw path (label cardinality). */
+  endpoint: string;
+  /** Which provider served (or was meant to serve) the request; `none` when nothing was called. */
+  provider: ProviderName | "none";
+  /** How the request ended from the router's point of view. */
+  outcome: "primary" | "fallback" | "rejected" | "failed";
+  status: number;
+  durationSeconds: number;
+}
+
+/** How a wait for the heavy slot ended. */
+export type SlotWaitOutcome = "acquired" | "timeout" | "aborted" | "queue_full";
+
 /** The metrics the pipeline counts (lib/http/metrics.ts's `RouterMetrics` in the server). */
 export interface PipelineMetrics {
-  observeRequest(observation: {
-    endpoint: string;
-    provider: ProviderName | "none";
-    outcome: "primary" | "fallback" | "rejected" | "failed";
-    status: number;
-    durationSeconds: number;
-  }): void;
+  observeRequest(observation: RequestObservation): void;
   countFallback(from: string, to: string, reason: string): void;
-  observeSlotWait(seconds: number, outcome: "acquired" | "timeout" | "aborted" | "queue_full"): void;
+  observeSlotWait(seconds: number, outcome: SlotWaitOutcome): void;
   countEdr(outcome: "written" | "failed"): void;
 }
 

@@ -7,7 +7,15 @@ export { admit, requireRecordable } from "./admit.ts";
 export { Attempt, type Placement } from "./attempt.ts";
 export { type AttemptCall, tryCandidates } from "./candidates.ts";
 export { errorResponse, fail } from "./commit.ts";
-export { type AnswerObserver, type ChatDeps, InFlight, Pipeline, type PipelineMetrics } from "./context.ts";
+export {
+  type AnswerObserver,
+  type ChatDeps,
+  InFlight,
+  Pipeline,
+  type PipelineMetrics,
+  type RequestObservation,
+  type SlotWaitOutcome,
+} from "./context.ts";
 export { anthropicDialect, type Dialect, openAIDialect } from "./dialects.ts";
 export { errorTypeForStatus, openAIErrorBody, RouterError } from "./errors.ts";
 export { attemptStartedAt, type EdrSink, type Endpoint, Exchange, newRequestId } from "./exchange.ts";
