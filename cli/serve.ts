@@ -118,7 +118,7 @@ Exit codes: the server's own (0 after a clean stop), 1 when it cannot start, 64 
  * Checks the arguments of a command whose only option is `--help`: prints `usage` to stdout and exits 0
  * for `--help` or `-h`, and exits 64 with the usage on stderr for any other argument.
  */
-export function exitOnHelpOrStrayArgs(args: string[], usage: string): void {
+function exitOnHelpOrStrayArgs(args: string[], usage: string): void {
   const { tokens } = parseArgs({
     args,
     strict: false,
