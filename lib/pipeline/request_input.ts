@@ -5,6 +5,9 @@ import { concatBytes } from "../bytes.ts";
 import { deadlineAfter } from "../providers/mod.ts";
 import { RouterError } from "./errors.ts";
 
+/** One decoder for every body: a whole-buffer `decode` keeps no state between calls. */
+const utf8 = new TextDecoder();
+
 /** Options for `readJsonBody`. */
 export interface ReadBodyOptions {
   /** The whole body must arrive within this time (a 408 otherwise); no bound without it. */
@@ -24,7 +27,7 @@ export async function readJsonBody(
   const declared = request.headers.get("content-length");
   if (declared !== null && Number(declared) > maxBytes) throw tooLarge(maxBytes);
   const bytes = await readBytes(request, maxBytes, options.timeoutMs);
-  const text = new TextDecoder().decode(bytes);
+  const text = utf8.decode(bytes);
   let body: unknown;
   try {
     body = JSON.parse(text);
