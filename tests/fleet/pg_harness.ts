@@ -144,12 +144,3 @@ export async function startPostgres(): Promise<TestPostgres> {
 
 /** The secret in every test URL, to assert it never reaches a log. */
 export const TEST_PG_PASSWORD = PASSWORD;
-
-/** Polls `condition` until it holds; throws naming `what` after `ms`. */
-export async function waitFor(what: string, condition: () => Promise<boolean> | boolean, ms = 20_000) {
-  const deadline = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}

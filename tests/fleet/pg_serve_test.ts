@@ -9,7 +9,8 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { runTask, startServe } from "../e2e/serve_harness.ts";
-import { postgresSkipReason, startPostgres, TEST_PG_PASSWORD, waitFor } from "./pg_harness.ts";
+import { postgresSkipReason, startPostgres, TEST_PG_PASSWORD } from "./pg_harness.ts";
+import { waitFor } from "./poll.ts";
 
 const skip = postgresSkipReason();
 if (skip) console.warn(skip);

@@ -18,7 +18,8 @@ import {
   verifyDatabase,
 } from "../../lib/fleet/pg.ts";
 import { sampleDraft, sampleInput } from "../edr/sample_draft.ts";
-import { postgresSkipReason, startPostgres, waitFor } from "./pg_harness.ts";
+import { postgresSkipReason, startPostgres } from "./pg_harness.ts";
+import { waitFor } from "./poll.ts";
 
 const skip = postgresSkipReason();
 if (skip) console.warn(skip);

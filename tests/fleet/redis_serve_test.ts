@@ -14,6 +14,7 @@ import { type FakeHold, startFakeOllama } from "../fakes/fake_ollama.ts";
 import { startFakeOpenAI } from "../fakes/fake_openai.ts";
 import { policyWith, type ServedRouter, startServeHealthy } from "../e2e/serve_harness.ts";
 import { redisAvailable, startRedisServer } from "./redis_server.ts";
+import { waitFor } from "./poll.ts";
 
 const HEAVY = "qwen3:32b";
 
@@ -63,14 +64,6 @@ function within<T>(promise: Promise<T>, what: string, ms = 20_000): Promise<T> {
     timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
   });
   return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
-}
-
-async function until(what: string, condition: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 Deno.test({
@@ -143,7 +136,7 @@ Deno.test({
             Array.from({ length: 12 }, (_, i) => chat(routers[i % 2], heavy, `shared slot ${i}`)),
           );
           await within(fakes.ollama.waitForInFlight(HEAVY, 1), "the first heavy request at Ollama");
-          await until("eleven heavy requests queued in the shared slot", async () => {
+          await waitFor("eleven heavy requests queued in the shared slot", async () => {
             const [va, vb] = await Promise.all([slotView(a), slotView(b)]);
             return va.queue_depth === 11 && vb.queue_depth === 11 && va.busy && vb.busy;
           });
@@ -157,7 +150,7 @@ Deno.test({
           );
           assert.equal(outcomes.filter((o) => o === "acquired").length, 1, `${outcomes}`);
           assert.equal(outcomes.filter((o) => o === "waited").length, 11, `${outcomes}`);
-          await until(
+          await waitFor(
             "the slot is free on both",
             async () => !(await slotView(a)).busy && !(await slotView(b)).busy,
           );
@@ -183,7 +176,7 @@ Deno.test({
           }
           await redis.start();
           for (const router of routers) {
-            await until("a lease-bearing request is served again", async () => {
+            await waitFor("a lease-bearing request is served again", async () => {
               const answer = await chat(router, authority(), "after redis is back");
               await router.record(answer.id);
               return answer.status === 200;
@@ -210,7 +203,7 @@ Deno.test({
           const onA = chat(a, heavy, "held by the replica that dies").catch((e) => e);
           await within(fakes.ollama.waitFor(() => heavyAtFake() === before + 1), "a's request at Ollama");
           const onB = chat(b, heavy, "waits on the other replica");
-          await until("b's request queued", async () => (await slotView(b)).queue_depth === 1);
+          await waitFor("b's request queued", async () => (await slotView(b)).queue_depth === 1);
           await a.stop("SIGKILL");
           const killedAt = Date.now();
           await within(fakes.ollama.waitFor(() => heavyAtFake() === before + 2), "b's request at Ollama");
@@ -271,7 +264,7 @@ Deno.test({
                 sent.map((router, i) => chat(router, heavy, `${when_busy} ${i}`).finally(() => settled++)),
               );
               // Eleven answers come while the one local request is still held at Ollama.
-              await until("eleven answers", () => settled === 11);
+              await waitFor("eleven answers", () => settled === 11);
               assert.equal(fakes.ollama.requests.length - heavyBefore, 1, "only one request reached Ollama");
               hold.release();
               const answers = await all;

@@ -13,6 +13,7 @@ import {
 } from "../../lib/fleet/redis.ts";
 import { SlotError, type SlotLease, type SlotPolicy } from "../../lib/slot/mod.ts";
 import { redisAvailable, type RedisServer, startRedisServer } from "./redis_server.ts";
+import { waitFor } from "./poll.ts";
 
 const ignore = !redisAvailable();
 
@@ -54,15 +55,6 @@ async function replicas(
   };
 }
 
-/** Polls `condition` until it holds; fails after `ms`. */
-async function until(what: string, condition: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 function slotCode(code: string) {
   return (error: unknown) => error instanceof SlotError && error.code === code;
 }
@@ -79,7 +71,7 @@ Deno.test({
           const first = await r.a.acquire();
           assert.equal(first.queued, false);
           assert.equal(first.queueDepthAtEntry, 0);
-          await until("both views see the holder", () => r.a.snapshot().busy && r.b.snapshot().busy);
+          await waitFor("both views see the holder", () => r.a.snapshot().busy && r.b.snapshot().busy);
           const order: number[] = [];
           const leases: Promise<SlotLease>[] = [];
           for (let i = 0; i < 6; i++) {
@@ -91,9 +83,9 @@ Deno.test({
               }),
             );
             // Each enters before the next, so tickets follow i.
-            await until(`waiter ${i} queued`, () => r.a.snapshot().queue_depth === i + 1);
+            await waitFor(`waiter ${i} queued`, () => r.a.snapshot().queue_depth === i + 1);
           }
-          await until("replica b sees six waiters", () => r.b.snapshot().queue_depth === 6);
+          await waitFor("replica b sees six waiters", () => r.b.snapshot().queue_depth === 6);
           first.release();
           for (let i = 0; i < 6; i++) {
             const lease = await leases[i];
@@ -102,7 +94,7 @@ Deno.test({
             assert.equal(lease.queueDepthAtEntry, i);
             lease.release();
           }
-          await until("the slot is free everywhere", () => !r.a.snapshot().busy && !r.b.snapshot().busy);
+          await waitFor("the slot is free everywhere", () => !r.a.snapshot().busy && !r.b.snapshot().busy);
           assert.equal(r.a.snapshot().queue_depth, 0);
           assert.equal(r.a.stats().acquired_immediately + r.b.stats().acquired_immediately, 1);
           assert.equal(r.a.stats().acquired_after_wait + r.b.stats().acquired_after_wait, 6);
@@ -140,7 +132,7 @@ Deno.test({
           await assert.rejects(r.a.acquire({ maxWaitMs: 200 }), slotCode("SLOT_WAIT_TIMEOUT"));
           assert.equal(r.a.snapshot().busy, true);
           next.release();
-          await until("a sees the slot free", () => !r.a.snapshot().busy);
+          await waitFor("a sees the slot free", () => !r.a.snapshot().busy);
           const after = await r.a.acquire({ maxWaitMs: 1_000 });
           assert.equal(after.queued, false);
           after.release();
@@ -154,16 +146,16 @@ Deno.test({
         try {
           const holder = await r.a.acquire();
           await assert.rejects(r.b.acquire({ maxWaitMs: 100 }), slotCode("SLOT_WAIT_TIMEOUT"));
-          await until("the timed-out waiter left", () => r.a.snapshot().queue_depth === 0);
+          await waitFor("the timed-out waiter left", () => r.a.snapshot().queue_depth === 0);
           const controller = new AbortController();
           const aborted = r.b.acquire({ signal: controller.signal });
-          await until("a waiter queued", () => r.b.snapshot().queue_depth === 1);
+          await waitFor("a waiter queued", () => r.b.snapshot().queue_depth === 1);
           controller.abort();
           await assert.rejects(aborted, slotCode("SLOT_ABORTED"));
-          await until("the aborted waiter left", () => r.a.snapshot().queue_depth === 0);
+          await waitFor("the aborted waiter left", () => r.a.snapshot().queue_depth === 0);
           const w1 = r.a.acquire();
           const w2 = r.b.acquire();
-          await until("two waiters queued", () => r.a.snapshot().queue_depth === 2);
+          await waitFor("two waiters queued", () => r.a.snapshot().queue_depth === 2);
           await assert.rejects(r.b.acquire(), slotCode("SLOT_QUEUE_FULL"));
           holder.release();
           (await w1).release();
@@ -185,7 +177,7 @@ Deno.test({
           assert.ok(Date.now() - started < 1_000, "it did not wait");
           assert.equal(r.b.snapshot().queue_depth, 0);
           holder.release();
-          await until("b sees the slot free", () => !r.b.snapshot().busy);
+          await waitFor("b sees the slot free", () => !r.b.snapshot().busy);
           (await r.b.acquire({ queue: false })).release();
         } finally {
           await r.close();
@@ -220,7 +212,7 @@ Deno.test({
           // Renewals keep the hold past its lease while the process lives.
           await assert.rejects(r.a.acquire({ maxWaitMs: holdMs * 2 }), slotCode("SLOT_WAIT_TIMEOUT"));
           const waiting = r.a.acquire({ maxWaitMs: 20_000 });
-          await until("a waiter queued", () => r.a.snapshot().queue_depth === 1);
+          await waitFor("a waiter queued", () => r.a.snapshot().queue_depth === 1);
           child.kill("SIGKILL");
           const killedAt = Date.now();
           await child.status;
@@ -250,16 +242,16 @@ Deno.test({
             await server.stop();
             await assert.rejects(r.a.acquire(), slotCode("SLOT_UNAVAILABLE"));
             await server.start();
-            await until("the slot works again", async () => {
+            await waitFor("the slot works again", async () => {
               const lease = await r.a.acquire({ maxWaitMs: 100 }).catch(() => null);
               lease?.release();
               return lease !== null;
             });
             // The subscriber reconnected and resubscribed: a release wakes the other replica's waiter.
-            await until("a sees the slot free", () => !r.a.snapshot().busy);
+            await waitFor("a sees the slot free", () => !r.a.snapshot().busy);
             const holder = await r.a.acquire();
             const waiting = r.b.acquire();
-            await until("b's waiter queued", () => r.a.snapshot().queue_depth === 1);
+            await waitFor("b's waiter queued", () => r.a.snapshot().queue_depth === 1);
             const releasedAt = Date.now();
             holder.release();
             (await waiting).release();
