@@ -56,6 +56,7 @@ export class FileRecordSource implements RecordSource {
   readonly #days = new Map<string, DayIndex>();
   readonly #byId = new Map<string, { day: string; index: number }>();
   #refreshing: Promise<void> = Promise.resolve();
+  #queued: Promise<void> | null = null;
   #verifying: Promise<VerifyResult> | null = null;
   // One read buffer for every log: refreshes run one at a time.
   readonly #block = new Uint8Array(BLOCK_BYTES);
@@ -160,9 +161,18 @@ export class FileRecordSource implements RecordSource {
     return join(this.#dir, "wal", `${day}.log`);
   }
 
-  /** Brings the index up to date; one refresh at a time, later callers wait for the running one. */
+  /**
+   * Brings the index up to date; one refresh at a time, later callers wait for the running one. Callers
+   * that arrive while a refresh still waits its turn share it (it starts after they called), so a page
+   * asking for every day's summaries at once reads the folder twice at most, not once per day.
+   */
   #refresh(): Promise<void> {
-    const run = this.#refreshing.then(() => this.#refreshNow());
+    if (this.#queued) return this.#queued;
+    const run = this.#refreshing.then(() => {
+      this.#queued = null;
+      return this.#refreshNow();
+    });
+    this.#queued = run;
     this.#refreshing = run.catch(() => {});
     return run;
   }
