@@ -15,7 +15,7 @@ import type { ChatRequest } from "../canonical/mod.ts";
 import type { CallOptions, ProviderAdapter } from "../providers/mod.ts";
 import { type HostSlot, SlotError, type SlotLease } from "../slot/mod.ts";
 import type { Pipeline } from "./context.ts";
-import { attemptStartedAt, type Exchange, round } from "./exchange.ts";
+import { attemptStartedAt, type Exchange, heavySlotOutcome, round } from "./exchange.ts";
 import { clientGone } from "./request_input.ts";
 
 /** Why an attempt's controller was aborted when it simply ended. */
@@ -111,12 +111,11 @@ export class Attempt implements EventListenerObject, Disposable {
       if (!(error instanceof SlotError)) throw error;
       if (error.code === "SLOT_ABORTED") throw clientGone();
       const spill = next !== undefined && when !== "refuse";
-      exchange.slotOutcome = {
-        heavy: true,
-        outcome: spill ? "spilled" : (error.code === "SLOT_WAIT_TIMEOUT" ? "timeout" : "refused"),
-        queue_depth_at_entry: queueDepth,
-        waited_ms: exchange.slotOutcome?.waited_ms ?? 0,
-      };
+      exchange.slotOutcome = heavySlotOutcome(
+        spill ? "spilled" : (error.code === "SLOT_WAIT_TIMEOUT" ? "timeout" : "refused"),
+        queueDepth,
+        exchange.slotOutcome?.waited_ms ?? 0,
+      );
       if (spill) {
         pipeline.deps.metrics.countFallback("local", next!.provider, error.code);
         return null;
@@ -287,7 +286,7 @@ async function acquireSlot(
   const { policy, deps: { metrics } } = pipeline;
   const immediate = slot.tryAcquire();
   if (immediate) {
-    exchange.slotOutcome = { heavy: true, outcome: "acquired", queue_depth_at_entry: 0, waited_ms: 0 };
+    exchange.slotOutcome = heavySlotOutcome("acquired", 0, 0);
     return immediate;
   }
   const startWait = performance.now();
@@ -295,12 +294,11 @@ async function acquireSlot(
     const lease = await slot.acquire({ signal, maxWaitMs: policy.slot.max_wait_ms, queue });
     // A shared slot has no synchronous tryAcquire: its acquire says whether the holder had to queue.
     if (lease.queued) metrics.observeSlotWait(lease.waitedMs / 1000, "acquired");
-    exchange.slotOutcome = {
-      heavy: true,
-      outcome: lease.queued ? "waited" : "acquired",
-      queue_depth_at_entry: lease.queueDepthAtEntry,
-      waited_ms: round(lease.waitedMs),
-    };
+    exchange.slotOutcome = heavySlotOutcome(
+      lease.queued ? "waited" : "acquired",
+      lease.queueDepthAtEntry,
+      round(lease.waitedMs),
+    );
     return lease;
   } catch (error) {
     const waited = round(performance.now() - startWait);
@@ -312,12 +310,9 @@ async function acquireSlot(
         : "queue_full";
       metrics.observeSlotWait(waited / 1000, outcome);
       // A client that left while waiting is a client_disconnect failure, not a slot outcome.
-      exchange.slotOutcome = outcome === "aborted" ? null : {
-        heavy: true,
-        outcome: outcome === "timeout" ? "timeout" : "refused",
-        waited_ms: waited,
-        queue_depth_at_entry: queueDepthAtDecision,
-      };
+      exchange.slotOutcome = outcome === "aborted"
+        ? null
+        : heavySlotOutcome(outcome === "timeout" ? "timeout" : "refused", queueDepthAtDecision, waited);
     }
     throw error;
   }

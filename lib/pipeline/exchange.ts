@@ -163,6 +163,15 @@ export function newRequestId(): string {
  */
 export const attemptStartedAt: WeakMap<EdrAttempt, number> = new WeakMap();
 
+/** A heavy request's slot outcome for the record, members in RFC 8785 order. */
+export function heavySlotOutcome(
+  outcome: EdrSlotOutcome["outcome"],
+  queueDepthAtEntry: number,
+  waitedMs: number,
+): EdrSlotOutcome {
+  return { heavy: true, outcome, queue_depth_at_entry: queueDepthAtEntry, waited_ms: waitedMs };
+}
+
 /** Rounds a duration to microseconds so records stay short. */
 export function round(ms: number): number {
   return Math.round(ms * 1000) / 1000;

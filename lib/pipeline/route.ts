@@ -9,7 +9,7 @@ import { type Candidate, decide } from "../contract/mod.ts";
 import { RouterError } from "./errors.ts";
 import { type HostSnapshot, hostViews } from "./local_hosts.ts";
 import type { Pipeline } from "./context.ts";
-import { type Exchange, round } from "./exchange.ts";
+import { type Exchange, heavySlotOutcome, round } from "./exchange.ts";
 import { requestFeatures } from "./request_features.ts";
 
 /** Decides where an admitted request may run: its candidates in order, or throws the refusal. */
@@ -41,12 +41,11 @@ export function route(pipeline: Pipeline, exchange: Exchange): Candidate[] {
   exchange.decideMs = round(performance.now() - decideStart);
   const keptOff = decision.slot.kind;
   if (keptOff === "spill" || keptOff === "refuse") {
-    exchange.slotOutcome = {
-      heavy: true,
-      outcome: keptOff === "spill" ? "spilled" : "refused",
-      queue_depth_at_entry: exchange.slotSnapshot.queue_depth,
-      waited_ms: 0,
-    };
+    exchange.slotOutcome = heavySlotOutcome(
+      keptOff === "spill" ? "spilled" : "refused",
+      exchange.slotSnapshot.queue_depth,
+      0,
+    );
   }
   const rejection = decision.rejection;
   if (rejection) {
