@@ -18,6 +18,7 @@ import { REDIS_CLIENT_ENV_NAMES } from "../lib/fleet/redis.ts";
 import {
   configFromEnv,
   exitCannotStart,
+  listenEntry,
   policySecretEnvNames,
   readRouterEnv,
   ROUTER_ENV_NAMES,
@@ -65,10 +66,8 @@ export function serverPermissionFlags(
   ];
 }
 
-/** `host:port` for --allow-net, with an IPv6 literal in brackets (`[::1]:8088`), as Deno parses it. */
-export function listenEntry(host: string, port: number): string {
-  return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
-}
+// The listen address's --allow-net entry, as the permission tests check it beside the flags.
+export { listenEntry };
 
 /** Deno opens paths under these only with --allow-all, which the launcher never grants. */
 const ALL_ACCESS_ONLY = ["/dev", "/proc", "/sys"];

@@ -26,6 +26,14 @@ export const ROUTER_ENV_NAMES = [
 ] as const;
 
 /**
+ * `host:port` with an IPv6 literal in brackets (`[::1]:8088`), as Deno's --allow-net and a URL write it:
+ * the launcher's permission for the listen address, and the server's own URL.
+ */
+export function listenEntry(host: string, port: number): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/**
  * The environment variables a policy names for its secrets: its issuers' keys and the checkpoint key. The
  * server reads them, and the launcher lets it read nothing else besides ROUTER_ENV_NAMES.
  */

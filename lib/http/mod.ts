@@ -6,6 +6,7 @@ export { RouterMetrics } from "./metrics.ts";
 export {
   configFromEnv,
   exitCannotStart,
+  listenEntry,
   policySecretEnvNames,
   readRouterEnv,
   ROUTER_ENV_NAMES,

@@ -18,7 +18,7 @@ import { EdrShipper, openEdrStore } from "../fleet/pg.ts";
 import { createHeavySlot, RedisConnection, RedisLeaseReserver } from "../fleet/redis.ts";
 import { ChatHandler } from "./chat_handler.ts";
 import { serveGuarded } from "./connection_guard.ts";
-import type { RouterConfig } from "./config.ts";
+import { listenEntry, type RouterConfig } from "./config.ts";
 import { RouterMetrics } from "./metrics.ts";
 import { createRouter } from "./router.ts";
 import { BufferedLineWriter } from "./line_writer.ts";
@@ -245,7 +245,7 @@ export async function startServer(config: RouterConfig, options: StartOptions = 
       } in this process (set HI_REDIS_URL to share them)`,
   );
   const addr = server.addr;
-  const url = `http://${addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname}:${addr.port}`;
+  const url = `http://${listenEntry(addr.hostname, addr.port)}`;
   let closing: Promise<void> | null = null;
   return {
     url,
