@@ -30,7 +30,6 @@ const STATIC_TYPES: Record<string, string> = {
 const STATIC_NAME = /^[a-z0-9_-]+\.(html|js|css|svg)$/;
 const REQUEST_ID = /^req_[0-9a-f]{32}$/;
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
-const CURSOR = /^\d{4}-\d{2}-\d{2}\.\d+$/;
 const FILTER_VALUE = /^[A-Za-z0-9_:.-]{1,80}$/;
 const DEFAULT_LIMIT = 50;
 const MAX_LIMIT = 500;
@@ -165,7 +164,7 @@ async function listRecords(source: RecordSource, url: URL): Promise<Response> {
     return apiError(400, "INVALID_DAY", "a day is written YYYY-MM-DD");
   }
   const cursor = params.get("cursor") || undefined;
-  if (cursor !== undefined && !CURSOR.test(cursor)) {
+  if (cursor !== undefined && !source.isCursor(cursor)) {
     return apiError(400, "INVALID_CURSOR", "pass back the next_cursor of the previous page as it was");
   }
   const limitText = params.get("limit");

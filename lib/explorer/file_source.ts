@@ -74,6 +74,10 @@ export class FileRecordSource implements RecordSource {
       .sort((a, b) => (a.day < b.day ? 1 : -1));
   }
 
+  isCursor(cursor: string): boolean {
+    return CURSOR.test(cursor);
+  }
+
   async list(filter: RecordFilter, page: { cursor?: string; limit: number }): Promise<RecordPage> {
     await this.#refresh();
     const after = parseCursor(page.cursor);
@@ -298,8 +302,11 @@ function cursorOf(row: RecordSummary): string {
   return `${row.day}.${row.sequence}`;
 }
 
+/** A page boundary: the day and sequence of the last record of the previous page. */
+const CURSOR = /^(\d{4}-\d{2}-\d{2})\.(\d+)$/;
+
 function parseCursor(cursor: string | undefined): { day: string; sequence: number } | null {
   if (!cursor) return null;
-  const match = /^(\d{4}-\d{2}-\d{2})\.(\d+)$/.exec(cursor);
+  const match = CURSOR.exec(cursor);
   return match ? { day: match[1], sequence: Number(match[2]) } : null;
 }

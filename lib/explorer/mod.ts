@@ -1,4 +1,5 @@
 /** The EDR explorer: a read-only JSON API over a record source, and the static page under `/ui`. */
+import { fileURLToPath } from "node:url";
 export {
   createExplorer,
   type ExplorerHandler,
@@ -20,4 +21,4 @@ export type {
 export { type DayStats, dayStats, LATENCY_BUCKETS_MS, type RecordSummary, summarize } from "./summary.ts";
 
 /** The repository's `ui/` folder, where the page's files are. */
-export const UI_DIR: string = new URL("../../ui/", import.meta.url).pathname;
+export const UI_DIR: string = fileURLToPath(new URL("../../ui/", import.meta.url));

@@ -22,6 +22,7 @@ import {
 import { matches, type RecordSummary, summarize } from "./summary.ts";
 
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
+const CURSOR = /^\d{1,9}$/;
 
 /** Options of the database source. */
 export interface PgSourceOptions {
@@ -50,10 +51,14 @@ export class PgRecordSource implements RecordSource {
     return rows.map(({ day, records }) => ({ day, records }));
   }
 
+  /** A page boundary: the place in the filtered listing where the next page starts. */
+  isCursor(cursor: string): boolean {
+    return CURSOR.test(cursor);
+  }
+
   async list(filter: RecordFilter, page: { cursor?: string; limit: number }): Promise<RecordPage> {
     const all = (await this.#summaries(filter.day)).filter((row) => matches(row, filter));
-    // The cursor is the place in the filtered listing where the next page starts.
-    const start = page.cursor && /^\d{1,9}$/.test(page.cursor) ? Number(page.cursor) : 0;
+    const start = page.cursor && CURSOR.test(page.cursor) ? Number(page.cursor) : 0;
     const records = all.slice(start, start + page.limit);
     const end = start + records.length;
     return { records, next_cursor: end < all.length ? String(end) : null, total: all.length };

@@ -95,6 +95,8 @@ export interface ExplorerReplay {
 export interface RecordSource {
   /** Days that hold records, newest first. */
   days(): Promise<DayCount[]>;
+  /** Whether `cursor` is of the form this source hands out as `next_cursor` (each source has its own). */
+  isCursor(cursor: string): boolean;
   /** Summaries matching `filter`, newest first (by day, then sequence), `limit` of them after `cursor`. */
   list(filter: RecordFilter, page: { cursor?: string; limit: number }): Promise<RecordPage>;
   /** Every summary of one day (for its statistics). */

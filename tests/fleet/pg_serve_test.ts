@@ -147,6 +147,17 @@ Deno.test({
               ) => [r.sequence, r.request_id.slice(4, 10)]),
             ),
           );
+          // Pages of 5 walk every record once, each cursor passed back as it came.
+          const paged: string[] = [];
+          for (let cursor = "";;) {
+            const page = await api(`records?limit=5${cursor ? `&cursor=${cursor}` : ""}`);
+            assert.equal(page.status, 200, JSON.stringify(page.body));
+            paged.push(...page.body.records.map((r: { request_id: string }) => r.request_id));
+            if (page.body.next_cursor === null) break;
+            cursor = page.body.next_cursor;
+          }
+          assert.deepEqual(paged, listed.body.records.map((r: { request_id: string }) => r.request_id));
+          assert.equal((await api("records?cursor=2026-01-01.3")).status, 400, "another source's cursor");
           const ownId = response.headers.get("x-request-id")!;
           assert.equal(listed.body.records[0].request_id, ownId, "newest first");
           const fromA = listed.body.records.find((r: { request_id: string }) => r.request_id !== ownId);
