@@ -14,11 +14,15 @@ import {
   type AcquireOptions,
   GrantedLease,
   type HostSlot,
+  slotAbortedError,
   SlotError,
   type SlotLease,
   type SlotPolicy,
+  slotQueueFullError,
   type SlotSnapshot,
   type SlotStats,
+  slotWaitTimeoutError,
+  waitTimerMs,
 } from "../slot/mod.ts";
 import type { RedisConnection, RedisReply } from "./redis_connection.ts";
 import { CLAIM, ENTER, HEARTBEAT, LEAVE, RELEASE } from "./redis_slot_scripts.ts";
@@ -29,9 +33,6 @@ export const DEFAULT_HOLD_MS = 10_000;
 export const DEFAULT_HEARTBEAT_MS = 1_000;
 /** Default safety poll of a waiting replica, in case a pub/sub message is lost. */
 export const DEFAULT_POLL_MS = 1_000;
-
-// setTimeout overflows above 2^31-1 ms and would fire at once.
-const MAX_TIMER_MS = 2_147_483_647;
 
 /** Options for `RedisHeavySlot.open`. */
 export interface RedisSlotOptions {
@@ -149,7 +150,7 @@ export class RedisHeavySlot implements HostSlot {
     const { signal } = options;
     if (signal?.aborted) {
       this.#stats.wait_aborts++;
-      throw abortedError();
+      throw slotAbortedError();
     }
     const maxQueue = options.queue === false ? 0 : this.#policy.max_queue;
     const enqueuedAt = Date.now();
@@ -164,7 +165,7 @@ export class RedisHeavySlot implements HostSlot {
       if (signal?.aborted) {
         this.#releaseMember(member);
         this.#stats.wait_aborts++;
-        throw abortedError();
+        throw slotAbortedError();
       }
       this.#stats.acquired_immediately++;
       return this.#grant(member, 0, 0, false);
@@ -175,7 +176,7 @@ export class RedisHeavySlot implements HostSlot {
         "SLOT_QUEUE_FULL",
         maxQueue === 0
           ? "the heavy local slot is held by another request (possibly on another replica)"
-          : `the heavy local slot has ${depthAtEntry} requests waiting already; retry later or raise slot.max_queue`,
+          : slotQueueFullError(depthAtEntry).message,
       );
     }
     return await this.#wait(member, enqueuedAt, depthAtEntry, options);
@@ -191,7 +192,7 @@ export class RedisHeavySlot implements HostSlot {
     const maxWaitMs = options.maxWaitMs ?? this.#policy.max_wait_ms;
     return new Promise<SlotLease>((resolve, reject) => {
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const onAbort = () => this.#giveUp(waiter, "aborted", abortedError());
+      const onAbort = () => this.#giveUp(waiter, "aborted", slotAbortedError());
       const waiter: Waiter = {
         member,
         enqueuedAt,
@@ -212,11 +213,8 @@ export class RedisHeavySlot implements HostSlot {
           this.#giveUp(
             waiter,
             "timeout",
-            new SlotError(
-              "SLOT_WAIT_TIMEOUT",
-              `waited ${maxWaitMs} ms for the heavy local slot without getting it; retry later or raise slot.max_wait_ms`,
-            ),
-          ), Math.min(Math.max(0, maxWaitMs), MAX_TIMER_MS));
+            slotWaitTimeoutError(maxWaitMs),
+          ), waitTimerMs(maxWaitMs));
       }
       this.#claim();
     });
@@ -340,7 +338,7 @@ export class RedisHeavySlot implements HostSlot {
     for (const waiter of this.#waiters) {
       waiter.settled = true;
       waiter.cleanup();
-      waiter.reject(abortedError());
+      waiter.reject(slotAbortedError());
     }
     this.#waiters = [];
     return Promise.resolve();
@@ -349,10 +347,6 @@ export class RedisHeavySlot implements HostSlot {
 
 function ticketOf(member: string): number {
   return Number(member.slice(0, member.indexOf(":")));
-}
-
-function abortedError(): SlotError {
-  return new SlotError("SLOT_ABORTED", "the request was cancelled while waiting for the heavy local slot");
 }
 
 function unavailable(error: unknown): SlotError {

@@ -98,9 +98,6 @@ interface Waiter {
   onAbort: (() => void) | null;
 }
 
-// setTimeout overflows above 2^31-1 ms and would fire at once.
-const MAX_TIMER_MS = 2_147_483_647;
-
 function defaultSetTimer(fn: () => void, ms: number): () => void {
   const id = setTimeout(fn, ms);
   return () => clearTimeout(id);
@@ -187,18 +184,13 @@ export class HeavySlot implements HostSlot {
     const { signal } = options;
     if (signal?.aborted) {
       this.#stats.wait_aborts++;
-      return Promise.reject(abortedError());
+      return Promise.reject(slotAbortedError());
     }
     const immediate = this.tryAcquire();
     if (immediate) return Promise.resolve(immediate);
     if (options.queue === false || this.#queue.length >= this.#policy.max_queue) {
       this.#stats.queue_full_refusals++;
-      return Promise.reject(
-        new SlotError(
-          "SLOT_QUEUE_FULL",
-          `the heavy local slot has ${this.#queue.length} requests waiting already; retry later or raise slot.max_queue`,
-        ),
-      );
+      return Promise.reject(slotQueueFullError(this.#queue.length));
     }
     const maxWaitMs = options.maxWaitMs ?? this.#policy.max_wait_ms;
     return new Promise<SlotLease>((resolve, reject) => {
@@ -216,7 +208,7 @@ export class HeavySlot implements HostSlot {
         waiter.onAbort = () => {
           if (this.#remove(waiter)) {
             this.#stats.wait_aborts++;
-            reject(abortedError());
+            reject(slotAbortedError());
           }
         };
         signal.addEventListener("abort", waiter.onAbort, { once: true });
@@ -225,14 +217,9 @@ export class HeavySlot implements HostSlot {
         waiter.cancelTimer = this.#setTimer(() => {
           if (this.#remove(waiter)) {
             this.#stats.wait_timeouts++;
-            reject(
-              new SlotError(
-                "SLOT_WAIT_TIMEOUT",
-                `waited ${maxWaitMs} ms for the heavy local slot without getting it; retry later or raise slot.max_wait_ms`,
-              ),
-            );
+            reject(slotWaitTimeoutError(maxWaitMs));
           }
-        }, Math.min(Math.max(0, maxWaitMs), MAX_TIMER_MS));
+        }, waitTimerMs(maxWaitMs));
       }
     });
   }
@@ -281,8 +268,33 @@ export class HeavySlot implements HostSlot {
   }
 }
 
-function abortedError(): SlotError {
+/** A wait for a heavy slot ended by its request's abort signal. */
+export function slotAbortedError(): SlotError {
   return new SlotError("SLOT_ABORTED", "the request was cancelled while waiting for the heavy local slot");
+}
+
+/** A wait for a heavy slot that lasted `maxWaitMs` without getting it. */
+export function slotWaitTimeoutError(maxWaitMs: number): SlotError {
+  return new SlotError(
+    "SLOT_WAIT_TIMEOUT",
+    `waited ${maxWaitMs} ms for the heavy local slot without getting it; retry later or raise slot.max_wait_ms`,
+  );
+}
+
+/** A queue of `waiting` requests with no room for one more. */
+export function slotQueueFullError(waiting: number): SlotError {
+  return new SlotError(
+    "SLOT_QUEUE_FULL",
+    `the heavy local slot has ${waiting} requests waiting already; retry later or raise slot.max_queue`,
+  );
+}
+
+// setTimeout overflows above 2^31-1 ms and would fire at once.
+const MAX_TIMER_MS = 2_147_483_647;
+
+/** The delay to arm for a wait of `maxWaitMs`: never negative, never past what setTimeout can hold. */
+export function waitTimerMs(maxWaitMs: number): number {
+  return Math.min(Math.max(0, maxWaitMs), MAX_TIMER_MS);
 }
 
 /**
