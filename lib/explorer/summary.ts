@@ -3,6 +3,7 @@
  * record: they read nothing but what the EDR holds (which holds no prompt text).
  */
 import type { EdrRecord } from "../edr/mod.ts";
+import type { RecordFilter } from "./source.ts";
 
 /** One row of the request table. */
 export interface RecordSummary {
@@ -69,19 +70,8 @@ export function summarize(record: EdrRecord): RecordSummary {
   };
 }
 
-/** Whether a summary passes a filter (see RecordFilter in source.ts). */
-export function matches(
-  row: RecordSummary,
-  filter: {
-    day?: string;
-    provider?: string;
-    status?: string;
-    reason?: string;
-    classification?: string;
-    requestId?: string;
-    sequence?: number;
-  },
-): boolean {
+/** Whether a summary passes a filter. */
+export function matches(row: RecordSummary, filter: RecordFilter): boolean {
   if (filter.day && row.day !== filter.day) return false;
   if (filter.provider && row.provider !== filter.provider) return false;
   if (filter.status && row.status !== filter.status) return false;
