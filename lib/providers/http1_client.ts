@@ -431,7 +431,21 @@ interface Target {
   host: string;
 }
 
+/** Parsed targets by URL: a router calls the same few provider URLs, so each is parsed once. */
+const targets = new Map<string, Target>();
+const MAX_CACHED_TARGETS = 256;
+
 function parseTarget(url: string): Target {
+  let target = targets.get(url);
+  if (target === undefined) {
+    target = parseTargetOnce(url);
+    if (targets.size >= MAX_CACHED_TARGETS) targets.clear();
+    targets.set(url, target);
+  }
+  return target;
+}
+
+function parseTargetOnce(url: string): Target {
   const parsed = new URL(url);
   if (parsed.protocol !== "http:") {
     throw new TypeError(`the http/1.1 client only speaks http:, not ${parsed.protocol}`);
