@@ -1,7 +1,8 @@
 /**
  * A bounded boundary, through `deno task serve`: request bodies are counted in bytes as they arrive and
- * refused at `limits.max_body_bytes` without being held whole; a flood of idle or half-sent connections is
- * shed by the connection cap and the header timeout, and running out of file descriptors is survived.
+ * refused at `limits.max_body_bytes` without being held whole, or at `limits.body_timeout_ms` when they stop
+ * arriving; a flood of idle or half-sent connections is shed by the connection cap and the header timeout,
+ * and running out of file descriptors is survived.
  */
 import assert from "node:assert/strict";
 import { policyWith, type ServedRouter, startServeHealthy } from "./serve_harness.ts";
@@ -245,6 +246,44 @@ Deno.test("running out of file descriptors is logged and survived, never fatal",
     const { code } = await router.stop("SIGTERM");
     assert.equal(code, 0, "the router stops cleanly after the flood");
   } finally {
+    await router.close();
+  }
+});
+
+Deno.test("a body that does not arrive within limits.body_timeout_ms gets 408 and its record, and no provider is called", async () => {
+  const bodyTimeoutMs = 400;
+  const router = await startServeHealthy({
+    policy: policyWith({ limits: { body_timeout_ms: bodyTimeoutMs } }),
+  });
+  const { hostname, port } = new URL(router.url);
+  const conn = await Deno.connect({ hostname, port: Number(port) });
+  try {
+    // The head promises 200 bytes; 26 come, then nothing: a client that trickles or withholds its body.
+    const started = performance.now();
+    await writeAll(
+      conn,
+      encoder.encode(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n" +
+          'content-length: 200\r\n\r\n{"messages":[{"role":"us',
+      ),
+    );
+    // Bounds the wait if the router never answers: the read then fails on the closed connection.
+    const guard = setTimeout(() => conn.close(), 10_000);
+    const answer = await readResponse(conn).finally(() => clearTimeout(guard));
+    const waitedMs = performance.now() - started;
+    assert.equal(answer.status, 408, answer.body);
+    const error = JSON.parse(answer.body).error;
+    assert.equal(error.code, "REQUEST_BODY_TIMEOUT");
+    assert.match(error.message, new RegExp(`within ${bodyTimeoutMs} ms`));
+    assert.equal(answer.headers.get("x-should-retry"), "true");
+    assert.ok(waitedMs >= bodyTimeoutMs, `answered after ${Math.round(waitedMs)} ms`);
+    const record = await router.record(answer.headers.get("x-request-id")!);
+    assert.equal(record.failure?.code, "REQUEST_BODY_TIMEOUT");
+    assert.deepEqual(record.attempts, []);
+    assert.equal(router.ollama.requests.length, 0, "no provider saw the request");
+    await chatAnswers(router);
+  } finally {
+    conn.close();
     await router.close();
   }
 });
