@@ -30,6 +30,18 @@ import { fallbackCount, primaryReason } from "../pipeline/mod.ts";
 
 const LOST_RECORD = { code: "EDR_WRITE_FAILED", type: "uncaught_exception" } as const;
 
+/**
+ * The failure a request ended with as its client saw it: the draft's, except that a record the writer lost
+ * (which the draft cannot know) failed the request with EDR_WRITE_FAILED, unless the request was already
+ * refused because the writer was down. The log line and the request span both report this one.
+ */
+export function answeredFailure(
+  draft: EdrDraft,
+  recordLost: boolean,
+): EdrDraft["failure"] | typeof LOST_RECORD {
+  return recordLost && draft.failure?.code !== "EDR_UNAVAILABLE" ? LOST_RECORD : draft.failure;
+}
+
 /** One request's log line as an object, in the order its fields print. */
 export interface RequestLogEntry {
   ts: string;
@@ -69,8 +81,7 @@ export function requestLogEntry(
   recordLost = false,
 ): RequestLogEntry {
   const fallbacks = fallbackCount(draft.attempts);
-  // A lost record fails the request with EDR_WRITE_FAILED, unless the refusal said the writer was down.
-  const failure = recordLost && draft.failure?.code !== "EDR_UNAVAILABLE" ? LOST_RECORD : draft.failure;
+  const failure = answeredFailure(draft, recordLost);
   const level = (failure?.type === "uncaught_exception" && status >= 500) || recordLost
     ? "error"
     : failure || fallbacks > 0 || status >= 400

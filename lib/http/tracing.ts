@@ -15,7 +15,7 @@ import {
 } from "@opentelemetry/api";
 import type { EdrDraft, EdrRecord } from "../edr/mod.ts";
 import { ROUTER_VERSION } from "../version.ts";
-import { fallbackCount, primaryReason } from "./request_log.ts";
+import { answeredFailure, fallbackCount, primaryReason } from "./request_log.ts";
 
 /** `gen_ai.system` of each provider (the GenAI semantic conventions' well-known values). */
 const GEN_AI_SYSTEM: Record<string, string> = { local: "ollama", openai: "openai", anthropic: "anthropic" };
@@ -114,7 +114,14 @@ export class RequestTracer {
     }
     request.record.then(
       (record) => span.setAttribute("hi.edr_hash", record.edr_hash),
-      () => span.setAttribute("hi.edr_written", false),
+      () => {
+        // The client was told the request failed because its record was lost; the span says the same.
+        span.setAttribute("hi.edr_written", false);
+        const lost = answeredFailure(draft, true);
+        const lostReason = primaryReason(draft.decision_factors, draft.candidates[0]?.provider, lost);
+        if (lostReason) span.setAttribute("hi.reason", lostReason);
+        span.setStatus({ code: SpanStatusCode.ERROR, message: lostReason ?? undefined });
+      },
     ).finally(() => span.end(end));
   }
 }

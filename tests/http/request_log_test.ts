@@ -22,6 +22,7 @@ import {
 import { decisionHeaders, RequestObserver } from "../../lib/http/request_observer.ts";
 import { SLOT_DISPOSITION } from "../../lib/contract/mod.ts";
 import { RequestTracer } from "../../lib/http/tracing.ts";
+import { SpanStatusCode, trace, type TracerProvider } from "@opentelemetry/api";
 
 const PROMPT = "a prompt that must never be logged 5521";
 const POLICY = { version: "test-policy", hash: "0".repeat(64) };
@@ -294,6 +295,69 @@ Deno.test("the buffered writer batches lines, finishes partial writes, and caps 
 Deno.test("without OTEL_DENO there is no tracer, so requests make no spans", () => {
   assert.equal(Deno.env.get("OTEL_DENO"), undefined, "run this test without OTEL_DENO");
   assert.equal(RequestTracer.whenEnabled(), null);
+});
+
+/** A span that keeps what the tracer set on it, for a test's fake tracer provider. */
+class KeptSpan {
+  readonly attributes: Record<string, unknown>;
+  status: { code: number; message?: string } | null = null;
+  readonly ended: Promise<void>;
+  #end: () => void;
+  constructor(readonly name: string, attributes: Record<string, unknown> | undefined) {
+    this.attributes = { ...attributes };
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.ended = promise;
+    this.#end = resolve;
+  }
+  isRecording() {
+    return true;
+  }
+  spanContext() {
+    return { traceId: "1".repeat(32), spanId: "1".repeat(16), traceFlags: 1 };
+  }
+  setAttribute(key: string, value: unknown) {
+    this.attributes[key] = value;
+    return this;
+  }
+  setStatus(status: { code: number; message?: string }) {
+    this.status = status;
+    return this;
+  }
+  end() {
+    this.#end();
+  }
+}
+
+Deno.test("a request whose record was lost ends its span as an error with EDR_WRITE_FAILED, as its log line does", async () => {
+  const spans: KeptSpan[] = [];
+  const provider = {
+    getTracer: () => ({
+      startSpan: (name: string, options?: { attributes?: Record<string, unknown> }) => {
+        const span = new KeptSpan(name, options?.attributes);
+        spans.push(span);
+        return span;
+      },
+    }),
+  };
+  assert.ok(trace.setGlobalTracerProvider(provider as unknown as TracerProvider));
+  try {
+    const tracer = RequestTracer.whenEnabled();
+    assert.ok(tracer);
+    const sink = capturingSink();
+    const answered = fallbackExchange();
+    answered.commit(sink, POLICY);
+    const draft = sink.drafts[0];
+    const lost = Promise.reject(new Error("disk full"));
+    tracer.record({ draft, status: 503, startMs: 0, endMs: 5, attemptStartsMs: [0, 1], record: lost });
+    const request = spans.find((s) => s.name === "chat")!;
+    await request.ended;
+    assert.equal(request.attributes["hi.edr_written"], false);
+    assert.equal(request.attributes["hi.reason"], requestLogEntry(draft, 503, 0, "info", true).reason);
+    assert.equal(request.attributes["hi.reason"], "EDR_WRITE_FAILED");
+    assert.equal(request.status?.code, SpanStatusCode.ERROR);
+  } finally {
+    trace.disable();
+  }
 });
 
 Deno.test("the buffered writer sends lines of separate tasks within its batch window in one write", async () => {
