@@ -1,9 +1,11 @@
 /**
- * A real `redis-server` for the fleet tests: started on a free port in a temp folder, without
- * persistence (`--save "" --appendonly no`), stopped (and restartable on the same port) by the test.
- * Without the binary a test skips with a message, except in CI (`CI` set), where it must run.
+ * A real `redis-server` for the fleet tests, plain or TLS-only (with a certificate from a private CA made
+ * by openssl): started on a free port in a temp folder, without persistence (`--save "" --appendonly no`),
+ * stopped (and restartable on the same port) by the test. Without the binary a test skips with a message,
+ * except in CI (`CI` set), where it must run.
  */
 import { createConnection } from "node:net";
+import { connect as connectTls } from "node:tls";
 
 /** Whether redis-server is installed; throws in CI when it is not (CI must run the fleet tests). */
 export function redisAvailable(): boolean {
@@ -19,11 +21,24 @@ export function redisAvailable(): boolean {
   return found;
 }
 
+/** Whether openssl is installed (to make a TLS server's certificates); throws in CI when it is not. */
+export function opensslAvailable(): boolean {
+  const found = new Deno.Command("sh", { args: ["-c", "command -v openssl"], stdout: "null", stderr: "null" })
+    .outputSync().success;
+  if (!found && Deno.env.get("CI")) {
+    throw new Error("openssl is not installed, and CI must run the TLS tests: apt-get install -y openssl");
+  }
+  if (!found) console.warn("skipping: openssl is not installed (apt-get install -y openssl)");
+  return found;
+}
+
 /** A running redis-server. */
 export interface RedisServer {
-  /** `redis://127.0.0.1:PORT` (with `:password@` when one was set). */
+  /** `redis://127.0.0.1:PORT` (with `:password@` when one was set), `rediss://` when it speaks TLS. */
   url: string;
   port: number;
+  /** With `tls`: the PEM file of the private CA that signed the server's certificate. */
+  caFile: string | null;
   /** Stops the server (SIGTERM, waits for exit); its data is gone (no persistence). */
   stop(): Promise<void>;
   /** Starts it again on the same port. */
@@ -40,14 +55,19 @@ function freePort(): number {
   return port;
 }
 
-/** Resolves once something accepts TCP connections on the port and answers PING; rejects after `ms`. */
-async function waitForPing(port: number, password: string | undefined, ms = 10_000): Promise<void> {
+/**
+ * Resolves once something accepts connections on the port and answers PING (over TLS trusting `ca` when
+ * given); rejects after `ms`.
+ */
+async function waitForPing(port: number, password: string | undefined, ca: string | null, ms = 10_000) {
   const deadline = Date.now() + ms;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
-      const socket = createConnection({ host: "127.0.0.1", port });
+      const socket = ca === null
+        ? createConnection({ host: "127.0.0.1", port })
+        : connectTls({ host: "127.0.0.1", port, ca, servername: "localhost" });
       let data = "";
-      socket.on("connect", () => {
+      socket.on(ca === null ? "connect" : "secureConnect", () => {
         socket.write(password ? `AUTH ${password}\r\nPING\r\n` : "PING\r\n");
       });
       socket.on("data", (chunk) => {
@@ -70,15 +90,95 @@ async function waitForPing(port: number, password: string | undefined, ms = 10_0
   }
 }
 
-/** Starts redis-server on a free port in a fresh temp folder. */
-export async function startRedisServer(options: { password?: string } = {}): Promise<RedisServer> {
+/** Runs openssl with `args` in `dir`; throws with its output when it fails. */
+function openssl(dir: string, args: string[]): void {
+  const { success, stderr } = new Deno.Command("openssl", { args, cwd: dir, stdout: "null", stderr: "piped" })
+    .outputSync();
+  if (!success) throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(stderr)}`);
+}
+
+/**
+ * A private CA (`ca.pem`) and a server certificate it signed for localhost and 127.0.0.1 (`server.pem`,
+ * `server.key`), made in `dir`.
+ */
+function makeCertificates(dir: string): void {
+  const days = ["-days", "2"];
+  openssl(dir, [
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    ...days,
+    "-subj",
+    "/CN=hi-test-ca",
+  ]);
+  openssl(dir, [
+    "req",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    "server.key",
+    "-out",
+    "server.csr",
+    "-subj",
+    "/CN=localhost",
+  ]);
+  Deno.writeTextFileSync(`${dir}/san.cnf`, "subjectAltName=DNS:localhost,IP:127.0.0.1\n");
+  openssl(dir, [
+    "x509",
+    "-req",
+    "-in",
+    "server.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "server.pem",
+    ...days,
+    "-extfile",
+    "san.cnf",
+  ]);
+}
+
+/**
+ * Starts redis-server on a free port in a fresh temp folder; with `tls`, it listens only for TLS, with a
+ * certificate from a private CA made for it (`caFile`).
+ */
+export async function startRedisServer(
+  options: { password?: string; tls?: boolean } = {},
+): Promise<RedisServer> {
   const dir = await Deno.makeTempDir({ prefix: "hi-redis-" });
   const port = freePort();
+  if (options.tls) makeCertificates(dir);
+  const ca = options.tls ? Deno.readTextFileSync(`${dir}/ca.pem`) : null;
   let child: Deno.ChildProcess | null = null;
   const start = async () => {
+    const listen = options.tls
+      ? [
+        "--port",
+        "0",
+        "--tls-port",
+        String(port),
+        "--tls-cert-file",
+        `${dir}/server.pem`,
+        "--tls-key-file",
+        `${dir}/server.key`,
+        "--tls-ca-cert-file",
+        `${dir}/ca.pem`,
+        "--tls-auth-clients",
+        "no",
+      ]
+      : ["--port", String(port)];
     const args = [
-      "--port",
-      String(port),
+      ...listen,
       "--bind",
       "127.0.0.1",
       "--dir",
@@ -90,7 +190,7 @@ export async function startRedisServer(options: { password?: string } = {}): Pro
     ];
     if (options.password) args.push("--requirepass", options.password);
     child = new Deno.Command("redis-server", { args, stdin: "null", stdout: "null", stderr: "null" }).spawn();
-    await waitForPing(port, options.password);
+    await waitForPing(port, options.password, ca);
   };
   const stop = async () => {
     if (!child) return;
@@ -104,8 +204,9 @@ export async function startRedisServer(options: { password?: string } = {}): Pro
   await start();
   const auth = options.password ? `:${encodeURIComponent(options.password)}@` : "";
   return {
-    url: `redis://${auth}127.0.0.1:${port}`,
+    url: `${options.tls ? "rediss" : "redis"}://${auth}127.0.0.1:${port}`,
     port,
+    caFile: options.tls ? `${dir}/ca.pem` : null,
     stop,
     start,
     async close() {
