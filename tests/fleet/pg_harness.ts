@@ -6,12 +6,15 @@
  */
 
 import postgres from "postgres";
+import { makeCertificates } from "./test_certificates.ts";
 
 /** A running test PostgreSQL. */
 export interface TestPostgres {
   /** `postgres://hi:<password>@127.0.0.1:<port>/hi` */
   url: string;
   port: number;
+  /** With `tls`: the PEM file of the private CA that signed the server's certificate. */
+  caFile: string | null;
   /** Stops the server (fast shutdown) and waits for it to exit; `start()` brings it back on the same port. */
   stop(): Promise<void>;
   start(): Promise<void>;
@@ -66,12 +69,23 @@ async function run(cmd: string[], env: Record<string, string> = {}): Promise<str
   return text;
 }
 
-/** Starts a fresh PostgreSQL with a database `hi` owned by the password user `hi`. */
-export async function startPostgres(): Promise<TestPostgres> {
+/**
+ * Starts a fresh PostgreSQL with a database `hi` owned by the password user `hi`; with `tls`, it also
+ * accepts TLS (`ssl=on`) with a certificate from a private CA made for it (`caFile`).
+ */
+export async function startPostgres(options: { tls?: boolean } = {}): Promise<TestPostgres> {
   const bin = postgresBinDir();
   if (bin === null) throw new Error("PostgreSQL is not installed (apt-get install -y postgresql)");
   const dir = await Deno.makeTempDir({ prefix: "hi-pg-" });
   await Deno.chmod(dir, 0o755);
+  // PostgreSQL refuses a key file others can read.
+  if (options.tls) {
+    makeCertificates(dir);
+    await Deno.chmod(`${dir}/server.key`, 0o600);
+  }
+  const tls = options.tls
+    ? ` -c ssl=on -c ssl_cert_file=${dir}/server.pem -c ssl_key_file=${dir}/server.key`
+    : "";
   const data = `${dir}/data`;
   const pwFile = `${dir}/pw`;
   await Deno.writeTextFile(pwFile, PASSWORD);
@@ -101,7 +115,7 @@ export async function startPostgres(): Promise<TestPostgres> {
       "-l",
       `${dir}/log`,
       "-o",
-      `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`,
+      `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off${tls}`,
       "start",
     ]);
     running = true;
@@ -130,6 +144,7 @@ export async function startPostgres(): Promise<TestPostgres> {
   return {
     url: `postgres://hi:${PASSWORD}@127.0.0.1:${port}/hi`,
     port,
+    caFile: options.tls ? `${dir}/ca.pem` : null,
     stop,
     start,
     async close() {

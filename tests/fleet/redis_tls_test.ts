@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { runTask, startServeHealthy } from "../e2e/serve_harness.ts";
-import { opensslAvailable, redisAvailable, startRedisServer } from "./redis_server.ts";
+import { redisAvailable, startRedisServer } from "./redis_server.ts";
+import { opensslAvailable } from "./test_certificates.ts";
 
 const available = redisAvailable() && opensslAvailable();
 
