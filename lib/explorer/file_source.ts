@@ -57,7 +57,7 @@ export class FileRecordSource implements RecordSource {
   readonly #byId = new Map<string, { day: string; index: number }>();
   #refreshing: Promise<void> = Promise.resolve();
   #queued: Promise<void> | null = null;
-  #verifying: Promise<VerifyResult> | null = null;
+  #verifying = new Map<string, Promise<VerifyResult>>();
   // One read buffer for every log: refreshes run one at a time.
   readonly #block = new Uint8Array(BLOCK_BYTES);
 
@@ -127,12 +127,17 @@ export class FileRecordSource implements RecordSource {
   }
 
   async verifyDay(day: string): Promise<DayVerification> {
-    // verify reads the whole tree: calls that arrive while one runs share its result.
-    this.#verifying ??= (async () => {
-      await this.#options.flush?.();
-      return await verifyTree(join(this.#dir, "edr"));
-    })().finally(() => this.#verifying = null);
-    return dayVerification(day, await this.#verifying);
+    // Only the day's own folder, log and checkpoints are read; calls for a day that arrive while its
+    // verify runs share the result.
+    let verifying = this.#verifying.get(day);
+    if (verifying === undefined) {
+      verifying = (async () => {
+        await this.#options.flush?.();
+        return await verifyTree(join(this.#dir, "edr"), { day: day.replaceAll("-", "/") });
+      })().finally(() => this.#verifying.delete(day));
+      this.#verifying.set(day, verifying);
+    }
+    return dayVerification(day, await verifying);
   }
 
   async replay(requestId: string): Promise<ExplorerReplay | null> {

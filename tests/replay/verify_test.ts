@@ -169,6 +169,31 @@ Deno.test("verify proves a day of records intact and names every damaged record"
       },
     );
 
+    await t.step("a day's verify reads only that day: its folder, its log and its checkpoints", async () => {
+      const other = join(edrDir, "2026", "11", "28");
+      const moved = join(other, `${bySequence.get(5)!.decision_core_hash}.json`);
+      const stray = join(edrDir, "stray.json");
+      await Deno.mkdir(other, { recursive: true });
+      await Deno.rename(abs(5), moved);
+      await Deno.writeTextFile(stray, "not a record");
+      try {
+        const day = await verifyTree(edrDir, { day: DAY });
+        assert.equal(day.records, RECORDS - 1);
+        assert.equal(day.days, 1);
+        assert.deepEqual(day.findings.map((f) => [f.kind, f.sequence]), [["missing", 5]]);
+        const next = await verifyTree(edrDir, { day: "2026/11/28" });
+        assert.equal(next.records, 1);
+        assert.deepEqual(next.findings.map((f) => f.kind), ["misplaced"]);
+        const whole = await verifyTree(edrDir);
+        assert.equal(whole.records, RECORDS + 1);
+        assert.ok(named(whole.findings, "stray.json"), JSON.stringify(whole.findings));
+      } finally {
+        await Deno.rename(moved, abs(5));
+        await Deno.remove(other, { recursive: true });
+        await Deno.remove(stray);
+      }
+    });
+
     await t.step("a record moved to another day's folder is reported as misplaced", async () => {
       const moved = join(edrDir, "2026", "11", "28", `${bySequence.get(5)!.decision_core_hash}.json`);
       const result = await damaged([5], async () => {
