@@ -1,5 +1,6 @@
 /**
- * `deno task verify [dir] [--json] [--expect-head HASH] [--checkpoint-key-file FILE]`: checks an EDR tree
+ * `deno task verify [dir] [--day YYYY-MM-DD] [--json] [--expect-head HASH] [--checkpoint-key-file FILE]`: checks
+ * an EDR tree
  * (default `$HI_ARTIFACTS_DIR/edr`, else `./artifacts/edr`) for altered, missing, duplicated, misplaced or
  * reordered records, a missing write-ahead log, and tails cut or re-chained after a signed checkpoint,
  * naming each. Exit 0 when intact, 1 on any finding, 3 when verify itself cannot finish (a folder or log it
@@ -21,9 +22,10 @@ import {
 } from "../lib/fleet/pg.ts";
 
 const USAGE =
-  "usage: deno task verify [dir] [--json] [--expect-head HASH]... [--checkpoint-key-file FILE]\n" +
+  "usage: deno task verify [dir] [--day YYYY-MM-DD] [--json] [--expect-head HASH]... [--checkpoint-key-file FILE]\n" +
   "       deno task verify --database URL [--json] [--checkpoint-key-file FILE]\n" +
   "  dir: an artifacts folder or its edr/ folder (default $HI_ARTIFACTS_DIR/edr or ./artifacts/edr)\n" +
+  "  --day YYYY-MM-DD: check only that UTC day (its record files, write-ahead log and checkpoints)\n" +
   "  --expect-head HASH: an edr_hash taken from GET /v1/edr/head that must still be in a day's chain\n" +
   "  --checkpoint-key-file FILE: the checkpoint HMAC secret (the value of the policy's " +
   "checkpoints.hmac_secret_env), to check checkpoint signatures\n" +
@@ -41,6 +43,7 @@ async function main(args: string[]): Promise<number> {
         json: { type: "boolean", default: false },
         "expect-head": { type: "string", multiple: true, default: [] },
         "checkpoint-key-file": { type: "string" },
+        day: { type: "string" },
         database: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
@@ -59,8 +62,10 @@ async function main(args: string[]): Promise<number> {
   }
   const database = parsed.values.database;
   if (database !== undefined) {
-    if (parsed.positionals.length > 0 || parsed.values["expect-head"].length > 0) {
-      console.error(`--database verifies the database only; give no folder and no --expect-head\n${USAGE}`);
+    if (parsed.positionals.length > 0 || parsed.values["expect-head"].length > 0 || parsed.values.day) {
+      console.error(
+        `--database verifies the database only; give no folder, --day or --expect-head\n${USAGE}`,
+      );
       return 64;
     }
     let target: DatabaseTarget;
@@ -93,11 +98,21 @@ async function main(args: string[]): Promise<number> {
   }
   const checkpointSecret = await checkpointSecretOf(parsed.values["checkpoint-key-file"]);
   if (typeof checkpointSecret === "number") return checkpointSecret;
+  const day = parsed.values.day;
+  if (day !== undefined && !isDay(day)) {
+    console.error(`--day ${day} is not a day; pass a UTC date as YYYY-MM-DD\n${USAGE}`);
+    return 64;
+  }
 
   const bar = Deno.stderr.isTerminal() ? progressBar() : undefined;
   let result;
   try {
-    result = await verifyTree(dir, { onProgress: bar?.update, expectHeads, checkpointSecret });
+    result = await verifyTree(dir, {
+      onProgress: bar?.update,
+      expectHeads,
+      checkpointSecret,
+      day: day?.replaceAll("-", "/"),
+    });
   } catch (error) {
     console.error(`verify could not finish: ${(error as Error).message}`);
     return 3;
@@ -107,9 +122,16 @@ async function main(args: string[]): Promise<number> {
 
   return report(result, parsed.values.json, {
     finding: (f) => f.message,
-    intact: `in ${result.days} day(s) under ${dir}`,
-    damaged: `under ${dir}`,
+    intact: day === undefined ? `in ${result.days} day(s) under ${dir}` : `on ${day} under ${dir}`,
+    damaged: day === undefined ? `under ${dir}` : `on ${day} under ${dir}`,
   });
+}
+
+/** Whether `text` is a real calendar day written YYYY-MM-DD. */
+function isDay(text: string): boolean {
+  const time = Date.parse(`${text}T00:00:00Z`);
+  return /^\d{4}-\d{2}-\d{2}$/.test(text) && !Number.isNaN(time) &&
+    new Date(time).toISOString().startsWith(text);
 }
 
 /** How `report` says where the findings are. */

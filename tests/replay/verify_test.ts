@@ -235,6 +235,14 @@ Deno.test("verify proves a day of records intact and names every damaged record"
         await Deno.writeFile(abs(123), saved);
       }
       assert.equal((await run([join(art.dir, "nope")])).code, 64);
+      const oneDay = await run([edrDir, "--day", DAY.replaceAll("/", "-")]);
+      assert.equal(oneDay.code, 0, oneDay.stdout);
+      assert.match(oneDay.stdout, /intact: 1000 record\(s\) on 2026-11-27 under /);
+      const emptyDay = await run([edrDir, "--day", "2026-11-26"]);
+      assert.match(emptyDay.stdout, /intact: 0 record\(s\) on 2026-11-26/);
+      for (const bad of ["2026-11-31", "2026-13-01", "27.11.2026"]) {
+        assert.equal((await run([edrDir, "--day", bad])).code, 64, bad);
+      }
     });
   } finally {
     await Deno.remove(art.dir, { recursive: true });
