@@ -12,6 +12,7 @@ import {
 import { hashCanonical } from "../lib/edr/mod.ts";
 import { chatRequestSchema } from "../lib/inbound/openai/mod.ts";
 import { requestFeatures } from "../lib/pipeline/request_features.ts";
+import { pathnameOf } from "../lib/http/router.ts";
 
 const policy = parsePolicy(BUILTIN_POLICY_SOURCE);
 const body = {
@@ -53,4 +54,13 @@ Deno.bench("decide() with features and the effective contract", () => {
 
 Deno.bench("input hash (RFC 8785 + SHA-256 of the request)", () => {
   hashCanonical(body);
+});
+
+// The route's path: read off the string for an inference path, against the URL parser (its plain twin).
+const requestUrl = "http://127.0.0.1:8080/v1/chat/completions";
+Deno.bench("fast path: pathnameOf an inference URL", { group: "pathname" }, () => {
+  pathnameOf(requestUrl);
+});
+Deno.bench("fast path twin: new URL().pathname", { group: "pathname", baseline: true }, () => {
+  new URL(requestUrl).pathname;
 });

@@ -69,8 +69,7 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
   const keysRequired = policy.client_keys.length > 0;
   const clientKeyOf = (request: Request) =>
     checkClientKey(request.headers, { keys: policy.client_keys, allowXApiKey: true });
-  const route = async (request: Request): Promise<Response> => {
-    const path = new URL(request.url).pathname;
+  const route = async (request: Request, path: string): Promise<Response> => {
     const inference = request.method === "POST" &&
       (path === "/v1/chat/completions" || path === "/v1/messages");
     // The explorer's page loads without a key (it asks for one); its API needs one like every route.
@@ -183,13 +182,32 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
     );
   };
   return async (request: Request): Promise<Response> => {
-    const response = await route(request);
+    const path = pathnameOf(request.url);
+    const response = await route(request, path);
     // Inference answers carry their EDR's request id already; every other answer gets one of its own.
-    if (!response.headers.has("x-request-id")) {
+    if (!INFERENCE_PATHS.has(path) && !response.headers.has("x-request-id")) {
       response.headers.set("x-request-id", newRequestId());
     }
     return response;
   };
+}
+
+/** The paths whose answers (and records) always carry their request id. */
+const INFERENCE_PATHS = new Set(["/v1/chat/completions", "/v1/messages"]);
+
+/**
+ * The URL's path as `new URL(url).pathname` (its plain twin) gives it. When what follows the host is exactly
+ * an inference path, the path under load, it already is what the parser would return (it has no dot
+ * segment, escape, query or fragment) and is used as it is; anything else goes through the parser.
+ * tests/http/pathname_test.ts holds the two equal; bench/request_path_bench.ts times them.
+ */
+export function pathnameOf(url: string): string {
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  if (start !== -1) {
+    const raw = url.slice(start);
+    if (INFERENCE_PATHS.has(raw)) return raw;
+  }
+  return new URL(url).pathname;
 }
 
 /**
