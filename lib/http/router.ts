@@ -185,7 +185,8 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
     const path = pathnameOf(request.url);
     const response = await route(request, path);
     // Inference answers carry their EDR's request id already; every other answer gets one of its own.
-    if (!INFERENCE_PATHS.has(path) && !response.headers.has("x-request-id")) {
+    const inference = request.method === "POST" && INFERENCE_PATHS.has(path);
+    if (!inference && !response.headers.has("x-request-id")) {
       response.headers.set("x-request-id", newRequestId());
     }
     return response;
