@@ -69,9 +69,7 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
   const keysRequired = policy.client_keys.length > 0;
   const clientKeyOf = (request: Request) =>
     checkClientKey(request.headers, { keys: policy.client_keys, allowXApiKey: true });
-  const route = async (request: Request, path: string): Promise<Response> => {
-    const inference = request.method === "POST" &&
-      (path === "/v1/chat/completions" || path === "/v1/messages");
+  const route = async (request: Request, path: string, inference: boolean): Promise<Response> => {
     // The explorer's page loads without a key (it asks for one); its API needs one like every route.
     const explorerKind = options.explorer ? explorerPathKind(path) : null;
     if (keysRequired && !inference && path !== "/healthz" && path !== "/readyz" && explorerKind !== "ui") {
@@ -183,9 +181,9 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
   };
   return async (request: Request): Promise<Response> => {
     const path = pathnameOf(request.url);
-    const response = await route(request, path);
-    // Inference answers carry their EDR's request id already; every other answer gets one of its own.
     const inference = request.method === "POST" && INFERENCE_PATHS.has(path);
+    const response = await route(request, path, inference);
+    // Inference answers carry their EDR's request id already; every other answer gets one of its own.
     if (!inference && !response.headers.has("x-request-id")) {
       response.headers.set("x-request-id", newRequestId());
     }
@@ -193,7 +191,7 @@ export function createRouter(options: RouterOptions): (request: Request) => Prom
   };
 }
 
-/** The paths whose answers (and records) always carry their request id. */
+/** The chat routes: POSTed, they run the pipeline, whose answers (and records) carry their request id. */
 const INFERENCE_PATHS = new Set(["/v1/chat/completions", "/v1/messages"]);
 
 /**
