@@ -431,21 +431,10 @@ interface Target {
   host: string;
 }
 
-/** Parsed targets by URL: a router calls the same few provider URLs, so each is parsed once. */
-const targets = new Map<string, Target>();
+/** Parsed targets an agent keeps at most: a router calls the same few provider URLs. */
 const MAX_CACHED_TARGETS = 256;
 
 function parseTarget(url: string): Target {
-  let target = targets.get(url);
-  if (target === undefined) {
-    target = parseTargetOnce(url);
-    if (targets.size >= MAX_CACHED_TARGETS) targets.clear();
-    targets.set(url, target);
-  }
-  return target;
-}
-
-function parseTargetOnce(url: string): Target {
   const parsed = new URL(url);
   if (parsed.protocol !== "http:") {
     throw new TypeError(`the http/1.1 client only speaks http:, not ${parsed.protocol}`);
@@ -470,6 +459,8 @@ export class Http1Agent {
   #readTimeoutMs: number;
   #closed = false;
   #busy = new Set<Http1Connection>();
+  /** Each URL parsed once (`parseTarget`), by URL. */
+  #targets = new Map<string, Target>();
   #sweepTimer: ReturnType<typeof setInterval> | null = null;
 
   constructor(options: Http1AgentOptions = {}) {
@@ -481,7 +472,7 @@ export class Http1Agent {
   /** Sends one request; resolves at the response head, like `fetch`. Rejects on connect or framing errors. */
   readonly fetch = async (url: string, init: UpstreamInit = {}): Promise<UpstreamResponse> => {
     if (this.#closed) throw new TypeError("the http/1.1 client is closed");
-    const target = parseTarget(url);
+    const target = this.#targetOf(url);
     const method = (init.method ?? "GET").toUpperCase();
     const request = this.#encodeRequest(target, method, init);
     const signal = init.signal;
@@ -533,6 +524,16 @@ export class Http1Agent {
     head += "\r\n";
     const headBytes = encoder.encode(head);
     return body.length === 0 ? headBytes : concatBytes([headBytes, body]);
+  }
+
+  #targetOf(url: string): Target {
+    let target = this.#targets.get(url);
+    if (target === undefined) {
+      target = parseTarget(url);
+      if (this.#targets.size >= MAX_CACHED_TARGETS) this.#targets.clear();
+      this.#targets.set(url, target);
+    }
+    return target;
   }
 
   #takeIdle(key: string): Http1Connection | undefined {
