@@ -111,7 +111,7 @@ async function main(args: string[]): Promise<number> {
       onProgress: bar?.update,
       expectHeads,
       checkpointSecret,
-      day: day?.replaceAll("-", "/"),
+      day,
     });
   } catch (error) {
     console.error(`verify could not finish: ${(error as Error).message}`);

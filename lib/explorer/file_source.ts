@@ -133,7 +133,7 @@ export class FileRecordSource implements RecordSource {
     if (verifying === undefined) {
       verifying = (async () => {
         await this.#options.flush?.();
-        return await verifyTree(join(this.#dir, "edr"), { day: day.replaceAll("-", "/") });
+        return await verifyTree(join(this.#dir, "edr"), { day });
       })().finally(() => this.#verifying.delete(day));
       this.#verifying.set(day, verifying);
     }

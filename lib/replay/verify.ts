@@ -82,8 +82,9 @@ export interface VerifyOptions {
   /** Called after each file with (done, total), e.g. to draw a progress bar. */
   onProgress?: (done: number, total: number) => void;
   /**
-   * Only this day (`YYYY/MM/DD`): its folder, its write-ahead log and its checkpoints. Other days and record
-   * files outside any day folder are not looked at, so a day is checked in the time its own records take.
+   * Only this UTC day (`YYYY-MM-DD`): its folder, its write-ahead log and its checkpoints. Other days and
+   * record files outside any day folder are not looked at, so a day is checked in the time its own records
+   * take.
    */
   day?: string;
 }
@@ -122,7 +123,8 @@ export async function verifyTree(edrDir: string, options: VerifyOptions = {}): P
     if (result.findings.length < maxFindings) result.findings.push(finding);
     else result.findings_omitted++;
   };
-  const only = options.day;
+  // Days are keyed by their folder, YYYY/MM/DD.
+  const only = options.day?.replaceAll("-", "/");
   const tree = only === undefined ? await mapTree(root) : mapDay(root, only);
   const inScope = (days: Set<string>) =>
     only === undefined ? days : new Set([...days].filter((d) => d === only));

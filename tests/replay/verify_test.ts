@@ -177,11 +177,11 @@ Deno.test("verify proves a day of records intact and names every damaged record"
       await Deno.rename(abs(5), moved);
       await Deno.writeTextFile(stray, "not a record");
       try {
-        const day = await verifyTree(edrDir, { day: DAY });
+        const day = await verifyTree(edrDir, { day: DAY.replaceAll("/", "-") });
         assert.equal(day.records, RECORDS - 1);
         assert.equal(day.days, 1);
         assert.deepEqual(day.findings.map((f) => [f.kind, f.sequence]), [["missing", 5]]);
-        const next = await verifyTree(edrDir, { day: "2026/11/28" });
+        const next = await verifyTree(edrDir, { day: "2026-11-28" });
         assert.equal(next.records, 1);
         assert.deepEqual(next.findings.map((f) => f.kind), ["misplaced"]);
         const whole = await verifyTree(edrDir);
