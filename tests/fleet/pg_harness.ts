@@ -5,22 +5,12 @@
  * /usr/lib/postgresql/<version>/bin, where Debian's `apt-get install -y postgresql` puts them.
  */
 
+import { freePort, type TestServer } from "./test_server.ts";
 import postgres from "postgres";
 import { makeCertificates } from "./test_certificates.ts";
 
-/** A running test PostgreSQL. */
-export interface TestPostgres {
-  /** `postgres://hi:<password>@127.0.0.1:<port>/hi` */
-  url: string;
-  port: number;
-  /** With `tls`: the PEM file of the private CA that signed the server's certificate. */
-  caFile: string | null;
-  /** Stops the server (fast shutdown) and waits for it to exit; `start()` brings it back on the same port. */
-  stop(): Promise<void>;
-  start(): Promise<void>;
-  /** Stops it if running and removes the temp folder. */
-  close(): Promise<void>;
-}
+/** A running test PostgreSQL: `postgres://hi:<password>@127.0.0.1:<port>/hi`; stopped with a fast shutdown. */
+export type TestPostgres = TestServer;
 
 const PASSWORD = "s3cret-test-pw";
 
@@ -49,13 +39,6 @@ export function postgresSkipReason(): string | null {
   if (postgresBinDir() !== null) return null;
   if (Deno.env.get("CI")) throw new Error("PostgreSQL (initdb) not found in CI: .ci/run must install it");
   return "PostgreSQL is not installed (apt-get install -y postgresql); skipping";
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 const isRoot = Deno.uid() === 0;

@@ -4,6 +4,7 @@
  * stopped (and restartable on the same port) by the test. Without the binary a test skips with a message,
  * except in CI (`CI` set), where it must run.
  */
+import { freePort, type TestServer } from "./test_server.ts";
 import { createConnection } from "node:net";
 import { connect as connectTls } from "node:tls";
 import { makeCertificates } from "./test_certificates.ts";
@@ -22,28 +23,11 @@ export function redisAvailable(): boolean {
   return found;
 }
 
-/** A running redis-server. */
-export interface RedisServer {
-  /** `redis://127.0.0.1:PORT` (with `:password@` when one was set), `rediss://` when it speaks TLS. */
-  url: string;
-  port: number;
-  /** With `tls`: the PEM file of the private CA that signed the server's certificate. */
-  caFile: string | null;
-  /** Stops the server (SIGTERM, waits for exit); its data is gone (no persistence). */
-  stop(): Promise<void>;
-  /** Starts it again on the same port. */
-  start(): Promise<void>;
-  /** Stops it and removes the temp folder. */
-  close(): Promise<void>;
-}
-
-/** A port nobody listens on now. */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
+/**
+ * A running redis-server: `redis://127.0.0.1:PORT` (with `:password@` when one was set), `rediss://` with
+ * TLS; once stopped its data is gone (no persistence).
+ */
+export type RedisServer = TestServer;
 
 /**
  * Resolves once something accepts connections on the port and answers PING (over TLS trusting `ca` when
